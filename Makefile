@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make run   create .venv, install cnnlab, train the default model on MNIST, print the test error
+#   make test  create or reuse .venv, install the test extras, lint and run the whole test suite
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+# PyTorch's CPU build. On this project's machines it comes from a local wheel; elsewhere on
+# Linux, add TORCH_INDEX=https://download.pytorch.org/whl/cpu to skip the multi-GB CUDA build.
+TORCH := torch==2.13.0
+TORCH_INDEX ?=
+# Data: $CNNLAB_DATA if set, else ../shared/data when it exists (CI and developer machines),
+# else cnnlab's default cache, ~/.cache/cnnlab, filled by download on first use.
+ifeq ($(origin CNNLAB_DATA), undefined)
+ifneq ($(wildcard ../shared/data/mnist),)
+export CNNLAB_DATA := $(abspath ../shared/data)
+endif
+endif
+
+.PHONY: run test lint clean
+run: $(VENV)/.installed
+	$(BIN)/cnnlab train
+
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,201 @@
+"""The ``cnnlab`` command: a thin layer over the library, one function per command."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from typer.exceptions import TyperException
+
+from cnnlab.errors import CnnlabError
+
+app = typer.Typer(
+    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
+    help="Train and use convolutional networks for small images (MNIST first), fast, on a CPU.",
+)
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, or a path")]
+DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [default: $CNNLAB_DATA or ~/.cache/cnnlab]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text")]
+
+
+@app.command("train")
+def train_command(
+    model: Annotated[str, typer.Option(help="Architecture, see 'cnnlab models'")] = "cnn",
+    dataset: DatasetOpt = "mnist",
+    epochs: Annotated[int, typer.Option(help="Passes over the training set")] = 2,
+    batch_size: Annotated[int, typer.Option(help="Images per training step")] = 128,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: per optimizer]")] = None,
+    optimizer: Annotated[str, typer.Option(help="adam, sgd or adadelta")] = "adam",
+    schedule: Annotated[str, typer.Option(help="onecycle, step or constant")] = "onecycle",
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
+    val_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation")] = 0.1,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per core]")] = None,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: a new runs/<model>-<dataset>-seed<S>]")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,
+) -> None:
+    """Train a model; print a line per epoch and the test error; save the run directory."""
+    from cnnlab.train import TrainConfig, train
+
+    dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
+    out = out or new_run_dir(Path("runs") / f"{model}-{dataset_label}-seed{seed}")
+    if (out / "model.safetensors").exists() and not overwrite:
+        raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
+    config = TrainConfig(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr,
+                         optimizer=optimizer, schedule=schedule, seed=seed, val_split=val_split, limit=limit,
+                         device=device, threads=threads, data_dir=str(data_dir) if data_dir else None, out=str(out))
+    train(config)
+
+
+def new_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+@app.command("evaluate")
+def evaluate_command(
+    model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="[default: the model's own]")] = None,
+    data_dir: DataDirOpt = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N test images")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a trained model on a test set: error, per-class accuracy, confusion matrix."""
+    from cnnlab.evaluate import evaluate
+
+    metrics = evaluate(model, dataset, data_dir, limit)
+    if as_json:
+        print(json.dumps(metrics))
+        return
+    print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%), "
+          f"loss {metrics['test_loss']:.4f}")
+    print("Per-class accuracy: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics["per_class_accuracy"].items()))
+
+
+@app.command("predict")
+def predict_command(
+    model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
+    paths: Annotated[list[Path], typer.Argument(help="Images, folders of images, or pixel CSV files")],
+    top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict the label of each image."""
+    from cnnlab.predict import predict_files
+
+    if top < 1:
+        raise CnnlabError(f"--top must be at least 1, got {top}")
+    for p in predict_files(model, list(paths), top):
+        if as_json:
+            print(json.dumps(p.to_json()))
+        else:
+            others = ", ".join(f"{label} {100 * prob:.1f}%" for label, prob in p.top[1:])
+            print(f"{p.path}: {p.label} ({100 * p.confidence:.1f}%)" + (f"  [then {others}]" if others else ""))
+
+
+@app.command("show")
+def show_command(
+    dataset: DatasetOpt = "mnist",
+    data_dir: DataDirOpt = None,
+    count: Annotated[int, typer.Option(help="How many images")] = 32,
+    split: Annotated[str, typer.Option(help="train or test")] = "train",
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("samples.png"),
+) -> None:
+    """Write a labelled PNG grid of dataset samples."""
+    from cnnlab import plots
+    from cnnlab.data import load_dataset
+
+    if count < 1 or split not in ("train", "test"):
+        raise CnnlabError("--count must be at least 1 and --split train or test")
+    ds = load_dataset(dataset, data_dir=data_dir)
+    images, labels = ds.splits()[split]
+    plots.sample_grid(images[:count], labels[:count], ds.class_names, out, f"{ds.name}: first {count} {split} images")
+    print(f"Wrote {out}")
+
+
+@app.command("info")
+def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    """Print a dataset's sizes, class counts and pixel statistics."""
+    from cnnlab.data import describe, load_dataset
+
+    facts = describe(load_dataset(dataset, data_dir=data_dir))
+    if as_json:
+        print(json.dumps(facts))
+        return
+    print(f"{facts['name']}: {facts['num_classes']} classes, images {facts['image_shape'][0]}x{facts['image_shape'][1]}")
+    for split, s in facts["splits"].items():
+        print(f"  {split:<5} {s['count']:>6} images, pixel mean {s['pixel_mean']:.4f} std {s['pixel_std']:.4f}")
+        print("        per class: " + ", ".join(f"{k} {v}" for k, v in s["class_counts"].items()))
+
+
+@app.command("models")
+def models_command(as_json: JsonOpt = False) -> None:
+    """List the architectures with their size and cost."""
+    from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
+
+    rows = []
+    for name, spec in MODELS.items():
+        model = build_model(name)
+        rows.append({"name": name, "parameters": count_parameters(model), "flops": flops_per_image(model),
+                     "description": spec.description})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    print(f"{'model':<21}{'params':>9}{'MFLOPs':>8}  description")
+    for r in rows:
+        print(f"{r['name']:<21}{r['parameters']:>9,}{r['flops'] / 1e6:>8.2f}  {r['description']}")
+
+
+@app.command("reproduce")
+def reproduce_command(
+    what: Annotated[str, typer.Argument(help="What to reproduce: 'article'")],
+    data_dir: DataDirOpt = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    epochs: Annotated[Optional[int], typer.Option(help="Override the article's 10 epochs (quick look)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also save each model's run directory here")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train the beginner's article's models with its settings and compare the errors."""
+    from cnnlab.reproduce import format_table, reproduce_article
+
+    if what != "article":
+        raise CnnlabError(f"unknown reproduction '{what}': use 'cnnlab reproduce article'")
+    if epochs is not None and epochs < 1:
+        raise CnnlabError(f"--epochs must be at least 1, got {epochs}")
+    rows = reproduce_article(data_dir, epochs, seed, out)
+    print(json.dumps([r.to_json() for r in rows]) if as_json else format_table(rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a command; print any user error as one line and return non-zero."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = typer.main.get_command(app)
+    try:
+        # standalone_mode=False: errors come back to us instead of a multi-line usage box.
+        code = command.main(args=args or ["--help"], prog_name="cnnlab", standalone_mode=False)
+    except CnnlabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except TyperException as exc:  # bad command-line usage: unknown option, not a number...
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc) or "interrupted"
+        print(f"error: {message}{hint}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2) or 2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

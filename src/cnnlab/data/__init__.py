@@ -1,0 +1,194 @@
+"""Datasets as in-memory uint8 tensors: the built-in MNIST family and the user's own files.
+
+>>> from cnnlab.data import load_dataset
+>>> ds = load_dataset("mnist", val_split=0.1)
+>>> ds.train_images.shape, ds.train_images.dtype
+(torch.Size([54000, 28, 28]), torch.uint8)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.data.download import resolve_data_dir
+from cnnlab.data.idx import read_idx, read_idx_pair
+from cnnlab.data.registry import (
+    DATASETS,
+    TEST_IMAGES,
+    TEST_LABELS,
+    TRAIN_IMAGES,
+    TRAIN_LABELS,
+    get_spec,
+)
+from cnnlab.data.user import read_image_folder, read_pixel_csv
+from cnnlab.errors import CnnlabError, require
+
+__all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "resolve_data_dir"]
+
+# A user dataset that comes as one set of labelled images is split with this fixed seed,
+# so the test images never change with --seed and runs stay comparable.
+_HOLDOUT_SEED = 0
+_HOLDOUT_FRACTION = 0.2
+
+
+@dataclass
+class Dataset:
+    """Images and labels for train, validation and test, all in memory.
+
+    Images are uint8 tensors of shape ``(N, H, W)`` (0 = background); labels are int64 of
+    shape ``(N,)`` with values in ``range(len(class_names))``. The validation split is empty
+    when ``val_split`` was 0.
+    """
+
+    name: str
+    class_names: list[str]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    val_images: torch.Tensor = field(default_factory=lambda: torch.empty(0, 28, 28, dtype=torch.uint8))
+    val_labels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def splits(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{"train": (images, labels), "val": ..., "test": ...}``, skipping an empty val."""
+        out = {"train": (self.train_images, self.train_labels)}
+        if len(self.val_labels):
+            out["val"] = (self.val_images, self.val_labels)
+        out["test"] = (self.test_images, self.test_labels)
+        return out
+
+
+def load_dataset(
+    dataset: str | Path = "mnist",
+    data_dir: str | Path | None = None,
+    val_split: float = 0.0,
+    limit: int | None = None,
+    seed: int = 0,
+    image_size: int = 28,
+    download: bool | None = None,
+) -> Dataset:
+    """Load a built-in dataset by name, or the user's own from a path.
+
+    Args:
+        dataset: ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``; or a path: a folder with the
+            four MNIST-style IDX files, a folder of class subfolders of images (with optional
+            ``train/`` and ``test/`` parts), or a Kaggle-style CSV.
+        data_dir: where built-in datasets live (see :func:`resolve_data_dir`).
+        val_split: fraction of the training set held out for validation, in ``[0, 1)``.
+        limit: keep only the first ``limit`` images of each split (quick runs).
+        seed: chooses which training images go to validation.
+        image_size: side length user images are resized to.
+        download: fetch missing built-in files (default: yes unless ``$CNNLAB_OFFLINE``).
+    """
+    require(0.0 <= val_split < 1.0, f"--val-split must be in [0, 1), got {val_split}")
+    require(limit is None or limit > 0, f"--limit must be a positive number of images, got {limit}")
+    train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download)
+    _check_labels(train_y, names, label)
+    _check_labels(test_y, names, label)
+    ds = Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y))
+    if val_split > 0:
+        order = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(seed))
+        n_val = max(1, round(val_split * len(order)))
+        val, train = order[:n_val].sort().values, order[n_val:].sort().values
+        ds.val_images, ds.val_labels = ds.train_images[val], ds.train_labels[val]
+        ds.train_images, ds.train_labels = ds.train_images[train], ds.train_labels[train]
+    if limit:
+        for split in ("train", "val", "test"):
+            for kind in ("images", "labels"):
+                attr = f"{split}_{kind}"
+                setattr(ds, attr, getattr(ds, attr)[:limit])
+    return ds
+
+
+def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    # copy: np.frombuffer arrays are read-only and torch wants writable memory.
+    return torch.from_numpy(np.array(images, dtype=np.uint8)), torch.from_numpy(labels.astype(np.int64))
+
+
+def _check_labels(labels: np.ndarray, names: list[str], source: str) -> None:
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+        raise CnnlabError(f"{source}: labels must be in 0..{len(names) - 1}, found {labels.min()}..{labels.max()}")
+
+
+def _load_arrays(dataset, data_dir, image_size, download):
+    """Return ``(train_x, train_y, test_x, test_y, class_names, display_name)`` as numpy."""
+    path = Path(dataset)
+    if str(dataset) in DATASETS:
+        from cnnlab.data.download import ensure_files
+
+        spec = get_spec(str(dataset))
+        folder = ensure_files(spec, resolve_data_dir(data_dir), download)
+        train = read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS)
+        test = read_idx_pair(folder / TEST_IMAGES, folder / TEST_LABELS)
+        return *train, *test, list(spec.class_names), spec.name
+    if path.is_dir():
+        return _load_folder(path, image_size)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        images, labels = read_pixel_csv(path)
+        if labels is None:
+            raise CnnlabError(f"{path}: has no 'label' column, so it can be predicted on but not trained on")
+        names = [str(i) for i in range(int(labels.max()) + 1)]
+        return *_holdout(images, labels), names, path.name
+    if path.exists():
+        raise CnnlabError(f"{path}: a dataset path must be a folder of class subfolders or a .csv file")
+    return get_spec(str(dataset))  # raises the unknown-dataset error listing the choices
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    """``name`` in ``folder``, gzip-compressed or raw, if present."""
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_folder(path: Path, image_size: int):
+    idx_files = [_idx_file(path, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)]
+    if all(idx_files):  # the four MNIST-style IDX files, e.g. EMNIST or the user's own
+        train_x, train_y = read_idx_pair(idx_files[0], idx_files[1])
+        test_x, test_y = read_idx_pair(idx_files[2], idx_files[3])
+        names = [str(i) for i in range(int(max(train_y.max(), test_y.max())) + 1)]
+        return train_x, train_y, test_x, test_y, names, path.name
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        train_x, train_y, names = read_image_folder(path / "train", image_size)
+        test_x, test_y, _ = read_image_folder(path / "test", image_size, names)
+        return train_x, train_y, test_x, test_y, names, path.name
+    images, labels, names = read_image_folder(path, image_size)
+    return *_holdout(images, labels), names, path.name
+
+
+def _holdout(images: np.ndarray, labels: np.ndarray):
+    """Split one labelled set into train and test with a fixed seed."""
+    require(len(labels) >= 2, "a dataset needs at least 2 labelled images to split off a test set")
+    order = np.random.default_rng(_HOLDOUT_SEED).permutation(len(labels))
+    n_test = max(1, round(_HOLDOUT_FRACTION * len(labels)))
+    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+    return images[train], labels[train], images[test], labels[test]
+
+
+def describe(ds: Dataset) -> dict:
+    """Sizes, class counts and pixel statistics (0-1 scale) of each split, as plain data."""
+    splits = {}
+    for split, (images, labels) in ds.splits().items():
+        counts = torch.bincount(labels, minlength=ds.num_classes).tolist()
+        pixels = images.float().div_(255)
+        splits[split] = {
+            "count": len(labels),
+            "class_counts": dict(zip(ds.class_names, counts, strict=True)),
+            "pixel_mean": pixels.mean().item(),
+            "pixel_std": pixels.std().item(),
+        }
+    return {"name": ds.name, "num_classes": ds.num_classes, "class_names": ds.class_names,
+            "image_shape": list(ds.train_images.shape[1:]), "splits": splits}

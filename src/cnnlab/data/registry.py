@@ -1,0 +1,104 @@
+"""The built-in datasets: where to download them, their checksums and class names.
+
+Each dataset is four IDX ``.gz`` files, stored under ``<data dir>/<name>/`` with their
+original names, e.g. ``~/.cache/cnnlab/mnist/train-images-idx3-ubyte.gz``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cnnlab.errors import CnnlabError
+
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
+TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
+TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
+FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A downloadable dataset.
+
+    Attributes:
+        name: registry key and folder name.
+        description: one line for listings.
+        mirrors: base URLs tried in order; each holds the four files of :data:`FILES`.
+        md5: the well-known reference MD5 of each ``.gz`` file, keyed by file name.
+        class_names: label index -> human-readable name.
+    """
+
+    name: str
+    description: str
+    mirrors: tuple[str, ...]
+    md5: dict[str, str]
+    class_names: tuple[str, ...]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        DatasetSpec(
+            name="mnist",
+            description="handwritten digits 0-9, 60k train / 10k test, 28x28 grey",
+            mirrors=(
+                "https://ossci-datasets.s3.amazonaws.com/mnist/",
+                "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                "http://yann.lecun.com/exdb/mnist/",
+            ),
+            md5={
+                TRAIN_IMAGES: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                TRAIN_LABELS: "d53e105ee54ea40749a09fcbcd1e9432",
+                TEST_IMAGES: "9fb629c4189551a2d022fa330f9573f3",
+                TEST_LABELS: "ec29112dd5afa0611ce80d1b7f02629c",
+            },
+            class_names=tuple(str(d) for d in range(10)),
+        ),
+        DatasetSpec(
+            name="fashion-mnist",
+            description="Zalando clothing images, 10 classes, 60k train / 10k test, 28x28 grey",
+            mirrors=(
+                "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                "https://storage.googleapis.com/tensorflow/tf-keras-datasets/fashion-mnist/",
+                "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+            ),
+            md5={
+                TRAIN_IMAGES: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                TRAIN_LABELS: "25c81989df183df01b3e8a0aad5dffbe",
+                TEST_IMAGES: "bef4ecab320f06d8554ea6380940ec79",
+                TEST_LABELS: "bb300cfdad3c16e7a12a480ee83cd310",
+            },
+            class_names=(
+                "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+            ),
+        ),
+        DatasetSpec(
+            name="kmnist",
+            description="Kuzushiji-MNIST, cursive Japanese hiragana, 10 classes, 28x28 grey",
+            mirrors=(
+                "https://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+                "http://codh.rois.ac.jp/kmnist/dataset/kmnist/",
+            ),
+            md5={
+                TRAIN_IMAGES: "bdb82020997e1d708af4cf47b453dcf7",
+                TRAIN_LABELS: "e144d726b3acfaa3e44228e80efcd344",
+                TEST_IMAGES: "5c965bf0a639b31b8f53240b1b52f4d7",
+                TEST_LABELS: "7320c461ea6c1c855c0b718fb2a4b134",
+            },
+            class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+        ),
+    )
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """Return the registered dataset called ``name``, or raise a helpful error."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        known = ", ".join(DATASETS)
+        raise CnnlabError(
+            f"unknown dataset '{name}': use one of {known}, or a path to an image folder or CSV file"
+        ) from None

@@ -1,0 +1,87 @@
+"""Scoring a model: loss, accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.runs import ModelInfo, load_model
+
+EVAL_BATCH = 1000
+
+
+def to_input(images: torch.Tensor, mean: float, std: float, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 images ``(N, H, W)`` -> normalised float ``(N, 1, H, W)`` in channels_last memory.
+
+    channels_last lets oneDNN pick its fastest conv kernels on CPU (1.6-1.7x on these nets).
+    """
+    x = images.to(device).unsqueeze(1).float().div_(255).sub_(mean).div_(std)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits ``(N, classes)`` for normalised inputs ``(N, 1, H, W)``, in eval mode, batched."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(inputs[i : i + batch_size]) for i in range(0, len(inputs), batch_size)])
+    model.train(was_training)
+    return out.float()
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """``(mean cross-entropy loss, accuracy)`` as Python floats."""
+    labels = labels.to(logits.device)
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
+    """Test metrics as saved in ``metrics.json``.
+
+    Returns a dict with ``test_loss``, ``test_accuracy`` (a fraction), ``test_error`` (a
+    fraction), ``per_class_accuracy`` (class name -> fraction) and ``confusion_matrix``
+    (rows: true class, columns: predicted class, counts).
+    """
+    labels = labels.to(logits.device)
+    loss, accuracy = score(logits, labels)
+    n = len(class_names)
+    confusion = torch.bincount(labels * n + logits.argmax(1), minlength=n * n).reshape(n, n).cpu()
+    totals = confusion.sum(1).clamp(min=1)
+    per_class = (confusion.diag().float() / totals).tolist()
+    return {
+        "test_loss": loss,
+        "test_accuracy": accuracy,
+        "test_error": 1 - accuracy,
+        "per_class_accuracy": dict(zip(class_names, per_class, strict=True)),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def evaluate_model(
+    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor, device: str = "cpu"
+) -> dict[str, Any]:
+    """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``."""
+    logits = predict_logits(model.to(device), to_input(images, info.mean, info.std, device))
+    return classification_metrics(logits, labels, info.class_names)
+
+
+def evaluate(
+    model_path: str | Path, dataset: str | Path | None = None, data_dir: str | Path | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on)."""
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import CnnlabError
+
+    model, info = load_model(model_path)
+    ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size)
+    if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:
+        raise CnnlabError(
+            f"the model expects {len(info.class_names)} classes of {info.image_size}x{info.image_size} images "
+            f"but '{ds.name}' has {ds.num_classes} classes of {ds.image_size}x{ds.image_size}"
+        )
+    return evaluate_model(model, info, ds.test_images, ds.test_labels)

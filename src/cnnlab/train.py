@@ -1,0 +1,241 @@
+"""Training: the whole story of one run, top to bottom.
+
+    config -> threads and seed -> data as one tensor -> model -> optimizer and schedule
+           -> epochs (shuffle, step, validate, print) -> test -> run directory
+
+The speed tricks, each measured on a 2-core CPU (see the README's performance section):
+
+1. The whole dataset is one normalised float tensor, and a batch is a slice through a
+   random permutation. A per-sample DataLoader costs ~10 s an epoch on MNIST; slicing ~0.6 s.
+2. channels_last memory format: oneDNN's fastest conv kernels, 1.6-1.7x on these nets.
+3. Batch norm plus a one-cycle learning rate: the default model reaches 99% in one epoch.
+4. No per-step host syncs: losses and hit counts accumulate as tensors, read once an epoch.
+5. Threads: one per free core; more threads than cores only slow each other down.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.errors import CnnlabError, require
+from cnnlab.evaluate import classification_metrics, predict_logits, score, to_input
+from cnnlab.models import MODELS, build_model, count_parameters
+from cnnlab.runs import ModelInfo, save_model, write_csv, write_json
+
+OPTIMIZERS = ("adam", "sgd", "adadelta")
+SCHEDULES = ("onecycle", "step", "constant")
+DEFAULT_LR = {"adam": 3e-3, "sgd": 0.05, "adadelta": 1.0}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; saved as ``config.json`` in the run directory."""
+
+    model: str = "cnn"
+    dataset: str = "mnist"
+    epochs: int = 2
+    batch_size: int = 128
+    lr: float | None = None  # None: the optimizer's default from DEFAULT_LR
+    optimizer: str = "adam"
+    schedule: str = "onecycle"
+    seed: int = 0
+    val_split: float = 0.1
+    normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
+    limit: int | None = None
+    device: str = "auto"
+    threads: int | None = None  # None: one per core
+    data_dir: str | None = None
+    out: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Raise :class:`CnnlabError` naming the first bad option."""
+        require(self.model in MODELS, f"unknown model '{self.model}': use one of {', '.join(MODELS)}")
+        require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
+        require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
+        require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the model, its description, the history and metrics."""
+
+    model: torch.nn.Module
+    info: ModelInfo
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    out: Path | None
+
+
+def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
+          **options: Any) -> TrainResult:
+    """Train a model and, if ``config.out`` is set, write its run directory.
+
+    Args:
+        config: the options; keyword ``options`` override its fields (``train(epochs=3)``).
+        dataset: an already loaded :class:`~cnnlab.data.Dataset` (else ``config.dataset`` is loaded).
+        progress: show per-batch progress bars (default: when stderr is a terminal).
+    """
+    config = TrainConfig(**{**asdict(config or TrainConfig()), **options})
+    config.validate()
+    started = time.perf_counter()
+    device = select_device(config.device)
+    threads = set_threads(config.threads)
+    torch.manual_seed(config.seed)
+    data = dataset or load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
+
+    # Trick 1: normalise once, keep everything as one tensor on the training device.
+    mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
+    train_x, train_y = to_input(data.train_images, mean, std, device), data.train_labels.to(device)
+    val_x, val_y = to_input(data.val_images, mean, std, device), data.val_labels.to(device)
+
+    model = build_model(config.model, data.num_classes, data.image_size)
+    model = model.to(device, memory_format=torch.channels_last)  # trick 2
+    lr = config.lr or DEFAULT_LR[config.optimizer]
+    steps_per_epoch = -(-len(train_y) // config.batch_size)
+    optimizer = make_optimizer(config.optimizer, model, lr)
+    scheduler = make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
+    shuffler = torch.Generator().manual_seed(config.seed)
+    print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
+          f"{len(train_y):,} train / {len(val_y):,} val images, {device} with {threads} threads")
+
+    history: list[dict[str, float]] = []
+    loop_started = time.perf_counter()
+    for epoch in range(1, config.epochs + 1):
+        epoch_started = time.perf_counter()
+        loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
+                                         shuffler, progress, f"Epoch {epoch}/{config.epochs}")
+        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy}
+        if len(val_y):
+            row["val_loss"], row["val_accuracy"] = score(predict_logits(model, val_x), val_y)
+        row["seconds"] = time.perf_counter() - epoch_started
+        history.append(row)
+        print(epoch_line(row, config.epochs, threads), flush=True)
+    train_seconds = time.perf_counter() - loop_started
+
+    test_logits = predict_logits(model, to_input(data.test_images, mean, std, device))
+    metrics = classification_metrics(test_logits, data.test_labels, data.class_names)
+    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads)
+    info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, data.name,
+                     metrics["test_accuracy"])
+    print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
+    out = Path(config.out) if config.out else None
+    if out:
+        write_run(out, model, info, history, metrics, config, threads, device)
+        print(f"Saved to {out}/")
+    return TrainResult(model.eval(), info, history, metrics, out)
+
+
+def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc) -> tuple[float, float]:
+    """One pass over ``(x, y)`` in random order; returns the epoch's mean loss and accuracy."""
+    model.train()
+    order = torch.randperm(len(y), generator=shuffler).to(y.device)
+    loss_sum = torch.zeros((), device=y.device)
+    hits = torch.zeros((), device=y.device, dtype=torch.long)
+    batches = range(0, len(y), batch_size)
+    bar = tqdm(batches, desc=desc, leave=False, disable=not progress if progress is not None else None,
+               unit="batch")
+    for i in bar:
+        index = order[i : i + batch_size]
+        inputs, targets = x[index], y[index]
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        # Trick 4: accumulate on the device; .item() here would sync every step.
+        loss_sum += loss.detach() * len(targets)
+        hits += (logits.argmax(1) == targets).sum()
+    return loss_sum.item() / len(y), hits.item() / len(y)
+
+
+def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
+    """The Keras-style summary of one epoch."""
+    parts = [f"Epoch {row['epoch']}/{epochs}", f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
+    if "val_loss" in row:
+        parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
+    parts.append(f"{row['seconds']:.1f}s ({threads} threads)")
+    return " - ".join(parts)
+
+
+def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """adam (Adam), sgd (Nesterov momentum 0.9) or adadelta (as in pytorch/examples)."""
+    params = model.parameters()
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.Adadelta(params, lr=lr)
+
+
+def make_schedule(name: str, optimizer, lr: float, epochs: int, steps_per_epoch: int):
+    """A per-step schedule: one-cycle (warm up then anneal), step (x0.7 each epoch) or constant."""
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
+                                                   steps_per_epoch=steps_per_epoch)
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=steps_per_epoch, gamma=0.7)
+    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
+    x = images.float().div_(255)
+    return x.mean().item(), max(x.std().item(), 1e-6)
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--device cuda: no CUDA GPU is available to this PyTorch build; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise CnnlabError("--device mps: Apple's Metal backend is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` intra-op threads, default one per core this process may run on (trick 5)."""
+    if threads is None:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+def write_run(out: Path, model, info: ModelInfo, history, metrics, config: TrainConfig, threads: int,
+              device: torch.device) -> None:
+    """Write the run directory: model files, history, metrics, config, and their pictures."""
+    from cnnlab import plots  # matplotlib loads only when a run is saved
+
+    save_model(out, model, info)
+    write_csv(out / "history.csv", history)
+    write_json(out / "metrics.json", metrics)
+    plots.training_curves(history, out / "curves.png", f"{config.model} on {info.dataset}")
+    plots.confusion_matrix(metrics["confusion_matrix"], info.class_names, out / "confusion.png",
+                           f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    write_json(out / "config.json", {**asdict(config), "threads_used": threads, "device_used": str(device),
+                                     "versions": versions})
+
+
+def load_config(run: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` saved in a run directory."""
+    data = json.loads((Path(run) / "config.json").read_text())
+    return TrainConfig(**{k: v for k, v in data.items() if k in TrainConfig.__dataclass_fields__})
