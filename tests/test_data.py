@@ -28,7 +28,7 @@ def test_registry_checksums_match_the_real_files(mnist_dir):
 
 
 def test_unknown_dataset_names_the_choices():
-    with pytest.raises(CnnlabError, match="unknown dataset 'nmist'.*mnist, fashion-mnist, kmnist"):
+    with pytest.raises(CnnlabError, match=r"unknown dataset 'nmist'.*mnist, fashion-mnist, kmnist"):
         load_dataset("nmist")
 
 

@@ -37,7 +37,7 @@ def train_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per core]")] = None,
     data_dir: DataDirOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: a new runs/<model>-<dataset>-seed<S>]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/MODEL-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,
 ) -> None:
     """Train a model; print a line per epoch and the test error; save the run directory."""
@@ -131,7 +131,8 @@ def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_
     if as_json:
         print(json.dumps(facts))
         return
-    print(f"{facts['name']}: {facts['num_classes']} classes, images {facts['image_shape'][0]}x{facts['image_shape'][1]}")
+    height, width = facts["image_shape"]
+    print(f"{facts['name']}: {facts['num_classes']} classes, images {height}x{width}")
     for split, s in facts["splits"].items():
         print(f"  {split:<5} {s['count']:>6} images, pixel mean {s['pixel_mean']:.4f} std {s['pixel_std']:.4f}")
         print("        per class: " + ", ".join(f"{k} {v}" for k, v in s["class_counts"].items()))

@@ -16,19 +16,28 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.errors import CnnlabError
 
 
+def keras_init(model: nn.Module) -> nn.Module:
+    """Initialise as Keras does: Glorot-uniform weights, zero biases (the article used Keras)."""
+    for layer in model.modules():
+        if isinstance(layer, nn.Linear | nn.Conv2d):
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return model
+
+
 def mlp(num_classes: int = 10, image_size: int = 28) -> nn.Module:
     """The article's MLP: Dense(784, relu) -> Dense(10)."""
     pixels = image_size * image_size
-    return nn.Sequential(nn.Flatten(), nn.Linear(pixels, pixels), nn.ReLU(), nn.Linear(pixels, num_classes))
+    return keras_init(nn.Sequential(nn.Flatten(), nn.Linear(pixels, pixels), nn.ReLU(), nn.Linear(pixels, num_classes)))
 
 
 def seed_cnn(num_classes: int = 10, image_size: int = 28) -> nn.Module:
     """The article's CNN as its text describes it: 32 5x5 'same' convs, pool, dropout, dense 128."""
     side = image_size // 2
-    return nn.Sequential(
+    return keras_init(nn.Sequential(
         nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.2),
         nn.Flatten(), nn.Linear(32 * side * side, 128), nn.ReLU(), nn.Linear(128, num_classes),
-    )
+    ))
 
 
 class SeedCnnAsPrinted(nn.Module):
@@ -53,6 +62,7 @@ class SeedCnnAsPrinted(nn.Module):
             nn.Dropout(0.2), nn.Flatten(), nn.Linear(32 * -(-width // 2), 128), nn.ReLU(),
             nn.Linear(128, num_classes),
         )
+        keras_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (N, 1, rows, cols) -> (N, cols as channels, 1, rows): Keras' channels-last reading.

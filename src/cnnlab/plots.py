@@ -8,11 +8,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from cnnlab.runs import atomic_write_bytes  # noqa: E402
+from cnnlab.runs import atomic_write_bytes
 
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:

@@ -187,8 +187,10 @@ def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.
 def make_schedule(name: str, optimizer, lr: float, epochs: int, steps_per_epoch: int):
     """A per-step schedule: one-cycle (warm up then anneal), step (x0.7 each epoch) or constant."""
     if name == "onecycle":
+        # Momentum cycles inversely to the learning rate, where the optimizer has one (not adadelta).
+        has_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
-                                                   steps_per_epoch=steps_per_epoch)
+                                                   steps_per_epoch=steps_per_epoch, cycle_momentum=has_momentum)
     if name == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=steps_per_epoch, gamma=0.7)
     return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)

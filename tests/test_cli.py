@@ -1,0 +1,133 @@
+"""Every CLI error path gives one line on stderr, a non-zero exit and no traceback."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.data.idx import encode_idx
+from cnnlab.data.registry import FILES
+from cnnlab.train import train
+
+
+def run_cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, *args, match: str):
+    code, _, err = run_cli(capsys, *args)
+    assert code != 0
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and match in err, err
+
+
+@pytest.fixture
+def toy_run(toy_dataset, tmp_path):
+    train(model="cnn", epochs=2, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "run"), progress=False)
+    return tmp_path / "run"
+
+
+def test_missing_data_directory(capsys, tmp_path):
+    assert_one_line_error(capsys, "info", "--data-dir", tmp_path / "missing", match="missing")
+
+
+def test_corrupt_gz_and_wrong_magic_in_mnist_folder(capsys, tmp_path, mnist_dir):
+    folder = tmp_path / "mnist"
+    shutil.copytree(mnist_dir / "mnist", folder)
+    (folder / FILES[2]).chmod(0o644)
+    (folder / FILES[2]).write_bytes((mnist_dir / "mnist" / FILES[2]).read_bytes()[:5000])
+    assert_one_line_error(capsys, "info", "--data-dir", tmp_path, match="wrong checksum")
+
+
+def test_corrupt_gz_and_wrong_magic_in_idx_folder(capsys, idx_folder):
+    labels = idx_folder / FILES[1]
+    labels.write_bytes(labels.read_bytes()[:-4])
+    assert_one_line_error(capsys, "info", "--dataset", idx_folder, match="corrupt gzip")
+    labels.write_bytes(b"\x00\x00\x09\x01" + encode_idx(np.zeros(120, np.uint8))[4:])
+    assert_one_line_error(capsys, "info", "--dataset", idx_folder, match="wrong magic number")
+
+
+def test_unknown_names(capsys, tmp_path):
+    assert_one_line_error(capsys, "train", "--model", "resnet", "--out", tmp_path / "r", match="unknown model")
+    assert_one_line_error(capsys, "info", "--dataset", "cifar", match="unknown dataset")
+    assert_one_line_error(capsys, "train", "--dataset", "cifar", "--out", tmp_path / "r", match="unknown dataset")
+
+
+@pytest.mark.parametrize(("option", "value"), [("--epochs", 0), ("--epochs", -1), ("--batch-size", 0),
+                                               ("--epochs", "abc"), ("--val-split", 2)])
+def test_bad_numbers(capsys, tmp_path, idx_folder, option, value):
+    assert_one_line_error(capsys, "train", "--dataset", idx_folder, option, value, "--out", tmp_path / "r",
+                          match=option)
+
+
+def test_unknown_option_and_command(capsys):
+    assert_one_line_error(capsys, "train", "--bogus", match="--bogus")
+    assert_one_line_error(capsys, "fly", match="fly")
+
+
+def test_unreadable_image(capsys, toy_run, tmp_path):
+    (tmp_path / "x.png").write_text("hello")
+    assert_one_line_error(capsys, "predict", toy_run, tmp_path / "x.png", match="cannot read this image")
+
+
+def test_model_that_does_not_match_its_json(capsys, toy_run):
+    meta = json.loads((toy_run / "model.json").read_text())
+    meta["architecture"] = "lenet5"
+    (toy_run / "model.json").write_text(json.dumps(meta))
+    assert_one_line_error(capsys, "predict", toy_run, toy_run / "curves.png", match="does not match")
+    meta["architecture"] = "transformer"
+    (toy_run / "model.json").write_text(json.dumps(meta))
+    assert_one_line_error(capsys, "evaluate", toy_run, match="unknown model")
+    (toy_run / "model.safetensors").write_bytes(b"junk")
+    assert_one_line_error(capsys, "evaluate", toy_run, match="")
+
+
+def test_existing_run_is_not_overwritten(capsys, toy_run, idx_folder):
+    before = (toy_run / "model.safetensors").read_bytes()
+    assert_one_line_error(capsys, "train", "--dataset", idx_folder, "--out", toy_run, match="--overwrite")
+    assert (toy_run / "model.safetensors").read_bytes() == before
+
+
+def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "2", "--batch-size", "16")
+    assert code == 0 and "Test error:" in out and "Epoch 2/2 - loss:" in out
+    run = tmp_path / "runs" / "cnn-toy-idx-seed0"
+    code, _, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "1", "--limit", "40")
+    assert code == 0 and (tmp_path / "runs" / "cnn-toy-idx-seed0-2" / "model.json").is_file()
+    image = tmp_path / "digit.png"
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
+    code, out, _ = run_cli(capsys, "predict", run, image, "--json")
+    record = json.loads(out)
+    assert code == 0 and set(record) == {"path", "label", "confidence", "top"}
+    code, out, _ = run_cli(capsys, "evaluate", run, "--dataset", idx_folder, "--json")
+    assert code == 0 and 0 <= json.loads(out)["test_accuracy"] <= 1
+
+
+def test_models_lists_every_model(capsys):
+    code, out, _ = run_cli(capsys, "models", "--json")
+    rows = json.loads(out)
+    assert code == 0 and [r["name"] for r in rows][:2] == ["cnn", "mlp"]
+    assert all(r["parameters"] > 0 and r["flops"] > 0 and r["description"] for r in rows)
+
+
+def test_info_and_show_on_mnist(capsys, mnist_dir, tmp_path):
+    code, out, _ = run_cli(capsys, "info", "--dataset", "mnist", "--data-dir", mnist_dir, "--json")
+    facts = json.loads(out)
+    assert code == 0 and facts["splits"]["test"]["count"] == 10000
+    code, out, _ = run_cli(capsys, "show", "--data-dir", mnist_dir, "--out", tmp_path / "grid.png", "--count", 16)
+    with Image.open(tmp_path / "grid.png") as grid:
+        assert code == 0 and grid.width > 300
+
+
+def test_module_entry_point_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "0", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr == "error: --epochs must be at least 1, got 0\n"

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.runs import load_model
+from cnnlab.train import TrainConfig, epoch_line, train
+
+
+def test_training_learns_toy_data_and_writes_the_run(toy_dataset, tmp_path):
+    result = train(model="cnn", epochs=3, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "run"))
+    assert result.metrics["test_accuracy"] > 0.9
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"model.safetensors", "model.json", "history.csv", "metrics.json", "config.json",
+            "curves.png", "confusion.png"} <= files
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"test_accuracy", "test_error", "per_class_accuracy", "confusion_matrix", "train_seconds",
+            "total_seconds"} <= set(metrics)
+    assert sum(map(sum, metrics["confusion_matrix"])) == 60
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["seed"] == 0 and config["versions"]["torch"] == torch.__version__
+    _model, info = load_model(tmp_path / "run")
+    assert info.class_names == ["a", "b", "c"] and info.architecture == "cnn"
+    header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0]
+    assert header == "epoch,loss,accuracy,val_loss,val_accuracy,seconds"
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "adadelta"])
+@pytest.mark.parametrize("schedule", ["onecycle", "step", "constant"])
+def test_every_optimizer_and_schedule_runs(toy_dataset, optimizer, schedule):
+    result = train(model="mlp", epochs=2, batch_size=64, optimizer=optimizer, schedule=schedule,
+                   dataset=toy_dataset)
+    assert len(result.history) == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in result.history)
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("epochs", 0, "--epochs"), ("epochs", -1, "--epochs"), ("batch_size", 0, "--batch-size"),
+    ("lr", -1.0, "--lr"), ("optimizer", "rmsprop", "--optimizer"), ("model", "vgg", "unknown model"),
+    ("threads", 0, "--threads"), ("device", "tpu", "--device"),
+])
+def test_bad_options_are_refused(option, value, message):
+    with pytest.raises(CnnlabError, match=message):
+        TrainConfig(**{option: value}).validate()
+
+
+def test_epoch_line_reads_like_keras():
+    line = epoch_line({"epoch": 1, "loss": 0.25, "accuracy": 0.9, "val_loss": 0.1, "val_accuracy": 0.97,
+                       "seconds": 3.2}, 2, 2)
+    assert line == ("Epoch 1/2 - loss: 0.2500 - accuracy: 0.9000 - val_loss: 0.1000 - val_accuracy: 0.9700 "
+                    "- 3.2s (2 threads)")
+
+
+@pytest.mark.slow
+def test_same_seed_same_history_on_mnist(mnist_dir):
+    runs = [train(model="cnn", epochs=1, limit=3000, seed=7, data_dir=str(mnist_dir), progress=False)
+            for _ in range(2)]
+    drop = ("seconds",)
+    histories = [[{k: v for k, v in row.items() if k not in drop} for row in r.history] for r in runs]
+    assert histories[0] == histories[1]
+    assert runs[0].metrics["confusion_matrix"] == runs[1].metrics["confusion_matrix"]
+    for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    other = train(model="cnn", epochs=1, limit=3000, seed=8, data_dir=str(mnist_dir), progress=False)
+    assert other.history[0]["loss"] != runs[0].history[0]["loss"]
+
+
+@pytest.mark.slow
+def test_short_mnist_run_reaches_98_percent(mnist):
+    result = train(model="cnn", epochs=1, dataset=mnist, progress=False)
+    assert result.metrics["test_accuracy"] >= 0.98
