@@ -40,7 +40,8 @@ def _read_bytes(path: Path) -> bytes:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
         raise CnnlabError(
-            f"{path}: corrupt gzip file ({exc}); delete it so it is downloaded again"
+            f"{path}: corrupt gzip file ({exc}); replace it with a good copy "
+            "(a built-in dataset's file is downloaded again once deleted)"
         ) from None
 
 
@@ -60,7 +61,7 @@ def parse_idx(data: bytes, source: str = "<bytes>") -> np.ndarray:
     if zero != 0 or type_code != _UINT8 or not 1 <= ndim <= _MAX_DIMS:
         magic = int.from_bytes(data[:4], "big")
         raise CnnlabError(
-            f"{source}: wrong magic number 0x{magic:08x}, not an uint8 IDX file "
+            f"{source}: wrong magic number 0x{magic:08x}, not a uint8 IDX file "
             f"(expected 0x{IMAGES_MAGIC:08x} for images or 0x{LABELS_MAGIC:08x} for labels)"
         )
     header_size = 4 + 4 * ndim
