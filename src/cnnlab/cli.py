@@ -26,8 +26,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 def train_command(
     model: Annotated[str, typer.Option(help="Architecture, see 'cnnlab models'")] = "cnn",
     dataset: DatasetOpt = "mnist",
-    epochs: Annotated[int, typer.Option(help="Passes over the training set")] = 2,
-    batch_size: Annotated[int, typer.Option(help="Images per training step")] = 128,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images per training step")] = 256,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: per optimizer]")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, sgd or adadelta")] = "adam",
     schedule: Annotated[str, typer.Option(help="onecycle, step or constant")] = "onecycle",

@@ -8,7 +8,8 @@ The speed tricks, each measured on a 2-core CPU (see the README's performance se
 1. The whole dataset is one normalised float tensor, and a batch is a slice through a
    random permutation. A per-sample DataLoader costs ~10 s an epoch on MNIST; slicing ~0.6 s.
 2. channels_last memory format: oneDNN's fastest conv kernels, 1.6-1.7x on these nets.
-3. Batch norm plus a one-cycle learning rate: the default model reaches 99% in one epoch.
+3. Batch norm plus a one-cycle learning rate: the default model is past 99% in 2-3 epochs.
+   Its blocks pool before batch norm and ReLU, so those touch a quarter of the pixels.
 4. No per-step host syncs: losses and hit counts accumulate as tensors, read once an epoch.
 5. Threads: one per free core; more threads than cores only slow each other down.
 """
@@ -35,7 +36,7 @@ from cnnlab.runs import ModelInfo, save_model, write_csv, write_json
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
-DEFAULT_LR = {"adam": 3e-3, "sgd": 0.05, "adadelta": 1.0}
+DEFAULT_LR = {"adam": 5e-3, "sgd": 0.05, "adadelta": 1.0}
 
 
 @dataclass
@@ -44,8 +45,8 @@ class TrainConfig:
 
     model: str = "cnn"
     dataset: str = "mnist"
-    epochs: int = 2
-    batch_size: int = 128
+    epochs: int = 3
+    batch_size: int = 256
     lr: float | None = None  # None: the optimizer's default from DEFAULT_LR
     optimizer: str = "adam"
     schedule: str = "onecycle"
@@ -178,7 +179,7 @@ def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.
     """adam (Adam), sgd (Nesterov momentum 0.9) or adadelta (as in pytorch/examples)."""
     params = model.parameters()
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, fused=True)  # one kernel for all tensors
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
     return torch.optim.Adadelta(params, lr=lr)
