@@ -35,7 +35,7 @@ def train_command(
     val_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation")] = 0.1,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per core]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/MODEL-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,

@@ -11,13 +11,12 @@ The speed tricks, each measured on a 2-core CPU (see the README's performance se
 3. Batch norm plus a one-cycle learning rate: the default model is past 99% in 2-3 epochs.
    Its blocks pool before batch norm and ReLU, so those touch a quarter of the pixels.
 4. No per-step host syncs: losses and hit counts accumulate as tensors, read once an epoch.
-5. Threads: one per free core; more threads than cores only slow each other down.
+5. Threads: one per free core (cnnlab.system); a thread sharing a busy core stalls every step.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import classification_metrics, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.runs import ModelInfo, save_model, write_csv, write_json
+from cnnlab.system import pick_threads
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
@@ -55,7 +55,7 @@ class TrainConfig:
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
     limit: int | None = None
     device: str = "auto"
-    threads: int | None = None  # None: one per core
+    threads: int | None = None  # None: one per free core
     data_dir: str | None = None
     out: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -113,7 +113,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     scheduler = make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
     shuffler = torch.Generator().manual_seed(config.seed)
     print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
-          f"{len(train_y):,} train / {len(val_y):,} val images, {device} with {threads} threads")
+          f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}")
 
     history: list[dict[str, float]] = []
     loop_started = time.perf_counter()
@@ -171,8 +171,12 @@ def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
     parts = [f"Epoch {row['epoch']}/{epochs}", f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
     if "val_loss" in row:
         parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
-    parts.append(f"{row['seconds']:.1f}s ({threads} threads)")
+    parts.append(f"{row['seconds']:.1f}s ({threads_label(threads)})")
     return " - ".join(parts)
+
+
+def threads_label(threads: int) -> str:
+    return f"{threads} thread" + ("s" if threads != 1 else "")
 
 
 def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -215,9 +219,8 @@ def select_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` intra-op threads, default one per core this process may run on (trick 5)."""
-    if threads is None:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """Use ``threads`` intra-op threads, default one per free core (trick 5); returns the count."""
+    threads = pick_threads(threads)
     torch.set_num_threads(threads)
     return threads
 

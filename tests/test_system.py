@@ -1,0 +1,38 @@
+import os
+
+from cnnlab import system
+
+
+def test_explicit_threads_win():
+    assert system.pick_threads(3) == 3
+
+
+def test_default_is_between_one_and_the_usable_cores():
+    assert 1 <= system.pick_threads() <= system.usable_cores() <= (os.cpu_count() or 1)
+
+
+def test_busy_cores_reduce_the_default(monkeypatch):
+    monkeypatch.setattr(system, "usable_cores", lambda: 4)
+    monkeypatch.setattr(system, "busy_cores", lambda: 1.2)
+    assert system.pick_threads() == 3
+    monkeypatch.setattr(system, "busy_cores", lambda: 7.0)
+    assert system.pick_threads() == 1
+
+
+def test_busy_cores_sees_a_spinning_process():
+    import multiprocessing as mp
+
+    def spin(seconds):
+        import time
+
+        end = time.time() + seconds
+        while time.time() < end:
+            pass
+
+    ctx = mp.get_context("fork")
+    proc = ctx.Process(target=spin, args=(2.0,))
+    proc.start()
+    try:
+        assert system.busy_cores(0.5) >= 0.7
+    finally:
+        proc.join()
