@@ -33,6 +33,7 @@ def train_command(
     schedule: Annotated[str, typer.Option(help="onecycle, step or constant")] = "onecycle",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
     val_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation")] = 0.1,
+    augment: Annotated[str, typer.Option(help="Random warps of training batches: none, light or strong")] = "none",
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
@@ -48,8 +49,9 @@ def train_command(
     if (out / "model.safetensors").exists() and not overwrite:
         raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
     config = TrainConfig(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, schedule=schedule, seed=seed, val_split=val_split, limit=limit,
-                         device=device, threads=threads, data_dir=str(data_dir) if data_dir else None, out=str(out))
+                         optimizer=optimizer, schedule=schedule, seed=seed, val_split=val_split, augment=augment,
+                         limit=limit, device=device, threads=threads, data_dir=str(data_dir) if data_dir else None,
+                         out=str(out))
     train(config)
 
 
@@ -108,17 +110,30 @@ def show_command(
     data_dir: DataDirOpt = None,
     count: Annotated[int, typer.Option(help="How many images")] = 32,
     split: Annotated[str, typer.Option(help="train or test")] = "train",
+    augment: Annotated[Optional[str], typer.Option(help="Add 3 rows of random warps: light or strong")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the warps")] = 0,
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("samples.png"),
 ) -> None:
-    """Write a labelled PNG grid of dataset samples."""
+    """Write a labelled PNG grid of dataset samples, optionally with augmented versions."""
+    import torch
+
     from cnnlab import plots
+    from cnnlab.augment import augment_uint8, get_level
     from cnnlab.data import load_dataset
 
     if count < 1 or split not in ("train", "test"):
         raise CnnlabError("--count must be at least 1 and --split train or test")
+    if augment is not None:
+        get_level(augment)
     ds = load_dataset(dataset, data_dir=data_dir)
     images, labels = ds.splits()[split]
-    plots.sample_grid(images[:count], labels[:count], ds.class_names, out, f"{ds.name}: first {count} {split} images")
+    images, labels = images[:count], labels[:count]
+    title = f"{ds.name}: first {count} {split} images"
+    if augment:
+        warps = [augment_uint8(images, augment, seed + i) for i in range(3)]
+        images, labels = torch.cat([images, *warps]), labels.repeat(4)
+        title += f", then 3 rows of '{augment}' augmentation of each"
+    plots.sample_grid(images, labels, ds.class_names, out, title, columns=min(count, 8) if not augment else count)
     print(f"Wrote {out}")
 
 

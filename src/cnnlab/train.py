@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from cnnlab.augment import Augmenter, get_level
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import classification_metrics, predict_logits, score, to_input
@@ -53,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     val_split: float = 0.1
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
+    augment: str = "none"  # none, light or strong (cnnlab.augment)
     limit: int | None = None
     device: str = "auto"
     threads: int | None = None  # None: one per free core
@@ -70,6 +72,7 @@ class TrainConfig:
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
         require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
+        get_level(self.augment)
 
 
 @dataclass
@@ -112,6 +115,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     optimizer = make_optimizer(config.optimizer, model, lr)
     scheduler = make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
     shuffler = torch.Generator().manual_seed(config.seed)
+    spec = get_level(config.augment)
+    augmenter = Augmenter(spec, background=-mean / std, seed=config.seed + 1) if spec else None
     print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
           f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}")
 
@@ -120,7 +125,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     for epoch in range(1, config.epochs + 1):
         epoch_started = time.perf_counter()
         loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
-                                         shuffler, progress, f"Epoch {epoch}/{config.epochs}")
+                                         shuffler, progress, f"Epoch {epoch}/{config.epochs}", augmenter)
         row = {"epoch": epoch, "loss": loss, "accuracy": accuracy}
         if len(val_y):
             row["val_loss"], row["val_accuracy"] = score(predict_logits(model, val_x), val_y)
@@ -142,8 +147,10 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     return TrainResult(model.eval(), info, history, metrics, out)
 
 
-def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc) -> tuple[float, float]:
-    """One pass over ``(x, y)`` in random order; returns the epoch's mean loss and accuracy."""
+def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
+                    augmenter=None) -> tuple[float, float]:
+    """One pass over ``(x, y)`` in random order, each batch warped by ``augmenter`` if given;
+    returns the epoch's mean loss and accuracy."""
     model.train()
     order = torch.randperm(len(y), generator=shuffler).to(y.device)
     loss_sum = torch.zeros((), device=y.device)
@@ -154,6 +161,8 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
     for i in bar:
         index = order[i : i + batch_size]
         inputs, targets = x[index], y[index]
+        if augmenter is not None:
+            inputs = augmenter(inputs)
         logits = model(inputs)
         loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,115 @@
+"""Data augmentation on whole batches: one affine warp (and optional elastic field) per image,
+computed for the batch at once with ``affine_grid`` + ``grid_sample``, no per-image Python loop.
+
+Levels (``--augment``):
+    none    no augmentation
+    light   rotate up to 10 degrees, scale 0.9-1.1, shift up to 2 px
+    strong  rotate up to 15 degrees, scale 0.85-1.15, shift up to 3 px, elastic 1.5 px
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import CnnlabError
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    """Ranges of the random transform: each image draws its own values uniformly."""
+
+    rotate_deg: float
+    scale: float  # relative: 0.1 means 0.9-1.1
+    shift_px: float
+    elastic_px: float = 0.0  # size of a smooth random displacement field
+
+
+LEVELS: dict[str, AugmentSpec | None] = {
+    "none": None,
+    "light": AugmentSpec(rotate_deg=10, scale=0.10, shift_px=2),
+    "strong": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3, elastic_px=1.5),
+}
+_ELASTIC_GRID = 4  # control points per side; upsampled, so the field is smooth
+
+
+def get_level(name: str) -> AugmentSpec | None:
+    if name not in LEVELS:
+        raise CnnlabError(f"--augment must be one of {', '.join(LEVELS)}, got '{name}'")
+    return LEVELS[name]
+
+
+class Augmenter:
+    """Randomly warps batches of normalised images ``(N, 1, H, W)``.
+
+    Args:
+        spec: the ranges (see :data:`LEVELS`).
+        background: the value of an empty pixel after normalisation (``-mean / std``), used
+            for pixels that are warped in from outside the image.
+        seed: seeds the augmenter's own generator, so a run's augmentations are reproducible.
+    """
+
+    def __init__(self, spec: AugmentSpec, background: float = 0.0, seed: int = 0) -> None:
+        self.spec = spec
+        self.background = background
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _uniform(self, *shape: int) -> torch.Tensor:
+        """Uniform in [-1, 1), drawn on the CPU so every device sees the same numbers."""
+        return torch.rand(*shape, generator=self.generator) * 2 - 1
+
+    def grid(self, n: int, size: int) -> torch.Tensor:
+        """Sampling grids ``(n, size, size, 2)`` in grid_sample's [-1, 1] coordinates.
+
+        Built by broadcasting rather than ``F.affine_grid``, which took 3.4 ms for a batch of
+        256 here against 0.4 ms for the whole ``grid_sample``.
+        """
+        spec = self.spec
+        angle = self._uniform(n, 1, 1) * math.radians(spec.rotate_deg)
+        scale = 1 + self._uniform(n, 1, 1) * spec.scale
+        shift = self._uniform(2, n, 1, 1) * spec.shift_px * 2 / size  # one pixel is 2/size
+        cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+        x, y = _base_grid(size)
+        grid_x, grid_y = cos * x - sin * y + shift[0], sin * x + cos * y + shift[1]
+        if spec.elastic_px:
+            # A smooth field: random control points, spread by a fixed bicubic basis (one matmul).
+            coarse = self._uniform(2 * n, _ELASTIC_GRID**2) * spec.elastic_px * 2 / size
+            field = (coarse @ _elastic_basis(size)).view(2, n, size, size)
+            grid_x, grid_y = grid_x + field[0], grid_y + field[1]
+        return torch.stack([grid_x, grid_y], dim=-1)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """A randomly warped copy of ``batch`` (same shape, device and memory format)."""
+        grid = self.grid(len(batch), batch.shape[-1]).to(batch.device, batch.dtype)
+        warped = F.grid_sample(batch - self.background, grid, mode="bilinear", padding_mode="zeros",
+                               align_corners=False)
+        return (warped + self.background).contiguous(memory_format=torch.channels_last)
+
+
+@functools.cache
+def _base_grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel-centre coordinates ``(x, y)``, each ``(size, size)``, as affine_grid makes them."""
+    coords = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1
+    y, x = torch.meshgrid(coords, coords, indexing="ij")
+    return x, y
+
+
+@functools.cache
+def _elastic_basis(size: int) -> torch.Tensor:
+    """``(K*K, size*size)``: how each of the K x K control points spreads over the image."""
+    k = _ELASTIC_GRID
+    impulses = torch.eye(k * k).view(k * k, 1, k, k)
+    return F.interpolate(impulses, size=(size, size), mode="bicubic", align_corners=True).view(k * k, -1)
+
+
+def augment_uint8(images: torch.Tensor, level: str, seed: int = 0) -> torch.Tensor:
+    """Augment uint8 images ``(N, H, W)`` (background 0) and return uint8, e.g. for pictures."""
+    spec = get_level(level)
+    if spec is None:
+        return images.clone()
+    warped = Augmenter(spec, 0.0, seed)(images.unsqueeze(1).float())
+    return warped.squeeze(1).round().clamp(0, 255).to(torch.uint8)
