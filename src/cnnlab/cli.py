@@ -191,6 +191,40 @@ def reproduce_command(
     print(json.dumps([r.to_json() for r in rows]) if as_json else format_table(rows))
 
 
+@app.command("bench")
+def bench_command(
+    inference: Annotated[bool, typer.Option("--inference", help="Measure prediction speed of every model")] = False,
+    recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
+    peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of every run")] = 0,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
+) -> None:
+    """Time-to-accuracy of our recipe against the peers' recipes in one run (or --inference speed)."""
+    from cnnlab import bench
+    from cnnlab.runs import write_json
+
+    if inference:
+        rows = bench.inference_speed()
+        print(bench.format_inference(rows))
+        write_json(out / "inference.json", rows)
+        print(f"Wrote {out / 'inference.json'}")
+        return
+    names = [n.strip() for n in recipes.split(",")] if recipes else None
+    unknown = [n for n in names or [] if n not in bench.RECIPES]
+    if unknown:
+        raise CnnlabError(f"unknown recipe '{unknown[0]}': use some of {', '.join(bench.RECIPES)}")
+    if peer_epochs is not None and peer_epochs < 1:
+        raise CnnlabError(f"--peer-epochs must be at least 1, got {peer_epochs}")
+    from cnnlab.data import load_dataset
+
+    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed)
+    print(bench.format_bench(curves))
+    write_json(out / "bench.json", [c.to_json() for c in curves])
+    bench.plot_curves(curves, out / "bench.png")
+    print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a command; print any user error as one line and return non-zero."""
     args = sys.argv[1:] if argv is None else list(argv)

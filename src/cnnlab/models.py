@@ -102,6 +102,24 @@ def cnn(num_classes: int = 10, image_size: int = 28) -> nn.Module:
     )
 
 
+def pytorch_example(num_classes: int = 10, image_size: int = 28) -> nn.Module:
+    """pytorch/examples mnist/main.py's Net: conv 32 -> conv 64 -> pool -> dropout -> fc 128."""
+    side = (image_size - 4) // 2  # 12 for 28x28: the example's fc1 takes 9216 = 64 * 12 * 12
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, num_classes),
+    )
+
+
+def keras_convnet(num_classes: int = 10, image_size: int = 28) -> nn.Module:
+    """The keras-io mnist_convnet example: conv 32 -> pool -> conv 64 -> pool -> dropout -> dense."""
+    side = ((image_size - 2) // 2 - 2) // 2  # 5 for 28x28
+    return keras_init(nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(64 * side * side, num_classes),
+    ))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A registered architecture: its builder and a one-line description."""
@@ -122,6 +140,8 @@ MODELS: dict[str, ModelSpec] = {
             "the article's CNN as printed: stride 5 over a 1x28 image of 28 channels",
         ),
         ModelSpec("lenet5", lenet5, "LeNet-5 (LeCun et al. 1998): conv 6, conv 16, conv 120, dense 84, tanh"),
+        ModelSpec("pytorch-example", pytorch_example, "pytorch/examples mnist Net: conv 32, conv 64, pool, fc 128"),
+        ModelSpec("keras-convnet", keras_convnet, "keras-io mnist_convnet: conv 32, pool, conv 64, pool, dense"),
     )
 }
 

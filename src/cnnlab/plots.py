@@ -72,3 +72,22 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str 
                     color="white" if shown[i, j] > shown.max() * 0.6 else "black")
     ax.set_title(title or "Confusion matrix (test set)")
     return _save(fig, path)
+
+
+def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path: str | Path,
+                        target: float | None = None) -> Path:
+    """Test accuracy after each epoch against cumulative training seconds, one line per recipe."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, (seconds, accuracy) in curves.items():
+        ax.plot(seconds, [100 * a for a in accuracy], "o-", label=name, markersize=4)
+    if target is not None:
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"{100 * target:.1f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    lowest = min((100 * min(a) for _, a in curves.values()), default=90)
+    ax.set_ylim(max(lowest - 0.5, 90), 100)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    ax.set_title("Time to accuracy on MNIST, this machine")
+    return _save(fig, path)

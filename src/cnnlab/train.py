@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,13 +88,16 @@ class TrainResult:
 
 
 def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
-          **options: Any) -> TrainResult:
+          on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None, **options: Any) -> TrainResult:
     """Train a model and, if ``config.out`` is set, write its run directory.
 
     Args:
         config: the options; keyword ``options`` override its fields (``train(epochs=3)``).
         dataset: an already loaded :class:`~cnnlab.data.Dataset` (else ``config.dataset`` is loaded).
         progress: show per-batch progress bars (default: when stderr is a terminal).
+        on_epoch: called after each epoch's history row is complete, outside the timed loop,
+            as ``on_epoch(row, model, to_model_input)``; ``to_model_input`` turns uint8
+            images ``(N, H, W)`` into the model's normalised input (used by ``cnnlab bench``).
     """
     config = TrainConfig(**{**asdict(config or TrainConfig()), **options})
     config.validate()
@@ -132,6 +136,10 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         row["seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         print(epoch_line(row, config.epochs, threads), flush=True)
+        if on_epoch is not None:
+            paused = time.perf_counter()
+            on_epoch(row, model, lambda images: to_input(images, mean, std, device))
+            loop_started += time.perf_counter() - paused  # the callback's time is not training time
     train_seconds = time.perf_counter() - loop_started
 
     test_logits = predict_logits(model, to_input(data.test_images, mean, std, device))
