@@ -13,10 +13,18 @@ def test_default_is_between_one_and_the_usable_cores():
 
 def test_busy_cores_reduce_the_default(monkeypatch):
     monkeypatch.setattr(system, "usable_cores", lambda: 4)
+    monkeypatch.setattr(system.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
     monkeypatch.setattr(system, "busy_cores", lambda: 1.2)
     assert system.pick_threads() == 3
     monkeypatch.setattr(system, "busy_cores", lambda: 7.0)
     assert system.pick_threads() == 1
+
+
+def test_a_momentary_blip_does_not_cost_threads(monkeypatch):
+    monkeypatch.setattr(system, "usable_cores", lambda: 2)
+    monkeypatch.setattr(system, "busy_cores", lambda: 1.0)  # busy during the sample...
+    monkeypatch.setattr(system.os, "getloadavg", lambda: (0.1, 0.1, 0.1))  # ...but not over the last minute
+    assert system.pick_threads() == 2
 
 
 def test_busy_cores_sees_a_spinning_process():

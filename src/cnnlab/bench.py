@@ -61,15 +61,15 @@ def _test_accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.T
     return score(predict_logits(model, inputs), labels)[1]
 
 
-def _cnnlab_runner(**settings) -> Callable[[Dataset, int, Curve, int], None]:
+def _cnnlab_runner(**settings) -> Callable[[Dataset, int, Curve, int, int], None]:
     """A recipe that is a cnnlab training configuration (ours, the article's, the Keras example)."""
 
-    def run(ds: Dataset, epochs: int, curve: Curve, seed: int) -> None:
+    def run(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
         def record(row, model, to_model_input) -> None:
             curve.add(row["seconds"], _test_accuracy(model, to_model_input(ds.test_images), ds.test_labels))
 
-        train(TrainConfig(**{"val_split": 0.0, **settings, "epochs": epochs, "seed": seed}), dataset=ds,
-              progress=False, on_epoch=record)
+        config = {"val_split": 0.0, **settings, "epochs": epochs, "seed": seed, "threads": threads}
+        train(TrainConfig(**config), dataset=ds, progress=False, on_epoch=record)
 
     return run
 
@@ -90,9 +90,10 @@ class PerSampleMNIST(torch.utils.data.Dataset):
         return (tensor - 0.1307) / 0.3081, int(self.labels[index])
 
 
-def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int) -> None:
+def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
     """pytorch/examples mnist/main.py at its defaults: Adadelta lr 1.0, StepLR gamma 0.7, batch 64."""
     torch.manual_seed(seed)
+    torch.set_num_threads(threads)
     loader = torch.utils.data.DataLoader(PerSampleMNIST(ds.train_images, ds.train_labels), batch_size=64,
                                          shuffle=True)
     test_inputs = (ds.test_images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
@@ -121,7 +122,7 @@ class Recipe:
     name: str
     description: str
     epochs: int
-    run: Callable[[Dataset, int, Curve, int], None]
+    run: Callable[[Dataset, int, Curve, int, int], None]  # (dataset, epochs, curve, seed, threads)
     ours: bool = False
 
 
@@ -144,7 +145,7 @@ RECIPES: dict[str, Recipe] = {
 
 
 def run_bench(ds: Dataset, recipes: list[str] | None = None, peer_epochs: int | None = None,
-              seed: int = 0) -> list[Curve]:
+              seed: int = 0, threads: int | None = None) -> list[Curve]:
     """Train each recipe on ``ds`` and return its accuracy-against-seconds curve.
 
     Args:
@@ -152,14 +153,17 @@ def run_bench(ds: Dataset, recipes: list[str] | None = None, peer_epochs: int | 
         recipes: names from :data:`RECIPES` (default: all).
         peer_epochs: cap the peers' epochs (ours always run in full); a capped curve says so.
         seed: the seed of every run.
+        threads: CPU threads for every recipe alike (default: one per free core, chosen once).
     """
+    threads = pick_threads(threads)
+    print(f"Every recipe runs with {threads} thread(s)", flush=True)
     curves = []
     for name in recipes or list(RECIPES):
         recipe = RECIPES[name]
         epochs = recipe.epochs if recipe.ours or peer_epochs is None else min(recipe.epochs, peer_epochs)
         curve = Curve(name, recipe.description, recipe.epochs)
         print(f"== {name}: {recipe.description}, {epochs} of {recipe.epochs} epochs", flush=True)
-        recipe.run(ds, epochs, curve, seed)
+        recipe.run(ds, epochs, curve, seed, threads)
         curves.append(curve)
     return curves
 

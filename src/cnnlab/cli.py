@@ -197,6 +197,7 @@ def bench_command(
     recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
     peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
     seed: Annotated[int, typer.Option(help="Random seed of every run")] = 0,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: free cores]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
 ) -> None:
@@ -218,7 +219,7 @@ def bench_command(
         raise CnnlabError(f"--peer-epochs must be at least 1, got {peer_epochs}")
     from cnnlab.data import load_dataset
 
-    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed)
+    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed, threads)
     print(bench.format_bench(curves))
     write_json(out / "bench.json", [c.to_json() for c in curves])
     bench.plot_curves(curves, out / "bench.png")

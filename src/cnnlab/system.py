@@ -44,8 +44,16 @@ def busy_cores(sample_s: float = _SAMPLE_S) -> float:
 
 
 def pick_threads(requested: int | None = None) -> int:
-    """``requested`` if given, else one thread per usable core that is free right now."""
+    """``requested`` if given, else one thread per usable core that is free.
+
+    A core counts as busy when it is busy now *and* has been over the last minute (the load
+    average): a shell command that happens to run during the sample does not cost a long
+    training run half its threads, while a neighbour that keeps running does.
+    """
     if requested is not None:
         return requested
     cores = usable_cores()
-    return max(1, min(cores, cores - round(busy_cores())))
+    busy = busy_cores()
+    if hasattr(os, "getloadavg"):
+        busy = min(busy, os.getloadavg()[0])
+    return max(1, min(cores, cores - round(busy)))

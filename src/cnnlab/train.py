@@ -114,10 +114,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
 
     model = build_model(config.model, data.num_classes, data.image_size)
     model = model.to(device, memory_format=torch.channels_last)  # trick 2
-    lr = config.lr or DEFAULT_LR[config.optimizer]
-    steps_per_epoch = -(-len(train_y) // config.batch_size)
-    optimizer = make_optimizer(config.optimizer, model, lr)
-    scheduler = make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
+    optimizer, scheduler = make_optimizer_and_schedule(config, model, -(-len(train_y) // config.batch_size))
     shuffler = torch.Generator().manual_seed(config.seed)
     spec = get_level(config.augment)
     augmenter = Augmenter(spec, background=-mean / std, seed=config.seed + 1) if spec else None
@@ -130,9 +127,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         epoch_started = time.perf_counter()
         loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
                                          shuffler, progress, f"Epoch {epoch}/{config.epochs}", augmenter)
-        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy}
-        if len(val_y):
-            row["val_loss"], row["val_accuracy"] = score(predict_logits(model, val_x), val_y)
+        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(model, val_x, val_y)}
         row["seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         print(epoch_line(row, config.epochs, threads), flush=True)
@@ -190,6 +185,21 @@ def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
         parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
     parts.append(f"{row['seconds']:.1f}s ({threads_label(threads)})")
     return " - ".join(parts)
+
+
+def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """``{"val_loss", "val_accuracy"}`` on the validation split, or nothing when it is empty."""
+    if not len(y):
+        return {}
+    loss, accuracy = score(predict_logits(model, x), y)
+    return {"val_loss": loss, "val_accuracy": accuracy}
+
+
+def make_optimizer_and_schedule(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
+    """The optimizer and its per-step learning-rate schedule, peaking at ``config.lr``."""
+    lr = config.lr or DEFAULT_LR[config.optimizer]
+    optimizer = make_optimizer(config.optimizer, model, lr)
+    return optimizer, make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
 
 
 def threads_label(threads: int) -> str:
