@@ -109,6 +109,8 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
     assert code == 0 and set(record) == {"path", "label", "confidence", "top"}
     code, out, _ = run_cli(capsys, "evaluate", run, "--dataset", idx_folder, "--json")
     assert code == 0 and 0 <= json.loads(out)["test_accuracy"] <= 1
+    code, out, _ = run_cli(capsys, "evaluate", run)  # the model remembers where its data is
+    assert code == 0 and out.startswith("Test error:")
 
 
 def test_models_lists_every_model(capsys):

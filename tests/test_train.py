@@ -69,3 +69,13 @@ def test_same_seed_same_history_on_mnist(mnist_dir):
 def test_short_mnist_run_reaches_98_percent(mnist):
     result = train(model="cnn", epochs=1, dataset=mnist, progress=False)
     assert result.metrics["test_accuracy"] >= 0.98
+
+
+def test_val_split_applies_to_a_dataset_given_without_one(toy_dataset):
+    from dataclasses import replace
+
+    no_val = replace(toy_dataset, val_images=toy_dataset.val_images[:0], val_labels=toy_dataset.val_labels[:0])
+    result = train(model="mlp", epochs=1, val_split=0.25, dataset=no_val, progress=False)
+    assert "val_accuracy" in result.history[0]
+    kept = train(model="mlp", epochs=1, val_split=0.0, dataset=no_val, progress=False)
+    assert "val_accuracy" not in kept.history[0]

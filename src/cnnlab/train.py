@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cnnlab.augment import Augmenter, get_level
-from cnnlab.data import Dataset, load_dataset
+from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import classification_metrics, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
@@ -105,7 +105,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     device = select_device(config.device)
     threads = set_threads(config.threads)
     torch.manual_seed(config.seed)
-    data = dataset or load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
+    data = prepare_data(config, dataset)
 
     # Trick 1: normalise once, keep everything as one tensor on the training device.
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
@@ -140,8 +140,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     test_logits = predict_logits(model, to_input(data.test_images, mean, std, device))
     metrics = classification_metrics(test_logits, data.test_labels, data.class_names)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads)
-    info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, data.name,
-                     metrics["test_accuracy"])
+    info = ModelInfo(config.model, data.class_names, data.image_size, mean, std,
+                     dataset_source(config, dataset), metrics["test_accuracy"])
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     out = Path(config.out) if config.out else None
     if out:
@@ -185,6 +185,21 @@ def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
         parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
     parts.append(f"{row['seconds']:.1f}s ({threads_label(threads)})")
     return " - ".join(parts)
+
+
+def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
+    """The dataset to train on: the one given (split for validation if it has no such part), else loaded."""
+    if dataset is not None:
+        return split_validation(dataset, config.val_split, config.seed)
+    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
+
+
+def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
+    """What to load to evaluate this model again: a registry name, or the user data's absolute path."""
+    if dataset is not None:
+        return dataset.name
+    path = Path(config.dataset)
+    return str(path.resolve()) if path.exists() else config.dataset
 
 
 def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

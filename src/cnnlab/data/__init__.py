@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from cnnlab.data.registry import (
 from cnnlab.data.user import read_image_folder, read_pixel_csv
 from cnnlab.errors import CnnlabError, require
 
-__all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "resolve_data_dir"]
+__all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "resolve_data_dir", "split_validation"]
 
 # A user dataset that comes as one set of labelled images is split with this fixed seed,
 # so the test images never change with --seed and runs stay comparable.
@@ -97,19 +97,28 @@ def load_dataset(
     train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download)
     _check_labels(train_y, names, label)
     _check_labels(test_y, names, label)
-    ds = Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y))
-    if val_split > 0:
-        order = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(seed))
-        n_val = max(1, round(val_split * len(order)))
-        val, train = order[:n_val].sort().values, order[n_val:].sort().values
-        ds.val_images, ds.val_labels = ds.train_images[val], ds.train_labels[val]
-        ds.train_images, ds.train_labels = ds.train_images[train], ds.train_labels[train]
+    ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y)),
+                          val_split, seed)
     if limit:
         for split in ("train", "val", "test"):
             for kind in ("images", "labels"):
                 attr = f"{split}_{kind}"
                 setattr(ds, attr, getattr(ds, attr)[:limit])
     return ds
+
+
+def split_validation(ds: Dataset, val_split: float, seed: int = 0) -> Dataset:
+    """Move a random ``val_split`` fraction of the training images to the validation split.
+
+    A dataset that already has a validation split is returned as it is.
+    """
+    if val_split <= 0 or len(ds.val_labels):
+        return ds
+    order = torch.randperm(len(ds.train_labels), generator=torch.Generator().manual_seed(seed))
+    n_val = max(1, round(val_split * len(order)))
+    val, train = order[:n_val].sort().values, order[n_val:].sort().values
+    return replace(ds, train_images=ds.train_images[train], train_labels=ds.train_labels[train],
+                   val_images=ds.train_images[val], val_labels=ds.train_labels[val])
 
 
 def _tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
