@@ -1,4 +1,3 @@
-import cnnlab
 from cnnlab.reproduce import ARTICLE_SETTINGS, format_table, reproduce_article
 
 
@@ -18,6 +17,10 @@ def test_reproduction_table_one_quick_epoch(mnist_dir, tmp_path):
     assert "seed-cnn-as-printed" in table and (tmp_path / "seed-cnn-as-printed" / "model.json").is_file()
 
 
-def test_top_level_api_is_lazy_and_complete():
+def test_top_level_api_is_complete_and_functions_win_over_submodules():
+    import cnnlab.bench  # imports the train and evaluate submodules again
+
     for name in cnnlab.__all__:
         assert getattr(cnnlab, name) is not None
+    assert callable(cnnlab.train) and callable(cnnlab.evaluate)
+    assert cnnlab.train.__module__ == "cnnlab.train" and cnnlab.evaluate.__module__ == "cnnlab.evaluate"

@@ -9,50 +9,22 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     print(run.metrics["test_error"])
     for p in cnnlab.predict_files("runs/mine", ["my_digit.png"]):
         print(p.label, p.confidence)
-
-Names are imported on first use, so ``import cnnlab`` is instant and the command line
-starts fast.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+# Imported eagerly, not lazily: `train` and `evaluate` are also submodule names, and importing
+# a submodule binds its name on the package; these imports bind the functions after that.
+from cnnlab.data import DATASETS, Dataset, describe, load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import evaluate, evaluate_model
+from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
+from cnnlab.predict import predict_files, predict_images
+from cnnlab.reproduce import reproduce_article
+from cnnlab.runs import ModelInfo, load_model, save_model
+from cnnlab.train import TrainConfig, TrainResult, train
 
 __version__ = "0.1.0"
-
-_API = {
-    "CnnlabError": "cnnlab.errors",
-    "Dataset": "cnnlab.data",
-    "describe": "cnnlab.data",
-    "load_dataset": "cnnlab.data",
-    "DATASETS": "cnnlab.data",
-    "MODELS": "cnnlab.models",
-    "build_model": "cnnlab.models",
-    "count_parameters": "cnnlab.models",
-    "flops_per_image": "cnnlab.models",
-    "TrainConfig": "cnnlab.train",
-    "TrainResult": "cnnlab.train",
-    "train": "cnnlab.train",
-    "evaluate": "cnnlab.evaluate",
-    "evaluate_model": "cnnlab.evaluate",
-    "load_model": "cnnlab.runs",
-    "save_model": "cnnlab.runs",
-    "ModelInfo": "cnnlab.runs",
-    "predict_files": "cnnlab.predict",
-    "predict_images": "cnnlab.predict",
-    "reproduce_article": "cnnlab.reproduce",
-}
-__all__ = sorted(_API)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _API:
-        raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
-    value = getattr(importlib.import_module(_API[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+__all__ = [
+    "DATASETS", "MODELS", "CnnlabError", "Dataset", "ModelInfo", "TrainConfig", "TrainResult", "build_model",
+    "count_parameters", "describe", "evaluate", "evaluate_model", "flops_per_image", "load_dataset", "load_model",
+    "predict_files", "predict_images", "reproduce_article", "save_model", "train",
+]
