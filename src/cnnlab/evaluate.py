@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.data import load_dataset
+from cnnlab.errors import CnnlabError
 from cnnlab.runs import ModelInfo, load_model
 
 EVAL_BATCH = 1000
@@ -74,9 +76,6 @@ def evaluate(
     limit: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on)."""
-    from cnnlab.data import load_dataset
-    from cnnlab.errors import CnnlabError
-
     model, info = load_model(model_path)
     ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size)
     if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:

@@ -76,7 +76,7 @@ def lenet5(num_classes: int = 10, image_size: int = 28) -> nn.Module:
     Simplified as usual: full C3 connectivity and a linear output in place of RBF units.
     The 28x28 input is padded by 2 to give the paper's 32x32.
     """
-    side = ((image_size + 4 - 4) // 2 - 4) // 2 - 4  # 1 for 28x28 input
+    side = (image_size // 2 - 4) // 2 - 4  # 'same' conv, pool, 5x5 conv, pool, 5x5 conv: 1 for 28x28
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
         nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2),

@@ -12,7 +12,7 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,6 @@ class ModelInfo:
     std: float = 1.0
     dataset: str = ""
     test_accuracy: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +83,6 @@ class ModelInfo:
             "normalization": {"mean": self.mean, "std": self.std, "scale": 1 / 255},
             "dataset": self.dataset,
             "test_accuracy": self.test_accuracy,
-            **self.extra,
         }
 
     @classmethod

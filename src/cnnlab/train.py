@@ -16,11 +16,10 @@ The speed tricks, each measured on a 2-core CPU (see the README's performance se
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,6 @@ class TrainConfig:
     threads: int | None = None  # None: one per free core
     data_dir: str | None = None
     out: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`CnnlabError` naming the first bad option."""
@@ -281,9 +279,3 @@ def write_run(out: Path, model, info: ModelInfo, history, metrics, config: Train
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     write_json(out / "config.json", {**asdict(config), "threads_used": threads, "device_used": str(device),
                                      "versions": versions})
-
-
-def load_config(run: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` saved in a run directory."""
-    data = json.loads((Path(run) / "config.json").read_text())
-    return TrainConfig(**{k: v for k, v in data.items() if k in TrainConfig.__dataclass_fields__})

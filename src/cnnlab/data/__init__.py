@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.data.download import resolve_data_dir
+from cnnlab.data.download import ensure_files, resolve_data_dir
 from cnnlab.data.idx import read_idx, read_idx_pair
 from cnnlab.data.registry import (
     DATASETS,
@@ -135,8 +135,6 @@ def _load_arrays(dataset, data_dir, image_size, download):
     """Return ``(train_x, train_y, test_x, test_y, class_names, display_name)`` as numpy."""
     path = Path(dataset)
     if str(dataset) in DATASETS:
-        from cnnlab.data.download import ensure_files
-
         spec = get_spec(str(dataset))
         folder = ensure_files(spec, resolve_data_dir(data_dir), download)
         train = read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS)
