@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from cnnlab.bench import PerSampleMNIST
+from cnnlab.bench import EXAMPLE_MEAN, EXAMPLE_STD, PerSampleMNIST
 from cnnlab.data import load_dataset
 from cnnlab.evaluate import to_input
 from cnnlab.system import pick_threads
@@ -30,7 +30,7 @@ def main() -> None:
     per_sample = time.perf_counter() - started
 
     started = time.perf_counter()
-    x, y = to_input(ds.train_images, 0.1307, 0.3081), ds.train_labels
+    x, y = to_input(ds.train_images, EXAMPLE_MEAN, EXAMPLE_STD), ds.train_labels
     order = torch.randperm(len(y))
     for i in range(0, len(y), 256):
         index = order[i : i + 256]

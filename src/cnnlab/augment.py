@@ -1,5 +1,5 @@
 """Data augmentation on whole batches: one affine warp (and optional elastic field) per image,
-computed for the batch at once with ``affine_grid`` + ``grid_sample``, no per-image Python loop.
+built for the whole batch by broadcasting and applied with one ``grid_sample``, no per-image loop.
 
 Levels (``--augment``):
     none    no augmentation

@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.data import Dataset
-from cnnlab.evaluate import predict_logits, score
+from cnnlab.evaluate import predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model
 from cnnlab.system import pick_threads
 from cnnlab.train import TrainConfig, train
 
 TARGET_ACCURACY = 0.99
+# pytorch/examples' transforms.Normalize((0.1307,), (0.3081,))
+EXAMPLE_MEAN, EXAMPLE_STD = 0.1307, 0.3081
 
 
 @dataclass
@@ -87,7 +89,7 @@ class PerSampleMNIST(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = Image.fromarray(self.images[index].numpy(), mode="L")
         tensor = torch.from_numpy(np.array(image, dtype=np.uint8)).unsqueeze(0).float().div(255)
-        return (tensor - 0.1307) / 0.3081, int(self.labels[index])
+        return (tensor - EXAMPLE_MEAN) / EXAMPLE_STD, int(self.labels[index])
 
 
 def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
@@ -96,7 +98,7 @@ def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int, threads
     torch.set_num_threads(threads)
     loader = torch.utils.data.DataLoader(PerSampleMNIST(ds.train_images, ds.train_labels), batch_size=64,
                                          shuffle=True)
-    test_inputs = (ds.test_images.unsqueeze(1).float() / 255 - 0.1307) / 0.3081
+    test_inputs = to_input(ds.test_images, EXAMPLE_MEAN, EXAMPLE_STD)
     model = build_model("pytorch-example", ds.num_classes, ds.image_size)
     optimizer = torch.optim.Adadelta(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.7)

@@ -19,7 +19,7 @@ EVAL_BATCH = 1000
 def to_input(images: torch.Tensor, mean: float, std: float, device: str | torch.device = "cpu") -> torch.Tensor:
     """uint8 images ``(N, H, W)`` -> normalised float ``(N, 1, H, W)`` in channels_last memory.
 
-    channels_last lets oneDNN pick its fastest conv kernels on CPU (1.6-1.7x on these nets).
+    channels_last lets oneDNN pick its fastest conv kernels on CPU (1.45-2.2x per training step here).
     """
     x = images.to(device).unsqueeze(1).float().div_(255).sub_(mean).div_(std)
     return x.contiguous(memory_format=torch.channels_last)
