@@ -99,9 +99,9 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
     monkeypatch.chdir(tmp_path)
     code, out, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "2", "--batch-size", "16")
     assert code == 0 and "Test error:" in out and "Epoch 2/2 - loss:" in out
-    run = tmp_path / "runs" / "cnn-toy-idx-seed0"
+    run = tmp_path / "runs" / "fast-toy-idx-seed0"
     code, _, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "1", "--limit", "40")
-    assert code == 0 and (tmp_path / "runs" / "cnn-toy-idx-seed0-2" / "model.json").is_file()
+    assert code == 0 and (tmp_path / "runs" / "fast-toy-idx-seed0-2" / "model.json").is_file()
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
     code, out, _ = run_cli(capsys, "predict", run, image, "--json")
@@ -116,7 +116,7 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
 def test_models_lists_every_model(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     rows = json.loads(out)
-    assert code == 0 and [r["name"] for r in rows][:2] == ["cnn", "mlp"]
+    assert code == 0 and [r["name"] for r in rows][:4] == ["cnn", "cnn-fast", "cnn-wide", "mlp"]
     assert all(r["parameters"] > 0 and r["flops"] > 0 and r["description"] for r in rows)
 
 

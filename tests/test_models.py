@@ -39,5 +39,5 @@ def test_article_models_have_the_articles_sizes():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(CnnlabError, match=r"unknown model 'resnet'.*cnn, mlp"):
+    with pytest.raises(CnnlabError, match=r"unknown model .resnet.*cnn, cnn-fast, cnn-wide, mlp"):
         build_model("resnet")

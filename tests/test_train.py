@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
+from cnnlab.presets import PRESETS
 from cnnlab.runs import load_model
 from cnnlab.train import TrainConfig, epoch_line, train
 
@@ -37,7 +38,8 @@ def test_every_optimizer_and_schedule_runs(toy_dataset, optimizer, schedule):
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("epochs", 0, "--epochs"), ("epochs", -1, "--epochs"), ("batch_size", 0, "--batch-size"),
     ("lr", -1.0, "--lr"), ("optimizer", "rmsprop", "--optimizer"), ("model", "vgg", "unknown model"),
-    ("threads", 0, "--threads"), ("device", "tpu", "--device"),
+    ("threads", 0, "--threads"), ("device", "tpu", "--device"), ("label_smoothing", 1.0, "--label-smoothing"),
+    ("preset", "turbo", "unknown preset 'turbo'"),
 ])
 def test_bad_options_are_refused(option, value, message):
     with pytest.raises(CnnlabError, match=message):
@@ -66,9 +68,29 @@ def test_same_seed_same_history_on_mnist(mnist_dir):
 
 
 @pytest.mark.slow
-def test_short_mnist_run_reaches_98_percent(mnist):
-    result = train(model="cnn", epochs=1, dataset=mnist, progress=False)
-    assert result.metrics["test_accuracy"] >= 0.98
+def test_fast_preset_reaches_99_percent_on_mnist(mnist):
+    result = train(preset="fast", dataset=mnist, progress=False)
+    assert result.metrics["test_accuracy"] >= 0.99
+
+
+def test_defaults_are_the_fast_preset_and_presets_take_overrides():
+    assert TrainConfig() == TrainConfig.from_preset("fast")
+    accurate = TrainConfig.from_preset("accurate", epochs=2)
+    expected = {**PRESETS["accurate"].settings, "epochs": 2}
+    assert accurate.preset == "accurate" and all(getattr(accurate, k) == v for k, v in expected.items())
+    with pytest.raises(CnnlabError, match="unknown preset 'turbo': use one of fast, accurate"):
+        TrainConfig.from_preset("turbo")
+
+
+def test_train_accepts_a_preset_by_name(toy_dataset):
+    result = train(preset="accurate", epochs=1, batch_size=32, dataset=toy_dataset, progress=False)
+    assert result.info.architecture == "cnn" and len(result.history) == 1
+
+
+def test_label_smoothing_changes_the_loss_not_the_data(toy_dataset):
+    hard, smooth = (train(model="mlp", epochs=1, label_smoothing=ls, dataset=toy_dataset, progress=False)
+                    for ls in (0.0, 0.2))
+    assert smooth.history[0]["loss"] != hard.history[0]["loss"]
 
 
 def test_val_split_applies_to_a_dataset_given_without_one(toy_dataset):

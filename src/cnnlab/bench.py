@@ -23,6 +23,7 @@ from PIL import Image
 from cnnlab.data import Dataset
 from cnnlab.evaluate import predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model
+from cnnlab.presets import PRESETS, Preset
 from cnnlab.system import pick_threads
 from cnnlab.train import TrainConfig, train
 
@@ -38,6 +39,7 @@ class Curve:
     recipe: str
     description: str
     planned_epochs: int
+    seed: int = 0
     seconds: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
 
@@ -54,13 +56,27 @@ class Curve:
         return next((s for s, a in zip(self.seconds, self.accuracy, strict=True) if a >= target), None)
 
     def to_json(self) -> dict:
-        return {"recipe": self.recipe, "description": self.description, "planned_epochs": self.planned_epochs,
+        return {"recipe": self.recipe, "seed": self.seed, "description": self.description,
+                "planned_epochs": self.planned_epochs,
                 "epochs_run": len(self.seconds), "capped": self.capped, "seconds": self.seconds,
                 "test_accuracy": self.accuracy, "seconds_to_99": self.seconds_to()}
 
 
 def _test_accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
     return score(predict_logits(model, inputs), labels)[1]
+
+
+def _preset_runner(name: str) -> Callable[[Dataset, int, Curve, int, int], None]:
+    """A preset exactly as ``cnnlab train --preset NAME`` runs it, validation split included."""
+
+    def run(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
+        def record(row, model, to_model_input) -> None:
+            curve.add(row["seconds"], _test_accuracy(model, to_model_input(ds.test_images), ds.test_labels))
+
+        train(TrainConfig.from_preset(name, epochs=epochs, seed=seed, threads=threads), dataset=ds,
+              progress=False, on_epoch=record)
+
+    return run
 
 
 def _cnnlab_runner(**settings) -> Callable[[Dataset, int, Curve, int, int], None]:
@@ -116,7 +132,7 @@ def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int, threads
               f"{curve.seconds[-1]:.1f}s so far", flush=True)
 
 
-ARTICLE = dict(batch_size=200, optimizer="adam", lr=1e-3, schedule="constant", normalize=False)
+ARTICLE = dict(batch_size=200, optimizer="adam", lr=1e-3, schedule="constant", normalize=False, label_smoothing=0.0)
 
 
 @dataclass(frozen=True)
@@ -125,19 +141,23 @@ class Recipe:
     description: str
     epochs: int
     run: Callable[[Dataset, int, Curve, int, int], None]  # (dataset, epochs, curve, seed, threads)
-    ours: bool = False
+    preset: Preset | None = None  # ours: run over the preset's seeds and checked against its target
+
+    @property
+    def seeds(self) -> int:
+        return self.preset.seeds if self.preset else 1
 
 
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("cnnlab", "cnnlab train defaults: cnn, Adam one-cycle 5e-3, batch 256", 3,
-               _cnnlab_runner(model="cnn"), ours=True),
+        *(Recipe(p.name, p.description, p.settings["epochs"], _preset_runner(p.name), preset=p)
+          for p in PRESETS.values()),
         Recipe("pytorch-examples", "pytorch/examples mnist main.py: Adadelta, StepLR, batch 64, per-sample DataLoader",
                14, _pytorch_examples),
         Recipe("keras-convnet", "keras-io mnist_convnet: Adam 1e-3, batch 128, 10% validation split", 15,
                _cnnlab_runner(model="keras-convnet", batch_size=128, optimizer="adam", lr=1e-3, schedule="constant",
-                              normalize=False, val_split=0.1)),
+                              normalize=False, val_split=0.1, label_smoothing=0.0)),
         Recipe("article-mlp", "the article's MLP: Adam 1e-3, batch 200, pixels 0-1", 10,
                _cnnlab_runner(model="mlp", **ARTICLE)),
         Recipe("article-cnn", "the article's CNN as described: Adam 1e-3, batch 200, pixels 0-1", 10,
@@ -147,42 +167,92 @@ RECIPES: dict[str, Recipe] = {
 
 
 def run_bench(ds: Dataset, recipes: list[str] | None = None, peer_epochs: int | None = None,
-              seed: int = 0, threads: int | None = None) -> list[Curve]:
-    """Train each recipe on ``ds`` and return its accuracy-against-seconds curve.
+              seed: int = 1, threads: int | None = None, seeds: int | None = None) -> list[Curve]:
+    """Train each recipe on ``ds`` and return its accuracy-against-seconds curves.
 
     Args:
-        ds: the dataset (MNIST with no validation split).
+        ds: the dataset (MNIST with no validation split; presets split theirs off, as the CLI does).
         recipes: names from :data:`RECIPES` (default: all).
         peer_epochs: cap the peers' epochs (ours always run in full); a capped curve says so.
-        seed: the seed of every run.
+        seed: the first seed; a preset runs seeds ``seed, seed+1, ...`` (its ``seeds`` of them),
+            a peer runs ``seed`` once.
         threads: CPU threads for every recipe alike (default: one per free core, chosen once).
+        seeds: run each preset this many times instead of its own count (a quick look).
     """
     threads = pick_threads(threads)
     print(f"Every recipe runs with {threads} thread(s)", flush=True)
     curves = []
     for name in recipes or list(RECIPES):
         recipe = RECIPES[name]
-        epochs = recipe.epochs if recipe.ours or peer_epochs is None else min(recipe.epochs, peer_epochs)
-        curve = Curve(name, recipe.description, recipe.epochs)
-        print(f"== {name}: {recipe.description}, {epochs} of {recipe.epochs} epochs", flush=True)
-        recipe.run(ds, epochs, curve, seed, threads)
-        curves.append(curve)
+        epochs = recipe.epochs if recipe.preset or peer_epochs is None else min(recipe.epochs, peer_epochs)
+        runs = recipe.seeds if seeds is None or not recipe.preset else seeds
+        for run_seed in range(seed, seed + runs):
+            curve = Curve(name, recipe.description, recipe.epochs, run_seed)
+            print(f"== {name} (seed {run_seed}): {recipe.description}, {epochs} of {recipe.epochs} epochs", flush=True)
+            recipe.run(ds, epochs, curve, run_seed, threads)
+            curves.append(curve)
     return curves
 
 
-def format_bench(curves: list[Curve]) -> str:
-    """The table: final accuracy, training seconds, seconds to 99%, and ratios to ours."""
-    ours = next((c for c in curves if RECIPES[c.recipe].ours), None)
-    lines = [f"{'recipe':<18}{'epochs':>8}{'test acc':>10}{'train s':>10}{'s to 99%':>10}"
-             f"{'x ours (train)':>16}{'x ours (to 99%)':>17}"]
+@dataclass
+class Row:
+    """One recipe's line of the table: its runs (one per seed) summarised."""
+
+    recipe: str
+    runs: list[Curve]
+
+    @property
+    def accuracies(self) -> list[float]:
+        return [c.accuracy[-1] for c in self.runs]
+
+    @property
+    def train_seconds(self) -> float:
+        return statistics.median(c.seconds[-1] for c in self.runs)
+
+    @property
+    def seconds_to_99(self) -> float | None:
+        """Median over seeds; None if any seed never reached 99%."""
+        times = [c.seconds_to() for c in self.runs]
+        return None if None in times else statistics.median(times)
+
+    def verdict(self) -> str:
+        """For a preset: whether its target holds (every seed, or the mean, and the median time)."""
+        preset = RECIPES[self.recipe].preset
+        if preset is None:
+            return ""
+        accuracy = statistics.mean(self.accuracies) if preset.mean_target else min(self.accuracies)
+        met = accuracy >= preset.target_accuracy and self.train_seconds <= preset.target_seconds
+        which = "mean" if preset.mean_target else "every seed"
+        return (f"{'met' if met else 'MISSED'}: {which} >= {100 * preset.target_accuracy:.2f}%, "
+                f"median <= {preset.target_seconds:g} s")
+
+
+def group_rows(curves: list[Curve]) -> list[Row]:
+    """The curves grouped by recipe, in the order they ran."""
+    rows: dict[str, Row] = {}
     for c in curves:
+        rows.setdefault(c.recipe, Row(c.recipe, [])).runs.append(c)
+    return list(rows.values())
+
+
+def format_bench(curves: list[Curve]) -> str:
+    """The table: test accuracy (min-max over seeds), median training seconds and seconds to 99%,
+    each time's ratio to the ``fast`` preset, and whether each preset's target holds."""
+    rows = group_rows(curves)
+    fast = next((r for r in rows if r.recipe == "fast"), None)
+    lines = [f"{'recipe':<18}{'seeds':>6}{'epochs':>8}{'test acc':>16}{'train s':>9}{'s to 99%':>10}"
+             f"{'x fast':>8}{'x fast to 99%':>15}  target"]
+    for r in rows:
+        c = r.runs[0]
         epochs = f"{len(c.seconds)}/{c.planned_epochs}" + ("*" if c.capped else "")
-        to99 = c.seconds_to()
-        ratio_train = f"{c.seconds[-1] / ours.seconds[-1]:.1f}x" if ours else "-"
-        ours_to99 = ours.seconds_to() if ours else None
-        ratio_99 = f"{to99 / ours_to99:.1f}x" if to99 and ours_to99 else "never" if to99 is None else "-"
-        lines.append(f"{c.recipe:<18}{epochs:>8}{100 * c.accuracy[-1]:>9.2f}%{c.seconds[-1]:>10.1f}"
-                     f"{(f'{to99:.1f}' if to99 else 'never'):>10}{ratio_train:>16}{ratio_99:>17}")
+        low, high = min(r.accuracies), max(r.accuracies)
+        accuracy = f"{100 * low:.2f}%" if len(r.runs) == 1 else f"{100 * low:.2f}-{100 * high:.2f}%"
+        to99, fast_to99 = r.seconds_to_99, fast.seconds_to_99 if fast else None
+        ratio = f"{r.train_seconds / fast.train_seconds:.1f}x" if fast else "-"
+        ratio_99 = "never" if to99 is None else f"{to99 / fast_to99:.1f}x" if fast_to99 else "-"
+        lines.append(f"{r.recipe:<18}{len(r.runs):>6}{epochs:>8}{accuracy:>16}{r.train_seconds:>9.1f}"
+                     f"{(f'{to99:.1f}' if to99 is not None else 'never'):>10}{ratio:>8}{ratio_99:>15}  {r.verdict()}")
+    lines.append("train s and s to 99%: medians over the seeds; test acc: lowest-highest seed")
     if any(c.capped for c in curves):
         lines.append("* capped by --peer-epochs: accuracy and seconds are for the epochs run, not extrapolated")
     return "\n".join(lines)
@@ -219,7 +289,8 @@ def format_inference(rows: list[dict]) -> str:
 
 
 def plot_curves(curves: list[Curve], path: str | Path) -> Path:
-    """Test accuracy against training seconds, one line per recipe, log-scaled time."""
+    """Test accuracy against training seconds, one line per recipe (its first seed), log-scaled time."""
     from cnnlab.plots import accuracy_vs_seconds
 
-    return accuracy_vs_seconds({c.recipe: (c.seconds, c.accuracy) for c in curves}, path, TARGET_ACCURACY)
+    first = {r.recipe: (r.runs[0].seconds, r.runs[0].accuracy) for r in group_rows(curves)}
+    return accuracy_vs_seconds(first, path, TARGET_ACCURACY)

@@ -22,36 +22,49 @@ DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [defaul
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text")]
 
 
+PRESET_DEFAULT = "[default: from --preset]"
+
+
 @app.command("train")
 def train_command(
-    model: Annotated[str, typer.Option(help="Architecture, see 'cnnlab models'")] = "cnn",
+    preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate or best (see README)")] = "fast",
+    model: Annotated[Optional[str], typer.Option(help=f"Architecture, see 'cnnlab models' {PRESET_DEFAULT}")] = None,
     dataset: DatasetOpt = "mnist",
-    epochs: Annotated[int, typer.Option(help="Passes over the training set")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Images per training step")] = 256,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: per optimizer]")] = None,
-    optimizer: Annotated[str, typer.Option(help="adam, sgd or adadelta")] = "adam",
-    schedule: Annotated[str, typer.Option(help="onecycle, step or constant")] = "onecycle",
+    epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training set {PRESET_DEFAULT}")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Images per training step {PRESET_DEFAULT}")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate {PRESET_DEFAULT}")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"adam, sgd or adadelta {PRESET_DEFAULT}")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help=f"onecycle, step or constant {PRESET_DEFAULT}")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help=f"0 for hard targets {PRESET_DEFAULT}")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
     val_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation")] = 0.1,
-    augment: Annotated[str, typer.Option(help="Random warps of training batches: none, light or strong")] = "none",
+    augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong {PRESET_DEFAULT}")] = None,
+    tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help=f"Test-time augmentation {PRESET_DEFAULT}")] = (
+        None),
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     data_dir: DataDirOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/MODEL-DATASET-seedS]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/PRESET-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,
 ) -> None:
-    """Train a model; print a line per epoch and the test error; save the run directory."""
+    """Train a model; print a line per epoch and the test error; save the run directory.
+
+    Starts from a preset's settings; any option given on the command line replaces the preset's.
+    """
     from cnnlab.train import TrainConfig, train
 
+    chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+                  label_smoothing=label_smoothing, augment=augment, tta=tta, limit=limit, threads=threads,
+                  data_dir=str(data_dir) if data_dir else None)
+    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, val_split=val_split, device=device,
+                                     **{k: v for k, v in chosen.items() if v is not None})
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    out = out or new_run_dir(Path("runs") / f"{model}-{dataset_label}-seed{seed}")
+    name = model or preset
+    out = out or new_run_dir(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
     if (out / "model.safetensors").exists() and not overwrite:
         raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
-    config = TrainConfig(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr,
-                         optimizer=optimizer, schedule=schedule, seed=seed, val_split=val_split, augment=augment,
-                         limit=limit, device=device, threads=threads, data_dir=str(data_dir) if data_dir else None,
-                         out=str(out))
+    config.out = str(out)
     train(config)
 
 
@@ -70,12 +83,13 @@ def evaluate_command(
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="[default: the model's own]")] = None,
     data_dir: DataDirOpt = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N test images")] = None,
+    tta: Annotated[bool, typer.Option(help="Test-time augmentation: average 5 one-pixel shifts (5x the work)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a trained model on a test set: error, per-class accuracy, confusion matrix."""
     from cnnlab.evaluate import evaluate
 
-    metrics = evaluate(model, dataset, data_dir, limit)
+    metrics = evaluate(model, dataset, data_dir, limit, tta)
     if as_json:
         print(json.dumps(metrics))
         return
@@ -196,12 +210,13 @@ def bench_command(
     inference: Annotated[bool, typer.Option("--inference", help="Measure prediction speed of every model")] = False,
     recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
     peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed of every run")] = 0,
+    seed: Annotated[int, typer.Option(help="First seed: presets run seeds SEED, SEED+1..., peers SEED")] = 1,
+    seeds: Annotated[Optional[int], typer.Option(help="Seeds per preset [default: each preset's own, 5 or 3]")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: free cores]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
 ) -> None:
-    """Time-to-accuracy of our recipe against the peers' recipes in one run (or --inference speed)."""
+    """Time-to-accuracy of our presets against the peers' recipes in one run (or --inference speed)."""
     from cnnlab import bench
     from cnnlab.runs import write_json
 
@@ -217,9 +232,11 @@ def bench_command(
         raise CnnlabError(f"unknown recipe '{unknown[0]}': use some of {', '.join(bench.RECIPES)}")
     if peer_epochs is not None and peer_epochs < 1:
         raise CnnlabError(f"--peer-epochs must be at least 1, got {peer_epochs}")
+    if seeds is not None and seeds < 1:
+        raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
     from cnnlab.data import load_dataset
 
-    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed, threads)
+    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed, threads, seeds)
     print(bench.format_bench(curves))
     write_json(out / "bench.json", [c.to_json() for c in curves])
     bench.plot_curves(curves, out / "bench.png")

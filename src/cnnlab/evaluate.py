@@ -35,6 +35,36 @@ def predict_logits(model: nn.Module, inputs: torch.Tensor, batch_size: int = EVA
     return out.float()
 
 
+TTA_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (down, right) in pixels
+
+
+def shift_images(inputs: torch.Tensor, down: int, right: int, background: float) -> torch.Tensor:
+    """Normalised images ``(N, C, H, W)`` moved by whole pixels; the uncovered edge is ``background``."""
+    if down == right == 0:
+        return inputs
+    height, width = inputs.shape[-2:]
+    pad = max(abs(down), abs(right))
+    padded = F.pad(inputs, (pad, pad, pad, pad), value=background)
+    top, left = pad - down, pad - right
+    return padded[:, :, top : top + height, left : left + width].contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def predict_logits_tta(model: nn.Module, inputs: torch.Tensor, background: float,
+                       shifts: tuple[tuple[int, int], ...] = TTA_SHIFTS) -> torch.Tensor:
+    """Test-time augmentation: log of the mean softmax over the image and its one-pixel shifts.
+
+    Args:
+        inputs: normalised images ``(N, 1, H, W)``.
+        background: the normalised value of an empty pixel, ``-mean / std``.
+        shifts: ``(down, right)`` offsets; the default is the image and 4 one-pixel moves (5x the work).
+    Returns:
+        ``(N, classes)`` log-probabilities, usable wherever logits are.
+    """
+    probabilities = sum(predict_logits(model, shift_images(inputs, *s, background)).softmax(1) for s in shifts)
+    return (probabilities / len(shifts)).log()
+
+
 def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     """``(mean cross-entropy loss, accuracy)`` as Python floats."""
     labels = labels.to(logits.device)
@@ -64,18 +94,23 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_nam
 
 
 def evaluate_model(
-    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor, device: str = "cpu"
+    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor, device: str = "cpu",
+    tta: bool = False,
 ) -> dict[str, Any]:
-    """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``."""
-    logits = predict_logits(model.to(device), to_input(images, info.mean, info.std, device))
+    """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``;
+    ``tta``: average over shifted copies (:func:`predict_logits_tta`)."""
+    inputs = to_input(images, info.mean, info.std, device)
+    model = model.to(device)
+    logits = predict_logits_tta(model, inputs, -info.mean / info.std) if tta else predict_logits(model, inputs)
     return classification_metrics(logits, labels, info.class_names)
 
 
 def evaluate(
     model_path: str | Path, dataset: str | Path | None = None, data_dir: str | Path | None = None,
-    limit: int | None = None,
+    limit: int | None = None, tta: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on)."""
+    """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on),
+    with test-time augmentation if ``tta``."""
     model, info = load_model(model_path)
     ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size)
     if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:
@@ -83,4 +118,4 @@ def evaluate(
             f"the model expects {len(info.class_names)} classes of {info.image_size}x{info.image_size} images "
             f"but '{ds.name}' has {ds.num_classes} classes of {ds.image_size}x{ds.image_size}"
         )
-    return evaluate_model(model, info, ds.test_images, ds.test_labels)
+    return evaluate_model(model, info, ds.test_images, ds.test_labels, tta=tta)
