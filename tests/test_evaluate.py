@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from cnnlab.evaluate import TTA_SHIFTS, predict_logits, predict_logits_tta, shift_images, to_input
+from cnnlab.evaluate import TTA_SHIFTS, predict_logits, predict_logits_tta, shift_images
 
 
 def test_shift_moves_pixels_and_fills_the_edge_with_background():

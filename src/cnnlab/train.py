@@ -128,10 +128,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     device = select_device(config.device)
     threads = set_threads(config.threads)
     torch.manual_seed(config.seed)
-    # Trick 6: torch.optim's first use imports torch._dynamo, 1.4 s of Python here; a second thread
-    # imports it while this one loads and normalises the data (gzip and torch release the GIL).
-    warm_up = threading.Thread(target=importlib.import_module, args=("torch._dynamo",), daemon=True)
-    warm_up.start()
+    warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
 
     # Trick 1: normalise once, keep everything as one tensor on the training device.
@@ -139,16 +136,13 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     train_x, train_y = to_input(data.train_images, mean, std, device), data.train_labels.to(device)
     val_x, val_y = to_input(data.val_images, mean, std, device), data.val_labels.to(device)
 
-    model = build_model(config.model, data.num_classes, data.image_size)
-    model = model.to(device, memory_format=torch.channels_last)  # trick 2
+    model = build_model(config.model, data.num_classes, data.image_size).to(device, memory_format=torch.channels_last)
     warm_up.join()
     optimizer, scheduler = make_optimizer_and_schedule(config, model, -(-len(train_y) // config.batch_size))
     shuffler = torch.Generator().manual_seed(config.seed)
-    spec = get_level(config.augment)
-    augmenter = Augmenter(spec, background=-mean / std, seed=config.seed + 1) if spec else None
+    augmenter = Augmenter(spec, -mean / std, config.seed + 1) if (spec := get_level(config.augment)) else None
     print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
           f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}")
-
     history: list[dict[str, float]] = []
     loop_started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
@@ -166,11 +160,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
             loop_started += time.perf_counter() - paused  # the callback's time is not training time
     train_seconds = time.perf_counter() - loop_started
 
-    test_x = to_input(data.test_images, mean, std, device)
-    test_logits = predict_logits_tta(model, test_x, -mean / std) if config.tta else predict_logits(model, test_x)
-    metrics = classification_metrics(test_logits, data.test_labels, data.class_names)
-    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
-                   tta=config.tta)
+    metrics = test_metrics(model, data, to_input(data.test_images, mean, std, device), -mean / std, config.tta)
+    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads)
     info = ModelInfo(config.model, data.class_names, data.image_size, mean, std,
                      dataset_source(config, dataset), metrics["test_accuracy"])
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
@@ -179,6 +170,24 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         write_run(out, model, info, history, metrics, config, threads, device)
         print(f"Saved to {out}/")
     return TrainResult(model.eval(), info, history, metrics, out)
+
+
+def start_import(module: str) -> threading.Thread:
+    """Import ``module`` on a second thread; join it before first use.
+
+    Trick 6: torch.optim's first use imports torch._dynamo, 1.4 s of Python here; imported this
+    way it loads while the main thread reads and normalises the data (gzip and torch release the GIL).
+    """
+    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_metrics(model: torch.nn.Module, data: Dataset, test_x: torch.Tensor, background: float,
+                 tta: bool) -> dict[str, Any]:
+    """The test split's metrics (cnnlab.evaluate), with test-time augmentation if ``tta``."""
+    logits = predict_logits_tta(model, test_x, background) if tta else predict_logits(model, test_x)
+    return {**classification_metrics(logits, data.test_labels, data.class_names), "tta": tta}
 
 
 def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
