@@ -25,7 +25,7 @@ from cnnlab.evaluate import predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model
 from cnnlab.presets import PRESETS, Preset
 from cnnlab.system import pick_threads
-from cnnlab.train import TrainConfig, train
+from cnnlab.train import TrainConfig, TrainResult, train
 
 TARGET_ACCURACY = 0.99
 # pytorch/examples' transforms.Normalize((0.1307,), (0.3081,))
@@ -66,6 +66,15 @@ def _test_accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.T
     return score(predict_logits(model, inputs), labels)[1]
 
 
+def _train_recording(ds: Dataset, config: TrainConfig, curve: Curve) -> TrainResult:
+    """Train ``config`` on ``ds``, adding each epoch's seconds and plain test accuracy to ``curve``."""
+
+    def record(row, model, to_model_input) -> None:
+        curve.add(row["seconds"], _test_accuracy(model, to_model_input(ds.test_images), ds.test_labels))
+
+    return train(config, dataset=ds, progress=False, on_epoch=record)
+
+
 def _preset_runner(name: str) -> Callable[[Dataset, int, Curve, int, int], None]:
     """A preset exactly as ``cnnlab train --preset NAME`` runs it, validation split included.
 
@@ -74,25 +83,18 @@ def _preset_runner(name: str) -> Callable[[Dataset, int, Curve, int, int], None]
     """
 
     def run(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
-        def record(row, model, to_model_input) -> None:
-            curve.add(row["seconds"], _test_accuracy(model, to_model_input(ds.test_images), ds.test_labels))
-
-        result = train(TrainConfig.from_preset(name, epochs=epochs, seed=seed, threads=threads), dataset=ds,
-                       progress=False, on_epoch=record)
-        curve.accuracy[-1] = result.metrics["test_accuracy"]
+        config = TrainConfig.from_preset(name, epochs=epochs, seed=seed, threads=threads)
+        curve.accuracy[-1] = _train_recording(ds, config, curve).metrics["test_accuracy"]
 
     return run
 
 
 def _cnnlab_runner(**settings) -> Callable[[Dataset, int, Curve, int, int], None]:
-    """A recipe that is a cnnlab training configuration (ours, the article's, the Keras example)."""
+    """A recipe that is a cnnlab training configuration (the article's, the Keras example)."""
 
     def run(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
-        def record(row, model, to_model_input) -> None:
-            curve.add(row["seconds"], _test_accuracy(model, to_model_input(ds.test_images), ds.test_labels))
-
         config = {"val_split": 0.0, **settings, "epochs": epochs, "seed": seed, "threads": threads}
-        train(TrainConfig(**config), dataset=ds, progress=False, on_epoch=record)
+        _train_recording(ds, TrainConfig(**config), curve)
 
     return run
 

@@ -94,8 +94,8 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_nam
 
 
 def evaluate_model(
-    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor, device: str = "cpu",
-    tta: bool = False,
+    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor,
+    device: str | torch.device = "cpu", tta: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``;
     ``tta``: average over shifted copies (:func:`predict_logits_tta`)."""

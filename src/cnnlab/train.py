@@ -40,7 +40,7 @@ from tqdm import tqdm
 from cnnlab.augment import Augmenter, get_level
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.errors import CnnlabError, require
-from cnnlab.evaluate import classification_metrics, predict_logits, predict_logits_tta, score, to_input
+from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
 from cnnlab.runs import ModelInfo, save_model, write_csv, write_json
@@ -160,10 +160,11 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
             loop_started += time.perf_counter() - paused  # the callback's time is not training time
     train_seconds = time.perf_counter() - loop_started
 
-    metrics = test_metrics(model, data, to_input(data.test_images, mean, std, device), -mean / std, config.tta)
-    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads)
-    info = ModelInfo(config.model, data.class_names, data.image_size, mean, std,
-                     dataset_source(config, dataset), metrics["test_accuracy"])
+    info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, dataset_source(config, dataset))
+    metrics = evaluate_model(model, info, data.test_images, data.test_labels, device, config.tta)
+    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
+                   tta=config.tta)
+    info.test_accuracy = metrics["test_accuracy"]
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     out = Path(config.out) if config.out else None
     if out:
@@ -181,13 +182,6 @@ def start_import(module: str) -> threading.Thread:
     thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
     thread.start()
     return thread
-
-
-def test_metrics(model: torch.nn.Module, data: Dataset, test_x: torch.Tensor, background: float,
-                 tta: bool) -> dict[str, Any]:
-    """The test split's metrics (cnnlab.evaluate), with test-time augmentation if ``tta``."""
-    logits = predict_logits_tta(model, test_x, background) if tta else predict_logits(model, test_x)
-    return {**classification_metrics(logits, data.test_labels, data.class_names), "tta": tta}
 
 
 def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> TrainConfig:
