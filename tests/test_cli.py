@@ -116,7 +116,7 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
 def test_models_lists_every_model(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     rows = json.loads(out)
-    assert code == 0 and [r["name"] for r in rows][:4] == ["cnn", "cnn-fast", "cnn-wide", "mlp"]
+    assert code == 0 and [r["name"] for r in rows][:5] == ["cnn", "cnn-fast", "cnn-wide", "cnn-wide-x3", "mlp"]
     assert all(r["parameters"] > 0 and r["flops"] > 0 and r["description"] for r in rows)
 
 

@@ -8,7 +8,7 @@ from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
 @pytest.mark.parametrize("name", list(MODELS))
 @pytest.mark.parametrize("classes", [10, 3])
 def test_output_shape(name, classes):
-    model = build_model(name, num_classes=classes)
+    model = build_model(name, num_classes=classes).eval()
     assert model(torch.zeros(5, 1, 28, 28)).shape == (5, classes)
     assert count_parameters(model) > 0 and flops_per_image(model) > 0
 
@@ -39,5 +39,17 @@ def test_article_models_have_the_articles_sizes():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(CnnlabError, match=r"unknown model .resnet.*cnn, cnn-fast, cnn-wide, mlp"):
+    with pytest.raises(CnnlabError, match=r"unknown model .resnet.*cnn, cnn-fast, cnn-wide, cnn-wide-x3, mlp"):
         build_model("resnet")
+
+
+def test_ensemble_trains_members_apart_and_predicts_their_mean_probability():
+    torch.manual_seed(0)
+    model = build_model("cnn-wide-x3")
+    x = torch.randn(4, 1, 28, 28)
+    stacked = model.train()(x)
+    assert stacked.shape == (4, 10, 3)  # each member's own logits, for its own loss
+    model.eval()
+    members = torch.stack([m(x).softmax(1) for m in model.members]).mean(0)
+    assert torch.allclose(model(x).exp(), members, atol=1e-6)
+    assert not torch.allclose(model.members[0](x), model.members[1](x))  # initialised apart

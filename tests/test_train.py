@@ -101,3 +101,14 @@ def test_val_split_applies_to_a_dataset_given_without_one(toy_dataset):
     assert "val_accuracy" in result.history[0]
     kept = train(model="mlp", epochs=1, val_split=0.0, dataset=no_val, progress=False)
     assert "val_accuracy" not in kept.history[0]
+
+
+def test_training_loss_scores_each_ensemble_member_on_its_own():
+    from cnnlab.train import predicted_labels, training_loss
+
+    logits = torch.randn(6, 10, 3)
+    targets = torch.randint(0, 10, (6,))
+    each = [torch.nn.functional.cross_entropy(logits[..., k], targets, label_smoothing=0.1) for k in range(3)]
+    assert torch.allclose(training_loss(logits, targets, 0.1), torch.stack(each).mean())
+    assert torch.equal(predicted_labels(logits), logits.sum(-1).argmax(1))
+    assert torch.equal(predicted_labels(logits[..., 0]), logits[..., 0].argmax(1))

@@ -5,10 +5,13 @@ final figures in the README. Targets, on this project's 2-core CPU (training-loo
 
     fast      one epoch of the small ``cnn-fast``            every seed >= 99.0% test, <= 5 s
     accurate  ``cnn``, 6 epochs, light augmentation          every seed >= 99.5% test, <= 60 s
-    best      ``cnn-wide``, 15 epochs, light augmentation    mean of 3 seeds >= 99.7% test, <= 20 min
+    best      3 ``cnn-wide`` as one ensemble, 10 epochs      mean of 3 seeds >= 99.7% test, <= 20 min
 
 Label smoothing (0.1) was the largest single gain found for short runs: one epoch of
 ``cnn-fast`` at batch 256 went from 98.72% to 99.08% mean validation accuracy over 3 seeds.
+For ``best``, an ensemble of three ``cnn-wide`` (10 epochs, seed 1) reached 99.77% validation
+accuracy with test-time augmentation, against 99.71% for its members on their own; five ``cnn``
+for 10 epochs reached 99.67%. One ``cnn-wide`` for 15 epochs had given 99.67% test (3 seeds).
 """
 
 from __future__ import annotations
@@ -42,9 +45,9 @@ PRESETS: dict[str, Preset] = {
                "test-time augmentation",
                dict(model="cnn", epochs=6, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light", tta=True),
                target_accuracy=0.995, target_seconds=60),
-        Preset("best", "cnn-wide, 15 epochs, light augmentation, batch 256, Adam one-cycle 5e-3, label smoothing 0.1, "
-               "test-time augmentation",
-               dict(model="cnn-wide", epochs=15, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",
+        Preset("best", "cnn-wide-x3 (an ensemble of 3 cnn-wide), 10 epochs, light augmentation, batch 256, "
+               "Adam one-cycle 5e-3, label smoothing 0.1, test-time augmentation",
+               dict(model="cnn-wide-x3", epochs=10, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",
                     tta=True),
                target_accuracy=0.997, target_seconds=1200, seeds=3, mean_target=True),
     )

@@ -215,15 +215,28 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
             inputs = augmenter(inputs)
         with cast:
             logits = model(inputs)
-            loss = F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+            loss = training_loss(logits, targets, label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         # Trick 4: accumulate on the device; .item() here would sync every step.
         loss_sum += loss.detach() * len(targets)
-        hits += (logits.argmax(1) == targets).sum()
+        hits += (predicted_labels(logits) == targets).sum()
     return loss_sum.item() / len(y), hits.item() / len(y)
+
+
+def training_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of logits ``(N, classes)``, or of an ensemble's ``(N, classes, members)``
+    (cnnlab.models.Ensemble): the members' mean loss, each member scored on its own."""
+    if logits.dim() == 3:
+        targets = targets[:, None].expand(-1, logits.shape[-1])
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+
+
+def predicted_labels(logits: torch.Tensor) -> torch.Tensor:
+    """The argmax class ``(N,)``; for an ensemble's training output, of the members' summed logits."""
+    return (logits.sum(-1) if logits.dim() == 3 else logits).argmax(1)
 
 
 def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
