@@ -74,7 +74,7 @@ def test_unknown_option_and_command(capsys):
 
 def test_unreadable_image(capsys, toy_run, tmp_path):
     (tmp_path / "x.png").write_text("hello")
-    assert_one_line_error(capsys, "predict", toy_run, tmp_path / "x.png", match="cannot read this image")
+    assert_one_line_error(capsys, "predict", toy_run, tmp_path / "x.png", match="not a readable image")
 
 
 def test_model_that_does_not_match_its_json(capsys, toy_run):
@@ -106,7 +106,7 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
     code, out, _ = run_cli(capsys, "predict", run, image, "--json")
     record = json.loads(out)
-    assert code == 0 and set(record) == {"path", "label", "confidence", "top"}
+    assert code == 0 and set(record) == {"path", "label", "confidence", "top", "uncertain"}
     code, out, _ = run_cli(capsys, "evaluate", run, "--dataset", idx_folder, "--json")
     assert code == 0 and 0 <= json.loads(out)["test_accuracy"] <= 1
     code, out, _ = run_cli(capsys, "evaluate", run)  # the model remembers where its data is
@@ -133,3 +133,27 @@ def test_module_entry_point_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "0", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr == "error: --epochs must be at least 1, got 0\n"
+
+
+def test_predict_number_and_saved_inputs(capsys, toy_run, tmp_path):
+    image = np.full((60, 200), 230, np.uint8)
+    for left in (20, 80, 140):
+        image[10:50, left : left + 30] = 20  # three dark marks on light paper
+    Image.fromarray(image).save(tmp_path / "three.png")
+    capsys.readouterr()  # the fixture's training lines
+    code, out, _ = run_cli(capsys, "predict", toy_run, tmp_path / "three.png", "--number", "--json",
+                           "--save-preprocessed", tmp_path / "seen")
+    record = json.loads(out)
+    assert code == 0 and len(record["number"]) == 3 and len(record["digits"]) == 3
+    assert sorted(p.name for p in (tmp_path / "seen").iterdir()) == ["three-1.png", "three-2.png", "three-3.png"]
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(tmp_path / "blank.png")
+    assert_one_line_error(capsys, "predict", toy_run, tmp_path / "blank.png", "--number", match="no ink")
+
+
+def test_report_command_rebuilds(capsys, idx_folder, tmp_path):
+    run = tmp_path / "run"
+    code, _, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "1", "--out", run)
+    (run / "report.html").unlink()
+    code, out, _ = run_cli(capsys, "report", run)
+    assert code == 0 and (run / "report.html").is_file() and "report.html" in out
+    assert_one_line_error(capsys, "report", tmp_path, match="not a run directory")

@@ -4,7 +4,6 @@ from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import expand_inputs, predict_files
-from cnnlab.preprocess import to_mnist_polarity
 from cnnlab.train import train
 
 
@@ -12,14 +11,6 @@ from cnnlab.train import train
 def toy_run(toy_dataset, tmp_path):
     train(model="cnn", epochs=3, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "run"), progress=False)
     return tmp_path / "run"
-
-
-def test_polarity_is_detected_from_the_border():
-    dark_ink = np.full((28, 28), 240, np.uint8)
-    dark_ink[10:18, 10:18] = 10
-    flipped = to_mnist_polarity(dark_ink)
-    assert flipped[0, 0] == 15 and flipped[12, 12] == 245
-    assert np.array_equal(to_mnist_polarity(flipped), flipped)
 
 
 def test_predict_files_folders_and_csv(toy_run, toy_dataset, tmp_path):
@@ -36,7 +27,7 @@ def test_predict_files_folders_and_csv(toy_run, toy_dataset, tmp_path):
     truth = [names[int(toy_dataset.test_labels[i])] for i in [*range(6), *range(4)]]
     assert sum(r.label == t for r, t in zip(results, truth, strict=True)) >= 9
     first = results[0].to_json()
-    assert set(first) == {"path", "label", "confidence", "top"} and len(first["top"]) == 2
+    assert set(first) == {"path", "label", "confidence", "top", "uncertain"} and len(first["top"]) == 2
     assert first["top"][0][0] == first["label"] and 0 < first["confidence"] <= 1
 
 
@@ -44,5 +35,15 @@ def test_missing_and_unreadable_inputs(toy_run, tmp_path):
     with pytest.raises(CnnlabError, match="no such file"):
         expand_inputs([tmp_path / "nope.png"])
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(CnnlabError, match="cannot read this image"):
-        predict_files(toy_run, [tmp_path / "broken.png"])
+    Image.fromarray(np.full((28, 28), 200, np.uint8)).save(tmp_path / "blank.png")
+    broken, blank = predict_files(toy_run, [tmp_path / "broken.png", tmp_path / "blank.png"])
+    assert "not a readable image" in broken.error and broken.to_json() == {"path": broken.path, "error": broken.error}
+    assert blank.error is None and blank.label  # the toy model is not a digit model: plain resize, no ink search
+
+
+def test_min_confidence_marks_doubt_and_preprocessed_inputs_are_saved(toy_run, toy_dataset, tmp_path):
+    Image.fromarray(toy_dataset.test_images[0].numpy()).save(tmp_path / "a.png")
+    sure, = predict_files(toy_run, [tmp_path / "a.png"], min_confidence=0.0, save_preprocessed=tmp_path / "seen")
+    doubtful, = predict_files(toy_run, [tmp_path / "a.png"], min_confidence=1.0)
+    assert not sure.uncertain and doubtful.uncertain and "(uncertain)" in doubtful.to_text()
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / "a.png")), toy_dataset.test_images[0].numpy())

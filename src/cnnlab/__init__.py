@@ -7,8 +7,9 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     ds = cnnlab.load_dataset("mnist", val_split=0.1)
     run = cnnlab.train(model="cnn", epochs=2, dataset=ds, out="runs/mine")
     print(run.metrics["test_error"])
-    for p in cnnlab.predict_files("runs/mine", ["my_digit.png"]):
+    for p in cnnlab.predict_files("runs/mine", ["my_digit.jpg"]):   # photos are preprocessed as MNIST
         print(p.label, p.confidence)
+    print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
 """
 
 # Imported eagerly, not lazily: `train` and `evaluate` are also submodule names, and importing
@@ -17,14 +18,29 @@ from cnnlab.data import DATASETS, Dataset, describe, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate, evaluate_model
 from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
-from cnnlab.predict import predict_files, predict_images
 from cnnlab.reproduce import reproduce_article
 from cnnlab.runs import ModelInfo, load_model, save_model
 from cnnlab.train import TrainConfig, TrainResult, train
 
+_LAZY = {  # loaded on first use: photo preprocessing needs scipy, 0.3 s that training does not need
+    "predict_files": "cnnlab.predict", "predict_images": "cnnlab.predict", "digit_to_mnist": "cnnlab.preprocess",
+    "number_to_mnist": "cnnlab.preprocess", "read_grey": "cnnlab.preprocess", "rebuild_report": "cnnlab.report",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        return getattr(module, "rebuild" if name == "rebuild_report" else name)
+    raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
+
+
 __version__ = "0.1.0"
 __all__ = [
     "DATASETS", "MODELS", "CnnlabError", "Dataset", "ModelInfo", "TrainConfig", "TrainResult", "build_model",
-    "count_parameters", "describe", "evaluate", "evaluate_model", "flops_per_image", "load_dataset", "load_model",
-    "predict_files", "predict_images", "reproduce_article", "save_model", "train",
+    "count_parameters", "describe", "digit_to_mnist", "evaluate", "evaluate_model", "flops_per_image",
+    "load_dataset", "load_model", "number_to_mnist", "predict_files", "predict_images", "read_grey",
+    "rebuild_report", "reproduce_article", "save_model", "train",
 ]

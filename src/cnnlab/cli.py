@@ -102,20 +102,38 @@ def evaluate_command(
 def predict_command(
     model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
     paths: Annotated[list[Path], typer.Argument(help="Images, folders of images, or pixel CSV files")],
+    number: Annotated[bool, typer.Option("--number", help="Read each image as a number of several digits")] = False,
+    min_confidence: Annotated[float, typer.Option(help="Mark answers below this probability uncertain")] = 0.0,
+    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Folder for the 28x28 inputs the network saw")] = (
+        None),
     top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict the label of each image."""
+    """Predict the label of each image (photos and scans are preprocessed as MNIST was)."""
     from cnnlab.predict import predict_files
 
     if top < 1:
         raise CnnlabError(f"--top must be at least 1, got {top}")
-    for p in predict_files(model, list(paths), top):
-        if as_json:
-            print(json.dumps(p.to_json()))
-        else:
-            others = ", ".join(f"{label} {100 * prob:.1f}%" for label, prob in p.top[1:])
-            print(f"{p.path}: {p.label} ({100 * p.confidence:.1f}%)" + (f"  [then {others}]" if others else ""))
+    if not 0 <= min_confidence <= 1:
+        raise CnnlabError(f"--min-confidence must be a probability in [0, 1], got {min_confidence}")
+    results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed)
+    for p in results:
+        print(json.dumps(p.to_json()) if as_json else p.to_text())
+    failed = [p for p in results if p.error]
+    if failed:
+        detail = f": {failed[0].path}: {failed[0].error}" if len(failed) == 1 else " (see above)"
+        raise CnnlabError(f"{len(failed)} of {len(results)} images got no answer{detail}")
+
+
+@app.command("report")
+def report_command(
+    run: Annotated[Path, typer.Argument(help="Run directory made by 'cnnlab train'")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Make a run's pictures and its self-contained report.html again."""
+    from cnnlab.report import rebuild
+
+    print(f"Wrote {rebuild(run, data_dir=data_dir)}")
 
 
 @app.command("show")

@@ -23,18 +23,40 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return Path(path)
 
 
+def _tile(images: np.ndarray, columns: int, pad: int = 2, fill: float = 0.0) -> tuple[np.ndarray, list]:
+    """Images ``(N, H, W)`` laid out in one array with ``pad`` pixels between them.
+
+    One imshow of the mosaic is many times faster than a matplotlib axes per image, which
+    keeps the pictures of a run to a fraction of a second. Returns the mosaic and each image's
+    top-left ``(x, y)``.
+    """
+    count, height, width = images.shape
+    rows = max(1, -(-count // columns))
+    mosaic = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), fill, dtype=np.float32)
+    corners = []
+    for i, image in enumerate(images):
+        y, x = pad + (i // columns) * (height + pad), pad + (i % columns) * (width + pad)
+        mosaic[y : y + height, x : x + width] = image
+        corners.append((x, y))
+    return mosaic, corners
+
+
+def _mosaic_figure(mosaic: np.ndarray, scale: float = 0.045) -> tuple[plt.Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(max(3.0, mosaic.shape[1] * scale), max(1.5, mosaic.shape[0] * scale + 0.6)))
+    ax.axis("off")
+    return fig, ax
+
+
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], path: str | Path,
                 title: str = "", columns: int = 8) -> Path:
     """A labelled grid of uint8 images ``(N, H, W)``, white ink on black as the network sees them."""
-    rows = -(-len(images) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.25), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, label in zip(axes.flat, images, labels, strict=False):
-        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=255)
-        ax.set_title(class_names[int(label)], fontsize=9)
+    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=8)
+    fig, ax = _mosaic_figure(mosaic)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    for (x, y), label in zip(corners, labels, strict=False):
+        ax.text(x, y - 1, class_names[int(label)], color="white", fontsize=7, va="bottom")
     if title:
-        fig.suptitle(title)
+        ax.set_title(title)
     return _save(fig, path)
 
 
@@ -90,4 +112,70 @@ def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
     ax.set_title("Time to accuracy on MNIST, this machine")
+    return _save(fig, path)
+
+
+def per_class_accuracy(per_class: dict[str, float], path: str | Path, title: str = "") -> Path:
+    """Test accuracy of each class as bars, the worst class marked, the axis zoomed to the spread."""
+    names, values = list(per_class), [100 * v for v in per_class.values()]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(names) + 2), 3.8))
+    worst = int(np.argmin(values))
+    bars = ax.bar(names, values, color=["tab:red" if i == worst else "tab:blue" for i in range(len(values))])
+    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_ylim(max(0.0, min(values) - 2), 100.5)
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.tick_params(axis="x", rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_title(title or "Accuracy per class (worst in red)")
+    return _save(fig, path)
+
+
+def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str], confidence: list[float],
+                      path: str | Path, title: str = "", columns: int = 8) -> Path:
+    """uint8 images ``(N, H, W)`` the model got wrong, each labelled 'true -> predicted (confidence)'."""
+    if not len(images):
+        images = torch.zeros(1, 28, 28)
+        title = "No test image was misclassified"
+    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=12)
+    fig, ax = _mosaic_figure(mosaic, scale=0.05)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    for (x, y), t, p, c in zip(corners, true, predicted, confidence, strict=False):
+        ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tab:red", fontsize=6.5, va="bottom")
+    ax.set_title(title or "Most confidently wrong test images: true -> predicted (confidence)")
+    return _save(fig, path)
+
+
+def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Path:
+    """First-layer kernels ``(maps, 1, k, k)``, each on its own symmetric scale (red +, blue -)."""
+    kernels = weight.detach().float().cpu()[:, 0].numpy()
+    kernels = kernels / np.maximum(np.abs(kernels).max(axis=(1, 2), keepdims=True), 1e-12)
+    mosaic, _ = _tile(kernels, min(8, len(kernels)), pad=1)
+    fig, ax = _mosaic_figure(mosaic, scale=0.25)
+    ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_title(title or "First-layer filters\n(red: weight on ink, blue: on background)", fontsize=9)
+    return _save(fig, path)
+
+
+def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path: str | Path, title: str = "",
+                 per_layer: int = 8) -> Path:
+    """One input image, then the first ``per_layer`` maps ``(C, H, W)`` of each conv layer, a row a layer.
+
+    Every map is scaled to the input's size and to its own 0-1 range, so weak layers stay visible.
+    """
+    size = image.shape[-1]
+    rows = [np.pad(image.numpy().astype(np.float32)[None] / 255, ((0, per_layer - 1), (0, 0), (0, 0)))]
+    for _, activation in maps:
+        chosen = activation[:per_layer].float()[None]
+        scaled = torch.nn.functional.interpolate(chosen, size=(size, size), mode="nearest")[0].numpy()
+        low = scaled.min(axis=(1, 2), keepdims=True)
+        scaled = (scaled - low) / np.maximum(scaled.max(axis=(1, 2), keepdims=True) - low, 1e-12)
+        rows.append(np.pad(scaled, ((0, per_layer - len(scaled)), (0, 0), (0, 0))))
+    mosaic, corners = _tile(np.concatenate(rows), per_layer, pad=4)
+    fig, ax = _mosaic_figure(mosaic, scale=0.06)
+    ax.imshow(mosaic, cmap="magma", vmin=0, vmax=1)
+    names = ["input", *(name for name, _ in maps)]
+    for row, name in enumerate(names):
+        x, y = corners[row * per_layer]
+        ax.text(x, y - 0.5, name, color="black", fontsize=7, va="bottom")
+    ax.set_title(title or "Feature maps of one test image after each conv layer", fontsize=9)
     return _save(fig, path)

@@ -1,35 +1,69 @@
-"""Predicting labels for the user's images (files, folders, or a pixel CSV)."""
+"""Predicting labels for the user's images (files, folders, or a pixel CSV), one digit or a number each.
+
+Photos and scans go through cnnlab.preprocess first, so the network sees what it saw in training.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from cnnlab.data.user import IMAGE_SUFFIXES, read_pixel_csv
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import predict_logits, to_input
-from cnnlab.preprocess import load_for_model
-from cnnlab.runs import ModelInfo, load_model
+from cnnlab.preprocess import load_for_model, number_to_mnist, read_grey
+from cnnlab.runs import ModelInfo, atomic_write_bytes, load_model
 
-BATCH = 256
+BATCH = 256  # images per forward pass
+DIGIT_DATASETS = ("mnist",)  # models trained on these get the MNIST digit preprocessing
 
 
 @dataclass
 class Prediction:
-    """One image's answer: the label, its probability, and the ``top`` (label, probability) list."""
+    """One image's answer.
+
+    ``label``/``confidence``/``top``: the class, its probability, and the ``top`` (label,
+    probability) list; for a number (``--number``), ``number`` is the digits' labels joined,
+    ``confidence`` their product, and ``digits`` one ``{label, confidence, top}`` per digit.
+    ``uncertain`` is set when a confidence is below the asked minimum; ``error`` says why an
+    image got no answer (no ink, too many marks, unreadable), and then the rest is empty.
+    """
 
     path: str
-    label: str
-    confidence: float
-    top: list[tuple[str, float]]
+    label: str = ""
+    confidence: float = 0.0
+    top: list[tuple[str, float]] = field(default_factory=list)
+    number: str | None = None
+    digits: list[dict] | None = None
+    uncertain: bool = False
+    error: str | None = None
 
     def to_json(self) -> dict:
+        if self.error:
+            return {"path": self.path, "error": self.error}
+        if self.number is not None:
+            return {"path": self.path, "number": self.number, "confidence": self.confidence,
+                    "digits": self.digits, "uncertain": self.uncertain}
         return {"path": self.path, "label": self.label, "confidence": self.confidence,
-                "top": [[label, p] for label, p in self.top]}
+                "top": [[label, p] for label, p in self.top], "uncertain": self.uncertain}
+
+    def to_text(self) -> str:
+        if self.error:
+            return f"{self.path}: no answer: {self.error}"
+        doubt = "  (uncertain)" if self.uncertain else ""
+        if self.number is not None:
+            digits = ", ".join(f"{d['label']} {100 * d['confidence']:.1f}%" for d in self.digits or [])
+            return f"{self.path}: {self.number}  [{digits}]{doubt}"
+        others = ", ".join(f"{label} {100 * p:.1f}%" for label, p in self.top[1:])
+        then = f"  [then {others}]" if others else ""
+        return f"{self.path}: {self.label} ({100 * self.confidence:.1f}%){then}{doubt}"
 
 
 def expand_inputs(paths: list[str | Path]) -> list[Path]:
@@ -49,18 +83,39 @@ def expand_inputs(paths: list[str | Path]) -> list[Path]:
     return found
 
 
-def _images(files: list[Path], image_size: int) -> Iterator[tuple[str, torch.Tensor]]:
-    """``(name, uint8 image)`` for every image, a CSV contributing one per row."""
+def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool = False,
+                      name: str | None = None, model: torch.nn.Module | None = None) -> list[np.ndarray]:
+    """An image file or its bytes -> the uint8 ``(H, W)`` inputs the model will see: one, or one per digit.
+
+    For a number, ``model`` (if given) judges marks that may be two touching digits.
+    """
+    if number:
+        if info.image_size != 28:
+            raise CnnlabError(f"--number needs a 28x28 digit model; this one takes {info.image_size}x{info.image_size}")
+
+        def confidence(images: np.ndarray) -> np.ndarray:
+            return predict_images(model, info, torch.from_numpy(images), 1)[0][:, 0].numpy()
+
+        return number_to_mnist(read_grey(source, name), confidence if model is not None else None)
+    return [load_for_model(source, info.image_size, info.dataset in DIGIT_DATASETS, name)]
+
+
+def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Module
+            ) -> Iterator[tuple[str, list[np.ndarray] | str]]:
+    """``(name, images or an error message)`` per image; a CSV gives one per row."""
     for path in files:
         if path.suffix.lower() == ".csv":
             images, _ = read_pixel_csv(path)
-            if images.shape[1:] != (image_size, image_size):
+            if images.shape[1:] != (info.image_size, info.image_size):
                 raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images, "
-                                  f"the model expects {image_size}x{image_size}")
+                                  f"the model expects {info.image_size}x{info.image_size}")
             for row, image in enumerate(images):
-                yield f"{path}:{row + 1}", torch.from_numpy(image)
-        else:
-            yield str(path), load_for_model(path, image_size)
+                yield f"{path}:{row + 1}", [image]
+            continue
+        try:
+            yield str(path), preprocess_source(path, info, number, model=model)
+        except CnnlabError as exc:
+            yield str(path), str(exc).removeprefix(f"{path}: ")
 
 
 def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, top_k: int = 3) -> tuple[
@@ -70,32 +125,85 @@ def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 
-def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 3,
+def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 3, number: bool = False,
+                  min_confidence: float = 0.0, save_preprocessed: str | Path | None = None,
                   progress: bool | None = None) -> list[Prediction]:
-    """Predict every image in ``paths`` (files, folders, pixel CSVs) with a saved model."""
+    """Predict every image in ``paths`` (files, folders, pixel CSVs) with a saved model.
+
+    Args:
+        number: read each image as a number of several digits (MNIST models only).
+        min_confidence: answers below this probability (a number: any digit's) are marked uncertain.
+        save_preprocessed: a folder to write each 28x28 input the network saw, as PNG.
+    Images that cannot be answered (no ink, too many marks, unreadable) get ``error`` set;
+    the others are still predicted.
+    """
     model, info = load_model(model_path)
     files = expand_inputs(paths)
+    pending: list[tuple[str, list[np.ndarray] | str]] = []
     results: list[Prediction] = []
-    names: list[str] = []
-    batch: list[torch.Tensor] = []
-    bar = tqdm(desc="predicting", unit="image", leave=False,
+    saver = _PngSaver(Path(save_preprocessed)) if save_preprocessed else None
+    bar = tqdm(total=len(files), desc="predicting", unit="image", leave=False,
                disable=not progress if progress is not None else None)
-
-    def flush() -> None:
-        values, indices = predict_images(model, info, torch.stack(batch), top_k)
-        for name, vals, idxs in zip(names, values.tolist(), indices.tolist(), strict=True):
-            top = [(info.class_names[i], round(v, 6)) for v, i in zip(vals, idxs, strict=True)]
-            results.append(Prediction(name, top[0][0], top[0][1], top))
-        names.clear()
-        batch.clear()
-
-    for name, image in _images(files, info.image_size):
-        names.append(name)
-        batch.append(image)
-        if len(batch) == BATCH:
-            flush()
-        bar.update(1)
-    if batch:
-        flush()
+    for name, images in _inputs(files, info, number, model):
+        pending.append((name, images))
+        if sum(len(i) for _, i in pending if isinstance(i, list)) >= BATCH:
+            results += _answer(model, info, pending, top_k, number, min_confidence, saver)
+            pending.clear()
+        bar.update(0 if ":" in name and name.rsplit(":", 1)[1].isdigit() else 1)
+    results += _answer(model, info, pending, top_k, number, min_confidence, saver)
     bar.close()
     return results
+
+
+def _answer(model, info: ModelInfo, pending: list[tuple[str, list[np.ndarray] | str]], top_k: int, number: bool,
+            min_confidence: float, saver: _PngSaver | None) -> list[Prediction]:
+    """Predictions for a batch of preprocessed images, in one forward pass."""
+    images = [image for _, found in pending if isinstance(found, list) for image in found]
+    if images:
+        values, indices = predict_images(model, info, torch.from_numpy(np.stack(images)), top_k)
+        tops = [[(info.class_names[i], round(v, 6)) for v, i in zip(vs, ix, strict=True)]
+                for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+    answers, used = [], 0
+    for name, found in pending:
+        if isinstance(found, str):
+            answers.append(Prediction(name, error=found))
+            continue
+        own, used = tops[used : used + len(found)], used + len(found)
+        if saver:
+            saver.save(name, found)
+        answers.append(_prediction(name, own, number, min_confidence))
+    return answers
+
+
+def _prediction(name: str, tops: list[list[tuple[str, float]]], number: bool, min_confidence: float) -> Prediction:
+    uncertain = any(top[0][1] < min_confidence for top in tops)
+    if not number:
+        label, confidence = tops[0][0]
+        return Prediction(name, label, confidence, tops[0], uncertain=uncertain)
+    digits = [{"label": t[0][0], "confidence": t[0][1], "top": [[lab, p] for lab, p in t]} for t in tops]
+    confidence = float(np.prod([t[0][1] for t in tops]))
+    return Prediction(name, confidence=round(confidence, 6), number="".join(d["label"] for d in digits),
+                      digits=digits, uncertain=uncertain)
+
+
+class _PngSaver:
+    """Writes the network's inputs as PNGs named after their source images (``7.png``, ``4096-1.png``)."""
+
+    def __init__(self, folder: Path) -> None:
+        if folder.exists() and not folder.is_dir():
+            raise CnnlabError(f"--save-preprocessed {folder}: exists and is not a folder; give a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.used = folder, set()
+
+    def save(self, name: str, images: list[np.ndarray]) -> None:
+        stem = Path(name.replace(":", "-row")).stem if ":" in Path(name).name else Path(name).stem
+        for k, image in enumerate(images, 1):
+            base = f"{stem}-{k}" if len(images) > 1 else stem
+            candidate, n = base, 1
+            while candidate in self.used:
+                n += 1
+                candidate = f"{base}-{n}"
+            self.used.add(candidate)
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, "PNG")
+            atomic_write_bytes(self.folder / f"{candidate}.png", buffer.getvalue())

@@ -24,6 +24,7 @@ forward pass runs in bfloat16 autocast.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import platform
 import threading
@@ -168,7 +169,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     out = Path(config.out) if config.out else None
     if out:
-        write_run(out, model, info, history, metrics, config, threads, device)
+        write_run(out, model, info, history, metrics, config, threads, device, data)
         print(f"Saved to {out}/")
     return TrainResult(model.eval(), info, history, metrics, out)
 
@@ -329,9 +330,9 @@ def set_threads(threads: int | None) -> int:
 
 
 def write_run(out: Path, model, info: ModelInfo, history, metrics, config: TrainConfig, threads: int,
-              device: torch.device) -> None:
-    """Write the run directory: model files, history, metrics, config, and their pictures."""
-    from cnnlab import plots  # matplotlib loads only when a run is saved
+              device: torch.device, data: Dataset) -> None:
+    """Write the run directory: model files, history, metrics, config, pictures and report.html."""
+    from cnnlab import plots, report  # matplotlib loads only when a run is saved
 
     save_model(out, model, info)
     write_csv(out / "history.csv", history)
@@ -342,3 +343,6 @@ def write_run(out: Path, model, info: ModelInfo, history, metrics, config: Train
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     write_json(out / "config.json", {**asdict(config), "threads_used": threads, "device_used": str(device),
                                      "versions": versions})
+    on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
+    report.model_pictures(out, on_cpu, info, data.test_images, data.test_labels)
+    report.write_html(out)

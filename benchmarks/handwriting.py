@@ -1,0 +1,68 @@
+"""A model on MNIST test digits rendered as photos (tests/photolike.py): single digits and numbers.
+
+    python benchmarks/handwriting.py runs/fast-mnist-seed0 [--digits 500] [--numbers 100] [--seed 0]
+
+Prints the single-digit accuracy, the whole-number accuracy (3-6 digits each), how many numbers
+came out with the wrong count of digits, the accuracy on the same digits without any rendering
+(raw MNIST, for reference), and the seconds per image of the preprocessing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnnlab.data import load_dataset
+from cnnlab.evaluate import predict_logits, to_input
+from cnnlab.predict import preprocess_source
+from cnnlab.preprocess import digit_to_mnist, read_grey
+from cnnlab.runs import load_model
+from tests.photolike import compose_number, render_photo
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--digits", type=int, default=500)
+    parser.add_argument("--numbers", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    model, info = load_model(args.model)
+    test = load_dataset("mnist", data_dir=args.data_dir, val_split=0.0)
+    images, labels = test.test_images.numpy(), test.test_labels.numpy()
+
+    def classify(batch: list[np.ndarray]) -> np.ndarray:
+        inputs = to_input(torch.from_numpy(np.stack(batch)), info.mean, info.std)
+        return predict_logits(model, inputs).argmax(1).numpy()
+
+    rng = np.random.default_rng(args.seed)
+    picks = rng.choice(len(images), args.digits, replace=False)
+    started = time.perf_counter()
+    seen = [digit_to_mnist(read_grey(render_photo(images[i], rng))) for i in picks]
+    per_image = (time.perf_counter() - started) / len(picks)
+    single = (classify(seen) == labels[picks]).mean()
+    raw = (classify(list(images[picks])) == labels[picks]).mean()
+    right = wrong_count = 0
+    for _ in range(args.numbers):
+        chosen = rng.choice(len(images), int(rng.integers(3, 7)), replace=False)
+        photo = render_photo(compose_number([images[i] for i in chosen], rng), rng, int(rng.integers(20, 301)))
+        digits = preprocess_source(photo, info, number=True, model=model)  # as cnnlab predict --number
+        if len(digits) != len(chosen):
+            wrong_count += 1
+        elif (classify(digits) == labels[chosen]).all():
+            right += 1
+    print(f"single digits: {100 * single:.1f}% of {len(picks)} (the same digits unrendered: {100 * raw:.1f}%), "
+          f"{1000 * per_image:.0f} ms per photo to render and preprocess")
+    print(f"numbers: {100 * right / args.numbers:.1f}% of {args.numbers} read whole; "
+          f"{wrong_count} with the wrong count of digits")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""MNIST test digits rendered the way people's photos and scans of handwriting look.
+
+Dark ink on tinted paper, 20-300 px tall, off-centre, slightly rotated, under uneven light,
+with blur, noise and JPEG artefacts, in colour. Used by the preprocessing tests and by
+benchmarks/handwriting.py; the digits come from MNIST's *test* split, never from training.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+
+def ink_crop(digit: np.ndarray) -> np.ndarray:
+    """A uint8 MNIST digit cropped to its ink."""
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def compose_number(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """MNIST digits (uint8, ink bright) side by side as one handwritten number, ink bright on black.
+
+    Gaps vary from a slight touch to a wide space, and each digit sits a little higher or lower.
+    """
+    crops = [ink_crop(d) for d in digits]
+    height = max(c.shape[0] for c in crops)
+    gaps = [int(rng.integers(-1, 6)) for _ in crops[1:]]
+    width = sum(c.shape[1] for c in crops) + sum(gaps) + 4
+    canvas = np.zeros((height + 8, width + 4), dtype=np.uint8)
+    x = 2
+    for i, crop in enumerate(crops):
+        y = int(rng.integers(0, 8 + height - crop.shape[0]))  # a little higher or lower than its neighbours
+        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        x += crop.shape[1] + (gaps[i] if i < len(gaps) else 0)
+    return canvas
+
+
+def render_photo(ink: np.ndarray, rng: np.random.Generator, height: int | None = None) -> bytes:
+    """Ink bright on black (uint8, e.g. an MNIST digit) -> JPEG or PNG bytes of a photo of it."""
+    rows = np.flatnonzero(ink.any(1))
+    ink_height = rows[-1] - rows[0] + 1
+    target = height or int(rng.integers(20, 301))
+    scale = target / ink_height
+    size = (max(1, round(ink.shape[1] * scale)), max(1, round(ink.shape[0] * scale)))
+    strokes = Image.fromarray(ink).resize(size, Image.Resampling.BICUBIC)
+    strokes = strokes.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC, expand=True)
+    pad_x, pad_y = (int(s * rng.uniform(0.1, 0.8)) + 2 for s in strokes.size)
+    canvas = Image.new("L", (strokes.width + pad_x + int(rng.integers(2, pad_x + 3)),
+                             strokes.height + pad_y + int(rng.integers(2, pad_y + 3))))
+    canvas.paste(strokes, (pad_x, pad_y))
+    alpha = np.asarray(canvas, dtype=np.float32) / 255 * rng.uniform(0.75, 1.0)
+    h, w = alpha.shape
+    paper = np.array([rng.uniform(200, 250), rng.uniform(195, 245), rng.uniform(180, 240)])
+    pen = np.array([rng.uniform(0, 60), rng.uniform(0, 60), rng.uniform(0, 110)])
+    image = paper * (1 - alpha[..., None]) + pen * alpha[..., None]
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    slope = rng.uniform(-1, 1, 2)
+    light = 1 - rng.uniform(0, 0.35) * np.clip(slope[0] * (x - 0.5) + slope[1] * (y - 0.5) + 0.5, 0, 1)
+    image = image * light[..., None] + rng.normal(0, rng.uniform(1, 8), image.shape)
+    photo = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB")
+    photo = photo.filter(ImageFilter.GaussianBlur(rng.uniform(0, 0.03) * target))  # focus blur, by writing size
+    buffer = io.BytesIO()
+    if rng.random() < 0.7:
+        photo.save(buffer, "JPEG", quality=int(rng.integers(40, 92)))
+    else:
+        photo.save(buffer, "PNG")
+    return buffer.getvalue()

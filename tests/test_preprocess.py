@@ -1,0 +1,131 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scipy import ndimage
+
+from cnnlab.errors import CnnlabError
+from cnnlab.preprocess import (
+    MNIST_STROKE_RANGE,
+    NoInkError,
+    digit_to_mnist,
+    number_to_mnist,
+    read_grey,
+    stroke_width,
+)
+
+
+def drawn_seven(size: int = 200, width: int = 14, ink: int = 20, paper: int = 235) -> np.ndarray:
+    """A '7' drawn dark on light paper, grey 0-1, off-centre in a ``size`` x ``size`` picture."""
+    image = Image.new("L", (size, size), paper)
+    draw = ImageDraw.Draw(image)
+    s = size / 200
+    draw.line([(30 * s, 40 * s), (110 * s, 40 * s), (70 * s, 150 * s)], fill=ink, width=max(1, round(width * s)))
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_output_is_mnist_shaped_boxed_and_centred_by_mass():
+    digit = digit_to_mnist(drawn_seven())
+    assert digit.shape == (28, 28) and digit.dtype == np.uint8
+    rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # the 20x20 box, plus soft edges
+    assert np.allclose(ndimage.center_of_mass(digit.astype(float)), (14, 14), atol=1)
+    assert digit[0].max() == digit[:, 0].max() == 0 and digit.max() == 255  # black paper, saturated ink
+
+
+def test_dark_on_light_and_light_on_dark_give_the_same_digit():
+    dark_ink = drawn_seven()
+    assert np.abs(digit_to_mnist(dark_ink).astype(int) - digit_to_mnist(1 - dark_ink).astype(int)).max() <= 2
+
+
+def test_uneven_light_is_removed():
+    grey = drawn_seven()
+    y, x = np.mgrid[0:200, 0:200] / 200
+    shaded = grey * (1 - 0.45 * x * y)  # a shadow darkens one corner to about half the paper's light
+    plain, lit = digit_to_mnist(grey), digit_to_mnist(shaded)
+    assert (np.abs(plain.astype(int) - lit.astype(int)) > 64).mean() < 0.02  # no shadow blob kept as ink
+
+
+def test_thin_pen_on_a_large_photo_is_thickened_to_mnist_strokes():
+    digit = digit_to_mnist(drawn_seven(size=900, width=3))  # a 1-pixel line after the shrink to 20x20
+    assert MNIST_STROKE_RANGE[0] <= stroke_width(digit >= 128) <= MNIST_STROKE_RANGE[1]
+
+
+def test_noise_and_specks_are_not_ink():
+    rng = np.random.default_rng(0)
+    grey = np.clip(drawn_seven() + rng.normal(0, 0.04, (200, 200)), 0, 1).astype(np.float32)
+    grey[180:182, 10:12] = 0.1  # a speck of dirt far from the digit
+    clean = digit_to_mnist(drawn_seven())
+    assert (np.abs(digit_to_mnist(grey).astype(int) - clean.astype(int)) > 64).mean() < 0.03
+
+
+@pytest.mark.parametrize("grey", [np.full((50, 80), 0.9, np.float32),
+                                  np.random.default_rng(1).uniform(0.8, 0.84, (60, 60)).astype(np.float32)])
+def test_blank_paper_has_no_ink(grey):
+    with pytest.raises(NoInkError, match="no ink"):
+        digit_to_mnist(grey)
+
+
+def test_colour_transparency_and_exif_rotation_are_read():
+    seven = (drawn_seven() * 255).astype(np.uint8)
+    rgb = np.stack([seven, seven, np.minimum(seven + 10, 255)], axis=-1)
+    assert np.allclose(read_grey(png_bytes(rgb, "RGB")), seven / 255, atol=0.03)
+    rgba = np.zeros((200, 200, 4), np.uint8)
+    rgba[..., 3] = 235 - seven  # black ink on a transparent canvas, as a browser draws it
+    flattened = read_grey(png_bytes(rgba, "RGBA"))
+    assert flattened[0, 0] == 1.0 and flattened.min() < 0.2
+    image = Image.fromarray(seven)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", exif=exif)
+    upright = read_grey(buffer.getvalue())
+    turned, unturned = (np.abs(upright - x / 255).mean() for x in (np.rot90(seven, -1), seven))
+    assert turned < 0.01 < unturned  # JPEG blurs the edges a little; the rotation is what matters
+
+
+def test_unreadable_bytes_and_decompression_bombs_are_refused():
+    with pytest.raises(CnnlabError, match="not a readable image"):
+        read_grey(b"GIF89a not really", "x.gif")
+    huge = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(huge, "PNG")  # a few kB on disk, 81 million pixels claimed
+    with pytest.raises(CnnlabError, match="too many pixels"):
+        read_grey(huge.getvalue())
+
+
+def written_number(parts: list[tuple[int, int, int, int]], size=(120, 400)) -> np.ndarray:
+    """Ink rectangles and strokes ``(left, top, right, bottom)`` dark on light paper."""
+    image = Image.new("L", size[::-1], 230)
+    draw = ImageDraw.Draw(image)
+    for left, top, right, bottom in parts:
+        draw.ellipse((left, top, right, bottom), outline=20, width=8)
+    return np.asarray(image, dtype=np.float32) / 255
+
+
+def test_number_digits_come_left_to_right_and_broken_strokes_stay_one_digit():
+    grey = written_number([(250, 20, 300, 100), (20, 20, 70, 100), (140, 20, 190, 100)])
+    grey[8:14, 140:190] = 0.1  # a bar above the middle digit, not touching it (a 5's top)
+    digits = number_to_mnist(grey)
+    assert len(digits) == 3  # the bar is neither a digit of its own nor lost
+    difference = [np.abs(digits[0].astype(int) - d.astype(int)).mean() for d in digits[1:]]
+    assert difference[1] < 1 < difference[0]  # the outer two are the same ring; the middle one has the bar
+
+
+def test_touching_digits_are_split_by_width():
+    grey = written_number([(20, 30, 70, 90), (120, 30, 170, 90), (166, 30, 216, 90), (280, 30, 330, 90)])
+    assert len(number_to_mnist(grey)) == 4
+
+
+def test_too_many_marks_is_not_a_number():
+    grey = np.full((100, 800), 0.9, np.float32)
+    for k in range(30):
+        grey[40:60, 10 + 26 * k : 22 + 26 * k] = 0.1
+    with pytest.raises(CnnlabError, match="too many"):
+        number_to_mnist(grey)
