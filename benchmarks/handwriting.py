@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--numbers", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--picture", default=None, help="PNG of the first 8 photos and what the network saw")
     args = parser.parse_args()
     model, info = load_model(args.model)
     test = load_dataset("mnist", data_dir=args.data_dir, val_split=0.0)
@@ -47,6 +48,8 @@ def main() -> None:
     started = time.perf_counter()
     seen = [digit_to_mnist(read_grey(render_photo(images[i], rng))) for i in picks]
     per_image = (time.perf_counter() - started) / len(picks)
+    if args.picture:
+        draw_examples(args.picture, np.random.default_rng(args.seed), images[picks[:8]])
     single = (classify(seen) == labels[picks]).mean()
     raw = (classify(list(images[picks])) == labels[picks]).mean()
     right = wrong_count = 0
@@ -62,6 +65,26 @@ def main() -> None:
           f"{1000 * per_image:.0f} ms per photo to render and preprocess")
     print(f"numbers: {100 * right / args.numbers:.1f}% of {args.numbers} read whole; "
           f"{wrong_count} with the wrong count of digits")
+
+
+def draw_examples(path: str, rng: np.random.Generator, digits: np.ndarray) -> None:
+    """Photos of ``digits`` (top) and the 28x28 the network sees of each (bottom)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    fig, axes = plt.subplots(2, len(digits), figsize=(1.6 * len(digits), 3.6))
+    for column, digit in enumerate(digits):
+        photo = render_photo(digit, rng)
+        axes[0, column].imshow(Image.open(__import__("io").BytesIO(photo)).convert("RGB"))
+        axes[1, column].imshow(digit_to_mnist(read_grey(photo)), cmap="gray", vmin=0, vmax=255)
+        for ax in axes[:, column]:
+            ax.axis("off")
+    axes[0, 0].set_title("photo", loc="left", fontsize=9)
+    axes[1, 0].set_title("what the network sees", loc="left", fontsize=9)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str
     fig, ax = _mosaic_figure(mosaic, scale=0.05)
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
     for (x, y), t, p, c in zip(corners, true, predicted, confidence, strict=False):
-        ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tab:red", fontsize=6.5, va="bottom")
+        ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tomato", fontsize=8, va="bottom")
     ax.set_title(title or "Most confidently wrong test images: true -> predicted (confidence)")
     return _save(fig, path)
 
@@ -176,6 +176,6 @@ def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path
     names = ["input", *(name for name, _ in maps)]
     for row, name in enumerate(names):
         x, y = corners[row * per_layer]
-        ax.text(x, y - 0.5, name, color="black", fontsize=7, va="bottom")
+        ax.text(x, y - 0.5, name, color="white", fontsize=8, va="bottom")
     ax.set_title(title or "Feature maps of one test image after each conv layer", fontsize=9)
     return _save(fig, path)
