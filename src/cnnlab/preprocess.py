@@ -233,21 +233,21 @@ def number_to_mnist(grey: np.ndarray, confidence: Callable[[np.ndarray], np.ndar
     Args:
         grey: the photo, grey 0-1 ``(H, W)``.
         confidence: optional classifier, uint8 images ``(N, 28, 28)`` -> top probability ``(N,)``.
-            A mark that may be one wide digit or two touching ones is then cut in two when the
-            halves' mean log-probability beats the whole's (on generated photos of numbers this
-            took whole-number accuracy from 78% to 85-86%). Without it, the width alone decides.
+            Where the ink can be read in several ways (one wide digit or two touching, one digit
+            drawn in two strokes or two), the reading whose digits have the highest mean
+            log-probability wins. Without it, the width alone decides.
     """
     from cnnlab.segment import digit_masks
 
     ink = ink_image(shrink(grey))
     labels, count = ink_mask(ink)
 
-    def halves_are_surer(whole: list[np.ndarray], halves: list[np.ndarray]) -> bool:
+    def surest(readings: list[list[np.ndarray]]) -> int:
         sureness = [np.log(np.maximum(confidence(np.stack([to_mnist(ink, m) for m in masks])), 1e-9)).mean()
-                    for masks in (whole, halves)]
-        return sureness[1] > sureness[0]
+                    for masks in readings]
+        return int(np.argmax(sureness))
 
-    masks = digit_masks(labels, count, halves_are_surer if confidence is not None else None)
+    masks = digit_masks(labels, count, surest if confidence is not None else None)
     return [to_mnist(ink, mask) for mask in masks]
 
 

@@ -69,24 +69,50 @@ def digit_groups(labels: np.ndarray, count: int) -> list[Group]:
     return groups
 
 
-def digit_masks(labels: np.ndarray, count: int,
-                prefer_split: Callable[[list[np.ndarray], list[np.ndarray]], bool] | None = None) -> list[np.ndarray]:
+Readings = list[list[np.ndarray]]  # ways to read some ink: each a list of digit masks, left to right
+
+
+def digit_masks(labels: np.ndarray, count: int, choose: Callable[[Readings], int] | None = None
+                ) -> list[np.ndarray]:
     """One boolean mask ``(H, W)`` per digit, left to right (arguments as :func:`digit_groups`).
 
-    ``prefer_split(whole, halves)``: optional judge for marks between ``AMBIGUOUS_ASPECT`` and
-    ``SPLIT_ASPECT`` wide, one digit or two touching; it gets the masks and says whether to cut.
+    ``choose``: optional judge (a classifier) given competing readings of the same ink, returning
+    the index of the one it believes. It decides whether two marks side by side are one broken
+    digit, and into how many digits a mark wider than ``AMBIGUOUS_ASPECT`` is cut (the width's
+    guess, one fewer or one more). Without it, the width alone decides.
     """
+    groups = digit_groups(labels, count)
+    if choose is not None:
+        groups = _join_broken(labels, groups, choose)
     masks: list[np.ndarray] = []
-    for group in digit_groups(labels, count):
+    for group in groups:
         mask = np.isin(labels, group.labels)
-        pieces = likely_pieces(group)
-        if pieces == 1 and prefer_split and group.width >= AMBIGUOUS_ASPECT * group.height:
-            halves = _cut(mask, group, 2)
-            pieces = 2 if len(halves) == 2 and prefer_split([mask], halves) else 1
-        masks += [mask] if pieces == 1 else _cut(mask, group, pieces)
+        guess = likely_pieces(group)
+        counts = [guess]
+        if choose is not None and group.width >= AMBIGUOUS_ASPECT * group.height:
+            counts = list(dict.fromkeys(n for n in (guess, guess - 1, guess + 1, 2) if n >= 1))
+        readings = [[mask] if n == 1 else _cut(mask, group, n) for n in counts]
+        masks += readings[choose(readings) if len(readings) > 1 else 0]
     if len(masks) > MAX_DIGITS:
         raise CnnlabError(f"found {len(masks)} digits: too many for a number (at most {MAX_DIGITS})")
     return masks
+
+
+def _join_broken(labels: np.ndarray, groups: list[Group], choose: Callable[[Readings], int]) -> list[Group]:
+    """Neighbouring marks that nearly touch and together are no wider than a digit: one digit
+    drawn in two strokes (a 4), or two narrow digits (11)? ``choose`` decides."""
+    joined = [groups[0]]
+    for group in groups[1:]:
+        last = joined[-1]
+        tallest = max(last.height, group.height)
+        span = max(last.right, group.right) - min(last.left, group.left)
+        if _gap(last, group) <= CLOSE_GAP * tallest and span <= tallest:
+            apart = [np.isin(labels, last.labels), np.isin(labels, group.labels)]
+            if choose([apart, [apart[0] | apart[1]]]) == 1:
+                last.absorb(group)
+                continue
+        joined.append(group)
+    return joined
 
 
 def likely_pieces(group: Group) -> int:
