@@ -23,7 +23,7 @@ from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.predict import preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.runs import load_model
-from tests.photolike import compose_number, render_photo
+from tests.photolike import compose_number, render_photo, uci_digits_as_photos
 
 
 def main() -> None:
@@ -65,6 +65,9 @@ def main() -> None:
           f"{1000 * per_image:.0f} ms per photo to render and preprocess")
     print(f"numbers: {100 * right / args.numbers:.1f}% of {args.numbers} read whole; "
           f"{wrong_count} with the wrong count of digits")
+    photos, truth = uci_digits_as_photos(args.digits, np.random.default_rng(args.seed))
+    uci = (classify([digit_to_mnist(read_grey(photo)) for photo in photos]) == truth).mean()
+    print(f"UCI digits (scikit-learn, 8x8, other writers) as photos: {100 * uci:.1f}% of {len(truth)}")
 
 
 def draw_examples(path: str, rng: np.random.Generator, digits: np.ndarray) -> None:

@@ -8,7 +8,7 @@ from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.predict import preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.train import train
-from tests.photolike import compose_number, render_photo
+from tests.photolike import compose_number, render_photo, uci_digits_as_photos
 
 pytestmark = pytest.mark.slow
 
@@ -45,3 +45,11 @@ def test_photographed_numbers(default_model, mnist):
         right += len(digits) == len(picks) and (labels_of(model, info, digits) == truth).all()
     # Issue 4 asks for 90; this is the level reached so far (84 here), kept as a floor against regressions.
     assert right >= 80, right
+
+
+def test_a_second_handwriting_source(default_model):
+    model, info = default_model
+    photos, truth = uci_digits_as_photos(500, np.random.default_rng(8))
+    images = [digit_to_mnist(read_grey(photo)) for photo in photos]
+    accuracy = (labels_of(model, info, images) == truth).mean()
+    assert accuracy >= 0.90, accuracy  # 8x8 originals blown up: far coarser than MNIST, so a lower bar
