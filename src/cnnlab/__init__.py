@@ -22,9 +22,11 @@ from cnnlab.reproduce import reproduce_article
 from cnnlab.runs import ModelInfo, load_model, save_model
 from cnnlab.train import TrainConfig, TrainResult, train
 
-_LAZY = {  # loaded on first use: photo preprocessing needs scipy, 0.3 s that training does not need
-    "predict_files": "cnnlab.predict", "predict_images": "cnnlab.predict", "digit_to_mnist": "cnnlab.preprocess",
-    "number_to_mnist": "cnnlab.preprocess", "read_grey": "cnnlab.preprocess", "rebuild_report": "cnnlab.report",
+_LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessing needs scipy, 0.3 s
+    "predict_files": ("cnnlab.predict", "predict_files"), "predict_images": ("cnnlab.predict", "predict_images"),
+    "digit_to_mnist": ("cnnlab.preprocess", "digit_to_mnist"),
+    "number_to_mnist": ("cnnlab.preprocess", "number_to_mnist"),
+    "read_grey": ("cnnlab.preprocess", "read_grey"), "rebuild_report": ("cnnlab.report", "rebuild"),
 }
 
 
@@ -32,8 +34,8 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        module = importlib.import_module(_LAZY[name])
-        return getattr(module, "rebuild" if name == "rebuild_report" else name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
 
 

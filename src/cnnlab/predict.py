@@ -101,8 +101,8 @@ def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool 
 
 
 def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Module
-            ) -> Iterator[tuple[str, list[np.ndarray] | str]]:
-    """``(name, images or an error message)`` per image; a CSV gives one per row."""
+            ) -> Iterator[tuple[str, list[np.ndarray] | str, bool]]:
+    """``(name, images or an error message, whether this ends its file)`` per image; a CSV gives one per row."""
     for path in files:
         if path.suffix.lower() == ".csv":
             images, _ = read_pixel_csv(path)
@@ -110,12 +110,12 @@ def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Mo
                 raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images, "
                                   f"the model expects {info.image_size}x{info.image_size}")
             for row, image in enumerate(images):
-                yield f"{path}:{row + 1}", [image]
+                yield f"{path}:{row + 1}", [image], row == len(images) - 1
             continue
         try:
-            yield str(path), preprocess_source(path, info, number, model=model)
+            yield str(path), preprocess_source(path, info, number, model=model), True
         except CnnlabError as exc:
-            yield str(path), str(exc).removeprefix(f"{path}: ")
+            yield str(path), str(exc).removeprefix(f"{path}: "), True
 
 
 def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, top_k: int = 3) -> tuple[
@@ -142,14 +142,17 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     pending: list[tuple[str, list[np.ndarray] | str]] = []
     results: list[Prediction] = []
     saver = _PngSaver(Path(save_preprocessed)) if save_preprocessed else None
-    bar = tqdm(total=len(files), desc="predicting", unit="image", leave=False,
+    bar = tqdm(total=len(files), desc="predicting", unit="file", leave=False,
                disable=not progress if progress is not None else None)
-    for name, images in _inputs(files, info, number, model):
+    waiting = 0  # images in ``pending``: a number brings several, an error none
+    for name, images, ends_file in _inputs(files, info, number, model):
         pending.append((name, images))
-        if sum(len(i) for _, i in pending if isinstance(i, list)) >= BATCH:
+        waiting += len(images) if isinstance(images, list) else 0
+        if waiting >= BATCH:
             results += _answer(model, info, pending, top_k, number, min_confidence, saver)
             pending.clear()
-        bar.update(0 if ":" in name and name.rsplit(":", 1)[1].isdigit() else 1)
+            waiting = 0
+        bar.update(int(ends_file))
     results += _answer(model, info, pending, top_k, number, min_confidence, saver)
     bar.close()
     return results

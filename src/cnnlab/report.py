@@ -62,20 +62,26 @@ def conv_activations(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, 
     return [(f"conv {i + 1} ({name})", out) for i, (name, out) in enumerate(found)]
 
 
-def model_pictures(run: Path, model: nn.Module, info: ModelInfo, test_images: torch.Tensor,
-                   test_labels: torch.Tensor) -> None:
-    """Write the pictures that need the model: samples, per-class, mistakes, filters, feature maps."""
+def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[dict[str, float]],
+                   metrics: dict[str, Any], test_images: torch.Tensor, test_labels: torch.Tensor) -> None:
+    """Write every picture of :data:`PICTURES` into ``run``.
+
+    Curves, confusion matrix and per-class accuracy come from the run's ``history`` and
+    ``metrics`` (so they match ``metrics.json``, test-time augmentation included); the rest
+    need the model and the test images.
+    """
     from cnnlab import plots
 
     names = info.class_names
+    if history:
+        plots.training_curves(history, run / "curves.png", f"{info.architecture} on {info.dataset}")
+    plots.confusion_matrix(metrics["confusion_matrix"], names, run / "confusion.png",
+                           f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
+    plots.per_class_accuracy(metrics["per_class_accuracy"], run / "per_class.png")
     plots.sample_grid(test_images[:32], test_labels[:32], names, run / "samples.png", "First 32 test images")
     probabilities = predict_logits(model, to_input(test_images, info.mean, info.std)).softmax(1)
     confidence, predicted = probabilities.max(1)
-    right = predicted == test_labels
-    per_class = {name: right[test_labels == k].float().mean().item() for k, name in enumerate(names)
-                 if (test_labels == k).any()}
-    plots.per_class_accuracy(per_class, run / "per_class.png")
-    wrong = torch.nonzero(~right).flatten()
+    wrong = torch.nonzero(predicted != test_labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES]
     plots.labelled_mistakes(test_images[wrong], [names[int(k)] for k in test_labels[wrong]],
                             [names[int(k)] for k in predicted[wrong]], confidence[wrong].tolist(),
@@ -124,15 +130,8 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
         raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
     model, info = load_model(run)
     data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size)
-    from cnnlab import plots
-
-    metrics = _read_json(run / "metrics.json")
-    history = _read_history(run / "history.csv")
-    if history:
-        plots.training_curves(history, run / "curves.png", f"{info.architecture} on {info.dataset}")
-    plots.confusion_matrix(metrics["confusion_matrix"], info.class_names, run / "confusion.png",
-                           f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
-    model_pictures(run, model, info, data.test_images, data.test_labels)
+    write_pictures(run, model, info, _read_history(run / "history.csv"), _read_json(run / "metrics.json"),
+                   data.test_images, data.test_labels)
     return write_html(run)
 
 

@@ -117,7 +117,7 @@ def _join_broken(labels: np.ndarray, groups: list[Group], choose: Callable[[Read
 
 def likely_pieces(group: Group) -> int:
     """How many digits a mark holds, from its width: one unless it is wider than ``SPLIT_ASPECT``
-    of its height (fewer than 5% of MNIST digits are), then one per ``DIGIT_ASPECT`` of height."""
+    of its height (1-2% of MNIST digits are), then one per ``DIGIT_ASPECT`` of height."""
     if group.width < SPLIT_ASPECT * group.height:
         return 1
     return max(2, round(group.width / (DIGIT_ASPECT * group.height)))

@@ -332,17 +332,14 @@ def set_threads(threads: int | None) -> int:
 def write_run(out: Path, model, info: ModelInfo, history, metrics, config: TrainConfig, threads: int,
               device: torch.device, data: Dataset) -> None:
     """Write the run directory: model files, history, metrics, config, pictures and report.html."""
-    from cnnlab import plots, report  # matplotlib loads only when a run is saved
+    from cnnlab import report  # matplotlib loads only when a run is saved
 
     save_model(out, model, info)
     write_csv(out / "history.csv", history)
     write_json(out / "metrics.json", metrics)
-    plots.training_curves(history, out / "curves.png", f"{config.model} on {info.dataset}")
-    plots.confusion_matrix(metrics["confusion_matrix"], info.class_names, out / "confusion.png",
-                           f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     write_json(out / "config.json", {**asdict(config), "threads_used": threads, "device_used": str(device),
                                      "versions": versions})
     on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
-    report.model_pictures(out, on_cpu, info, data.test_images, data.test_labels)
+    report.write_pictures(out, on_cpu, info, history, metrics, data.test_images, data.test_labels)
     report.write_html(out)
