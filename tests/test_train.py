@@ -6,7 +6,7 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.presets import PRESETS
 from cnnlab.runs import load_model
-from cnnlab.train import TrainConfig, epoch_line, train
+from cnnlab.train import TrainConfig, average_weights, epoch_line, train
 
 
 def test_training_learns_toy_data_and_writes_the_run(toy_dataset, tmp_path):
@@ -112,3 +112,28 @@ def test_training_loss_scores_each_ensemble_member_on_its_own():
     assert torch.allclose(training_loss(logits, targets, 0.1), torch.stack(each).mean())
     assert torch.equal(predicted_labels(logits), logits.sum(-1).argmax(1))
     assert torch.equal(predicted_labels(logits[..., 0]), logits[..., 0].argmax(1))
+
+
+def test_ema_delivers_the_moving_average_of_the_weights(toy_dataset):
+    from torch.optim.swa_utils import AveragedModel
+
+    plain = train(model="mlp", epochs=2, batch_size=32, dataset=toy_dataset, progress=False)
+    averaged = train(model="mlp", epochs=2, batch_size=32, ema=0.9, dataset=toy_dataset, progress=False)
+    assert plain.history[-1]["loss"] == averaged.history[-1]["loss"]  # the optimizer's path is the same
+    weights = [p for p in averaged.model.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(weights, plain.model.parameters(), strict=True))
+    # One step by hand: the average moves 10% of the way towards the new weights.
+    net = torch.nn.Linear(2, 1)
+    ema = average_weights(net, 0.9)
+    assert isinstance(ema, AveragedModel) and average_weights(net, 0.0) is None
+    before = ema.module.weight.detach().clone()
+    ema.update_parameters(net)  # the first update copies
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update_parameters(net)
+    assert torch.allclose(ema.module.weight, before + 0.1)
+
+
+def test_bad_ema_is_refused():
+    with pytest.raises(CnnlabError, match="--ema must be in"):
+        TrainConfig(ema=1.0).validate()

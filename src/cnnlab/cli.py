@@ -37,10 +37,13 @@ def train_command(
     schedule: Annotated[Optional[str], typer.Option(help=f"onecycle, step or constant {PRESET_DEFAULT}")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help=f"0 for hard targets {PRESET_DEFAULT}")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
-    val_split: Annotated[float, typer.Option(help="Fraction of training images held out for validation")] = 0.1,
+    val_split: Annotated[Optional[float], typer.Option(help=f"Fraction of training images held out for validation "
+                                                        f"{PRESET_DEFAULT}")] = None,
     augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong {PRESET_DEFAULT}")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help=f"Test-time augmentation {PRESET_DEFAULT}")] = (
         None),
+    ema: Annotated[Optional[float], typer.Option(help=f"Keep a moving average of the weights with this per-step "
+                                                  f"decay (e.g. 0.999), 0 for none {PRESET_DEFAULT}")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
@@ -55,9 +58,9 @@ def train_command(
     from cnnlab.train import TrainConfig, train
 
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
-                  label_smoothing=label_smoothing, augment=augment, tta=tta, limit=limit, threads=threads,
-                  data_dir=str(data_dir) if data_dir else None)
-    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, val_split=val_split, device=device,
+                  label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, val_split=val_split, limit=limit,
+                  threads=threads, data_dir=str(data_dir) if data_dir else None)
+    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
     name = model or preset

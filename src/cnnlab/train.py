@@ -15,6 +15,8 @@ The speed tricks, each measured on a 2-core CPU (see the README's performance se
 5. Threads: one per free core (cnnlab.system); a thread sharing a busy core stalls every step.
 6. Start-up: torch._dynamo, which torch.optim imports on first use, loads on a second thread
    while the data loads.
+7. Weight averaging (``ema``): an exponential moving average of the weights, kept beside the
+   optimizer's, is the network delivered; it costs one in-place lerp per step.
 
 The presets (cnnlab.presets) add the recipe: label smoothing, a small network for ``fast``,
 augmentation for ``accurate`` and ``best``. On a GPU the data lives on the device and the
@@ -36,6 +38,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cnnlab.augment import Augmenter, get_level
@@ -73,6 +76,7 @@ class TrainConfig:
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
     augment: str = "none"  # none, light or strong (cnnlab.augment)
     tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
+    ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
     preset: str = "fast"  # the preset these settings started from (recorded, not applied)
     limit: int | None = None
     device: str = "auto"
@@ -93,6 +97,7 @@ class TrainConfig:
         require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
+        require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
         require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
@@ -126,8 +131,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     """
     config = resolve_config(config, options)
     started = time.perf_counter()
-    device = select_device(config.device)
-    threads = set_threads(config.threads)
+    device, threads = select_device(config.device), set_threads(config.threads)
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
@@ -138,6 +142,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     val_x, val_y = to_input(data.val_images, mean, std, device), data.val_labels.to(device)
 
     model = build_model(config.model, data.num_classes, data.image_size).to(device, memory_format=torch.channels_last)
+    averaged = average_weights(model, config.ema)  # trick 7, or None
     warm_up.join()
     optimizer, scheduler = make_optimizer_and_schedule(config, model, -(-len(train_y) // config.batch_size))
     shuffler = torch.Generator().manual_seed(config.seed)
@@ -150,28 +155,29 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         epoch_started = time.perf_counter()
         loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
                                          shuffler, progress, f"Epoch {epoch}/{config.epochs}", augmenter,
-                                         config.label_smoothing)
-        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(model, val_x, val_y)}
+                                         config.label_smoothing, averaged)
+        trained = averaged.module if averaged else model  # the network this run delivers
+        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
         row["seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         print(epoch_line(row, config.epochs, threads), flush=True)
         if on_epoch is not None:
             paused = time.perf_counter()
-            on_epoch(row, model, lambda images: to_input(images, mean, std, device))
+            on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
             loop_started += time.perf_counter() - paused  # the callback's time is not training time
     train_seconds = time.perf_counter() - loop_started
 
     info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, dataset_source(config, dataset))
-    metrics = evaluate_model(model, info, data.test_images, data.test_labels, device, config.tta)
+    metrics = evaluate_model(trained, info, data.test_images, data.test_labels, device, config.tta)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     out = Path(config.out) if config.out else None
     if out:
-        write_run(out, model, info, history, metrics, config, threads, device, data)
+        write_run(out, trained, info, history, metrics, config, threads, device, data)
         print(f"Saved to {out}/")
-    return TrainResult(model.eval(), info, history, metrics, out)
+    return TrainResult(trained.eval(), info, history, metrics, out)
 
 
 def start_import(module: str) -> threading.Thread:
@@ -196,9 +202,10 @@ def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> Train
 
 
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
-                    augmenter=None, label_smoothing: float = 0.0) -> tuple[float, float]:
-    """One pass over ``(x, y)`` in random order, each batch warped by ``augmenter`` if given;
-    returns the epoch's mean (label-smoothed) loss and accuracy."""
+                    augmenter=None, label_smoothing: float = 0.0, averaged=None) -> tuple[float, float]:
+    """One pass over ``(x, y)`` in random order, each batch warped by ``augmenter`` if given, and
+    ``averaged`` (an AveragedModel) updated after each step; returns the epoch's mean
+    (label-smoothed) loss and accuracy of ``model``."""
     model.train()
     # On a GPU, bfloat16 autocast: tensor-core convs, no loss scaling needed. On a CPU without
     # bf16 units (this project's reference machine), float32 is faster, so it stays off.
@@ -221,10 +228,21 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         # Trick 4: accumulate on the device; .item() here would sync every step.
         loss_sum += loss.detach() * len(targets)
         hits += (predicted_labels(logits) == targets).sum()
     return loss_sum.item() / len(y), hits.item() / len(y)
+
+
+def average_weights(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """Trick 7: an exponential moving average of ``model``'s weights and batch-norm statistics,
+    updated each step with ``decay`` (0: none). It averages out the last steps' noise;
+    its own copy of the network, so the optimizer's weights are untouched."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
