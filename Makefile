@@ -16,13 +16,21 @@ export CNNLAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: run test lint clean
+.PHONY: run test lint clean chromium
 run: $(VENV)/.installed
 	$(BIN)/cnnlab train
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+# The browser test (tests/test_serve_browser.py) drives Debian's Chromium through playwright, which
+# downloads no browser of its own. Installed here when missing: CI runs as root; elsewhere sudo is tried.
+chromium:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	  chromium >/dev/null; } || echo "warning: could not install chromium (apt-get install chromium): the browser test will fail"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

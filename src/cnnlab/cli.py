@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, require
 
 app = typer.Typer(
     add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
@@ -137,6 +137,21 @@ def report_command(
     from cnnlab.report import rebuild
 
     print(f"Wrote {rebuild(run, data_dir=data_dir)}")
+
+
+@app.command("serve")
+def serve_command(
+    model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
+) -> None:
+    """Serve a draw-a-digit web page and a JSON prediction API (POST /api/predict) for a model."""
+    from cnnlab.serve import serve
+
+    require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
+    require(max_upload_mb > 0, f"--max-upload-mb must be positive, got {max_upload_mb}")
+    serve(model, host, port, max_upload_mb)
 
 
 @app.command("show")

@@ -118,10 +118,15 @@ def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Mo
             yield str(path), str(exc).removeprefix(f"{path}: "), True
 
 
+def class_probabilities(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor) -> torch.Tensor:
+    """Every class's probability ``(N, classes)`` for uint8 images ``(N, H, W)``."""
+    return predict_logits(model, to_input(images, info.mean, info.std)).softmax(1)
+
+
 def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, top_k: int = 3) -> tuple[
         torch.Tensor, torch.Tensor]:
     """Probabilities for uint8 images ``(N, H, W)``: returns ``(top probabilities, top indices)``."""
-    probs = predict_logits(model, to_input(images, info.mean, info.std)).softmax(1)
+    probs = class_probabilities(model, info, images)
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 

@@ -39,6 +39,14 @@ class NoInkError(CnnlabError):
     """The image holds nothing that looks like writing."""
 
 
+class UnreadableImageError(CnnlabError):
+    """The bytes are not an image in a format Pillow reads."""
+
+
+class ImageTooLargeError(CnnlabError):
+    """The image claims more pixels than a photo has (a decompression bomb)."""
+
+
 def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
     """Read an image file (or its bytes) as grey float32 ``(H, W)`` in 0-1.
 
@@ -51,9 +59,10 @@ def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
             return _read(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CnnlabError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
+        raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise CnnlabError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP") from None
+        raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
+                                   ) from None
 
 
 def _read(source: str | Path | io.BytesIO) -> np.ndarray:
