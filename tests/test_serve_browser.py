@@ -85,7 +85,11 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         expect(page.locator("#label")).to_have_text("1", timeout=10_000)
         bars = page.locator("#bars .bar")
         expect(bars).to_have_count(10)
-        assert page.locator("#bars .bar.top").get_attribute("data-label") == "1"
+        top = page.locator("#bars .bar.top")
+        assert top.get_attribute("data-label") == "1"
+        page.wait_for_timeout(300)  # the bars' width transition
+        fill, track = (top.locator(part).bounding_box()["width"] for part in (".fill", ".track"))
+        assert fill > 0.5 * track, "the most likely class's bar is drawn at its probability's length"
         assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
