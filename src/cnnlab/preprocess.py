@@ -13,16 +13,18 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
+from cnnlab.data.user import ImageTooLargeError, UnreadableImageError, read_grey
 from cnnlab.errors import CnnlabError
+
+__all__ = ["ImageTooLargeError", "NoInkError", "UnreadableImageError", "digit_to_mnist", "ink_image", "ink_mask",
+           "load_for_model", "number_to_mnist", "plain_resize", "read_grey", "to_mnist"]
 
 WORK_SIDE = 400  # photos are reduced to at most this many pixels a side first: speed, and less noise
 MNIST_BOX = 20  # MNIST fits each digit into a 20x20 box ...
@@ -32,56 +34,10 @@ MNIST_STROKE_RANGE = (4.02, 6.9)
 MNIST_PEN = 2.6  # the true pen width, in 28x28 pixels, that measures 4.7 there (lines drawn at 1000 px)
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this fraction of the full range
 SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
-Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompression bombs
 
 
 class NoInkError(CnnlabError):
     """The image holds nothing that looks like writing."""
-
-
-class UnreadableImageError(CnnlabError):
-    """The bytes are not an image in a format Pillow reads."""
-
-
-class ImageTooLargeError(CnnlabError):
-    """The image claims more pixels than a photo has (a decompression bomb)."""
-
-
-def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    """Read an image file (or its bytes) as grey float32 ``(H, W)`` in 0-1.
-
-    EXIF orientation is applied (phone photos), and transparency is flattened onto the colour
-    that contrasts with the drawing, so ink on a transparent canvas is kept.
-    """
-    name = name or (str(source) if not isinstance(source, bytes) else "image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
-            return _read(io.BytesIO(source) if isinstance(source, bytes) else source)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
-                                   ) from None
-
-
-def _read(source: str | Path | io.BytesIO) -> np.ndarray:
-    with Image.open(source) as image:
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            return _flatten_alpha(np.asarray(image.convert("LA"), dtype=np.float32) / 255)
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255
-
-
-def _flatten_alpha(grey_alpha: np.ndarray) -> np.ndarray:
-    """Grey ``(H, W, 2)`` with alpha -> grey on a backdrop of the opposite shade to the drawing."""
-    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
-    if alpha.min() > 0.99:
-        return grey
-    drawn = grey[alpha > 0.5]
-    backdrop = 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0
-    return grey * alpha + backdrop * (1 - alpha)
 
 
 def shrink(grey: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:

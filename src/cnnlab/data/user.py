@@ -2,31 +2,72 @@
 
 from __future__ import annotations
 
+import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from cnnlab.errors import CnnlabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompression bombs
+
+
+class UnreadableImageError(CnnlabError):
+    """The bytes are not an image in a format Pillow reads."""
+
+
+class ImageTooLargeError(CnnlabError):
+    """The image claims more pixels than a photo has (a decompression bomb)."""
+
+
+def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as grey float32 ``(H, W)`` in 0-1.
+
+    EXIF orientation is applied (phone photos), and transparency is flattened onto the colour
+    that contrasts with the drawing, so ink on a transparent canvas is kept.
+    """
+    name = name or (str(source) if not isinstance(source, bytes) else "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
+            return _read(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
+                                   ) from None
+
+
+def _read(source: str | Path | io.BytesIO) -> np.ndarray:
+    with Image.open(source) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            return _flatten_alpha(np.asarray(image.convert("LA"), dtype=np.float32) / 255)
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255
+
+
+def _flatten_alpha(grey_alpha: np.ndarray) -> np.ndarray:
+    """Grey ``(H, W, 2)`` with alpha -> grey on a backdrop of the opposite shade to the drawing."""
+    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
+    if alpha.min() > 0.99:
+        return grey
+    drawn = grey[alpha > 0.5]
+    backdrop = 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0
+    return grey * alpha + backdrop * (1 - alpha)
 
 
 def load_grey_image(path: Path, size: int) -> np.ndarray:
-    """Open any supported image as grey uint8 of shape ``(size, size)``."""
-    try:
-        with Image.open(path) as image:
-            image.load()
-            grey = image.convert("L")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise CnnlabError(f"{path}: cannot read this image ({exc}); remove or replace it") from None
-    except Image.DecompressionBombError:
-        raise CnnlabError(f"{path}: image is too large to be a real picture; refusing it") from None
-    if grey.size != (size, size):
-        grey = grey.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(grey, dtype=np.uint8)
+    """Open any supported image (as :func:`read_grey` does) as grey uint8 of shape ``(size, size)``."""
+    image = Image.fromarray(np.round(read_grey(path) * 255).astype(np.uint8))
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
 
 
 def list_images(folder: Path) -> list[Path]:
