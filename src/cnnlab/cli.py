@@ -139,6 +139,19 @@ def report_command(
     print(f"Wrote {rebuild(run, data_dir=data_dir)}")
 
 
+@app.command("export")
+def export_command(
+    model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],
+    file_format: Annotated[str, typer.Option("--format", help="Only onnx so far")] = "onnx",
+    out: Annotated[Optional[Path], typer.Option(help="Folder for model.onnx and model.json [default: the run]")] = None,
+) -> None:
+    """Export a trained model for use outside PyTorch: model.onnx (any batch size) and model.json."""
+    from cnnlab.export import FORMATS, export_onnx
+
+    require(file_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
+    print(f"Wrote {export_onnx(model, out)} (input: normalised images (N, 1, H, W); see model.json)")
+
+
 @app.command("serve")
 def serve_command(
     model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],

@@ -115,7 +115,7 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if path.is_dir():
         path = path / MODEL_FILE
     if path.suffix != ".safetensors":
-        raise CnnlabError(f"{path}: give a run directory or a .safetensors model file")
+        raise CnnlabError(f"{path}: give a run directory, a .safetensors or an .onnx model file")
     meta = path.with_name(MODEL_META)
     for needed in (path, meta):
         if not needed.is_file():
@@ -124,7 +124,12 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
-    """Load a trained model in eval mode from a run directory or a ``.safetensors`` file."""
+    """Load a trained model in eval mode from a run directory or a ``.safetensors`` file (or an
+    exported ``.onnx``, run by onnxruntime on the CPU: cnnlab.export)."""
+    if Path(path).suffix == ".onnx":
+        from cnnlab.export import load_onnx
+
+        return load_onnx(path)
     weights, meta = model_paths(path)
     try:
         info = ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
