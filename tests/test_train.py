@@ -137,3 +137,11 @@ def test_ema_delivers_the_moving_average_of_the_weights(toy_dataset):
 def test_bad_ema_is_refused():
     with pytest.raises(CnnlabError, match="--ema must be in"):
         TrainConfig(ema=1.0).validate()
+
+
+def test_a_diverging_run_stops_with_the_epoch_step_and_the_fix(toy_dataset, tmp_path):
+    with pytest.raises(CnnlabError, match=r"diverged: the loss became nan or inf in epoch 1/2, step \d+ of 8; "
+                                          r"lower the learning rate"):
+        train(model="mlp", epochs=2, batch_size=32, optimizer="sgd", lr=1e8, schedule="constant",
+              dataset=toy_dataset, out=str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()  # nothing half-trained is saved

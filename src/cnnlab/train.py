@@ -213,6 +213,7 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
     order = torch.randperm(len(y), generator=shuffler).to(y.device)
     loss_sum = torch.zeros((), device=y.device)
     hits = torch.zeros((), device=y.device, dtype=torch.long)
+    first_bad = torch.full((), -1, device=y.device, dtype=torch.long)  # the first step with a nan/inf loss
     batches = range(0, len(y), batch_size)
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress if progress is not None else None,
                unit="batch")
@@ -233,7 +234,15 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
         # Trick 4: accumulate on the device; .item() here would sync every step.
         loss_sum += loss.detach() * len(targets)
         hits += (predicted_labels(logits) == targets).sum()
+        step = i // batch_size
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
+        if (step % DIVERGENCE_CHECK_STEPS == 0 or i + batch_size >= len(y)) and int(first_bad) >= 0:
+            raise CnnlabError(f"training diverged: the loss became nan or inf in {desc.lower()}, step "
+                              f"{int(first_bad) + 1} of {len(batches)}; lower the learning rate (--lr) and train again")
     return loss_sum.item() / len(y), hits.item() / len(y)
+
+
+DIVERGENCE_CHECK_STEPS = 20  # read the device's divergence flag this often: a sync, so not every step
 
 
 def average_weights(model: torch.nn.Module, decay: float) -> AveragedModel | None:
