@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -50,12 +51,19 @@ def train_command(
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/PRESET-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
+                                                   "epoch, with its own settings")] = None,
 ) -> None:
     """Train a model; print a line per epoch and the test error; save the run directory.
 
     Starts from a preset's settings; any option given on the command line replaces the preset's.
+    A checkpoint is saved after every epoch; --resume RUN continues an interrupted run.
     """
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.runs import CHECKPOINT_FILE
+    from cnnlab.train import TrainConfig, resume_training, train
+
+    if resume is not None:
+        return interruptible(lambda: resume_training(resume), resume)
 
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, val_split=val_split, limit=limit,
@@ -67,8 +75,24 @@ def train_command(
     out = out or new_run_dir(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
     if (out / "model.safetensors").exists() and not overwrite:
         raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
+    if (out / CHECKPOINT_FILE).exists() and not overwrite:
+        raise CnnlabError(f"{out} holds an unfinished run: continue it with 'cnnlab train --resume {out}', "
+                          "or pass --overwrite to start again")
     config.out = str(out)
-    train(config)
+    interruptible(lambda: train(config), out)
+
+
+def interruptible(run: Callable[[], object], out: Path) -> None:
+    """Run a training; on Ctrl-C, say how to continue it (checkpoints are written every epoch)."""
+    from cnnlab.runs import CHECKPOINT_FILE
+
+    try:
+        run()
+    except KeyboardInterrupt:
+        if (out / CHECKPOINT_FILE).exists():
+            raise CnnlabError(f"interrupted; the last finished epoch is saved. Resume with: cnnlab train --resume {out}"
+                              ) from None
+        raise CnnlabError("interrupted before the first epoch finished; nothing to resume") from None
 
 
 def new_run_dir(base: Path) -> Path:

@@ -25,6 +25,7 @@ from cnnlab.models import build_model
 
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
+CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT_VERSION = 1
 
 
@@ -50,6 +51,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> None:
+    """Write a training checkpoint (tensors, numbers, strings, lists, dicts) atomically."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(Path(folder) / CHECKPOINT_FILE, buffer.getvalue())
+
+
+def load_checkpoint(folder: str | Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: plain
+    data only, so a crafted file cannot run code (a pickle that asks for more is refused)."""
+    path = Path(folder) / CHECKPOINT_FILE if Path(folder).is_dir() else Path(folder)
+    if not path.is_file():
+        raise CnnlabError(f"{path}: no checkpoint here; --resume takes the run directory of a 'cnnlab train "
+                          "--out DIR' that finished at least one epoch")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unpickling error, a truncated zip, a foreign file
+        raise CnnlabError(f"{path}: not a cnnlab checkpoint, or refused as unsafe "
+                          f"({str(exc).splitlines()[0][:200]})") from None
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:

@@ -47,7 +47,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
-from cnnlab.runs import ModelInfo, save_model, write_csv, write_json
+from cnnlab.runs import ModelInfo, load_checkpoint, save_checkpoint, save_model, write_csv, write_json
 from cnnlab.system import pick_threads
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -117,7 +117,8 @@ class TrainResult:
 
 
 def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
-          on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None, **options: Any) -> TrainResult:
+          on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None,
+          resume: dict[str, Any] | None = None, **options: Any) -> TrainResult:
     """Train a model and, if ``config.out`` is set, write its run directory.
 
     Args:
@@ -128,6 +129,9 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         on_epoch: called after each epoch's history row is complete, outside the timed loop,
             as ``on_epoch(row, model, to_model_input)``; ``to_model_input`` turns uint8
             images ``(N, H, W)`` into the model's normalised input (used by ``cnnlab bench``).
+        resume: a checkpoint (:func:`~cnnlab.runs.load_checkpoint`) of this same configuration:
+            training goes on after its last finished epoch, as if it had never stopped.
+    With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.runs).
     """
     config = resolve_config(config, options)
     started = time.perf_counter()
@@ -135,11 +139,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
-
-    # Trick 1: normalise once, keep everything as one tensor on the training device.
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
-    train_x, train_y = to_input(data.train_images, mean, std, device), data.train_labels.to(device)
-    val_x, val_y = to_input(data.val_images, mean, std, device), data.val_labels.to(device)
+    (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
 
     model = build_model(config.model, data.num_classes, data.image_size).to(device, memory_format=torch.channels_last)
     averaged = average_weights(model, config.ema)  # trick 7, or None
@@ -147,24 +148,27 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     optimizer, scheduler = make_optimizer_and_schedule(config, model, -(-len(train_y) // config.batch_size))
     shuffler = torch.Generator().manual_seed(config.seed)
     augmenter = Augmenter(spec, -mean / std, config.seed + 1) if (spec := get_level(config.augment)) else None
+    parts = TrainingParts(model, optimizer, scheduler, averaged, shuffler, augmenter)
+    trained = averaged.module if averaged else model  # the network this run delivers
+    history: list[dict[str, float]] = parts.restore(resume) if resume else []
     print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
           f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}")
-    history: list[dict[str, float]] = []
-    loop_started = time.perf_counter()
-    for epoch in range(1, config.epochs + 1):
+    loop_started = time.perf_counter() - sum(row["seconds"] for row in history)
+    for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
         loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
                                          shuffler, progress, f"Epoch {epoch}/{config.epochs}", augmenter,
                                          config.label_smoothing, averaged)
-        trained = averaged.module if averaged else model  # the network this run delivers
         row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
         row["seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         print(epoch_line(row, config.epochs, threads), flush=True)
+        paused = time.perf_counter()
+        if config.out:  # every epoch: a crash or Ctrl-C loses at most the epoch under way
+            save_checkpoint(config.out, parts.state(history, {**asdict(config), "threads": threads}))
         if on_epoch is not None:
-            paused = time.perf_counter()
             on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
-            loop_started += time.perf_counter() - paused  # the callback's time is not training time
+        loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
     train_seconds = time.perf_counter() - loop_started
 
     info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, dataset_source(config, dataset))
@@ -173,11 +177,66 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
-    out = Path(config.out) if config.out else None
-    if out:
-        write_run(out, trained, info, history, metrics, config, threads, device, data)
-        print(f"Saved to {out}/")
-    return TrainResult(trained.eval(), info, history, metrics, out)
+    if config.out:
+        write_run(Path(config.out), trained, info, history, metrics, config, threads, device, data)
+        print(f"Saved to {config.out}/")
+    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None)
+
+
+def resume_training(run: str | Path, dataset: Dataset | None = None, progress: bool | None = None) -> TrainResult:
+    """Continue the run in directory ``run`` from its checkpoint, with the settings it was started
+    with; the result is the same as if it had never stopped (same machine, same threads).
+    ``dataset``: the :class:`~cnnlab.data.Dataset` object, if the run was given one (not a name)."""
+    state = load_checkpoint(run)
+    try:
+        config = TrainConfig(**{**state["config"], "out": str(run)})
+        done = len(state["history"])
+    except (KeyError, TypeError) as exc:
+        raise CnnlabError(f"{run}: the checkpoint does not hold a cnnlab training state ({exc})") from None
+    require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
+    print(f"Resuming {run} after epoch {done} of {config.epochs}")
+    return train(config, dataset, progress=progress, resume=state)
+
+
+def on_device(data: Dataset, mean: float, std: float, device: torch.device):
+    """Trick 1: ``((train_x, train_y), (val_x, val_y))``, normalised once, each split one tensor on the device."""
+    return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
+            (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
+
+
+@dataclass
+class TrainingParts:
+    """Everything whose state a resumed run needs back: weights, optimizer, schedule, the weight
+    average, and the random generators of the shuffle and the augmentation."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    averaged: AveragedModel | None
+    shuffler: torch.Generator
+    augmenter: Augmenter | None
+
+    def state(self, history: list[dict[str, float]], config: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint after ``len(history)`` epochs: tensors, numbers and strings only."""
+        return {"format": "cnnlab-checkpoint-1", "config": config, "history": history,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "averaged": self.averaged.state_dict() if self.averaged else None,
+                "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffler.get_state(),
+                        "augment": self.augmenter.generator.get_state() if self.augmenter else None}}
+
+    def restore(self, state: dict[str, Any]) -> list[dict[str, float]]:
+        """Load a checkpoint made by :meth:`state`; returns the history of the epochs it holds."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.shuffler.set_state(state["rng"]["shuffle"])
+        if self.augmenter is not None:
+            self.augmenter.generator.set_state(state["rng"]["augment"])
+        return [dict(row) for row in state["history"]]
 
 
 def start_import(module: str) -> threading.Thread:
