@@ -1,5 +1,11 @@
+import contextlib
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.data import describe, load_dataset
@@ -144,3 +150,32 @@ def test_kaggle_csv(tmp_path):
 def test_get_spec():
     assert get_spec("kmnist").class_names[0] == "o"
     assert np.isclose(len(get_spec("fashion-mnist").class_names), 10)
+
+
+@given(text=st.text(alphabet="0123456789,-.e \nlabpix", max_size=400),
+       header=st.sampled_from(["", "label,pixel0,pixel1,pixel2,pixel3\n", "pixel0,pixel1,pixel2,pixel3\n"]))
+@settings(max_examples=200, deadline=None)
+def test_pixel_csv_fuzz_gives_arrays_or_clean_errors(text, header):
+    from cnnlab.data.user import read_pixel_csv
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.csv"
+        path.write_text(header + text)
+        try:
+            images, labels = read_pixel_csv(path)
+        except CnnlabError:
+            return
+        assert images.dtype == np.uint8 and images.shape[1] == images.shape[2]
+        assert labels is None or len(labels) == len(images)
+
+
+@given(data=st.binary(max_size=300))
+@settings(max_examples=100, deadline=None)
+def test_pixel_csv_random_bytes_give_clean_errors(data):
+    from cnnlab.data.user import read_pixel_csv
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fuzz.csv"
+        path.write_bytes(data)
+        with contextlib.suppress(CnnlabError):
+            read_pixel_csv(path)

@@ -2,6 +2,8 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -129,3 +131,47 @@ def test_too_many_marks_is_not_a_number():
         grey[40:60, 10 + 26 * k : 22 + 26 * k] = 0.1
     with pytest.raises(CnnlabError, match="too many"):
         number_to_mnist(grey)
+
+
+@pytest.fixture(scope="module")
+def encoded_digit() -> dict[str, bytes]:
+    """One drawn digit as PNG and as JPEG bytes, to be cut short and damaged by the fuzz tests."""
+    canvas = np.full((60, 50), 230, np.uint8)
+    canvas[10:50, 22:28] = 20
+    found = {}
+    for kind in ("PNG", "JPEG"):
+        buffer = io.BytesIO()
+        Image.fromarray(canvas).save(buffer, kind)
+        found[kind] = buffer.getvalue()
+    return found
+
+
+def read_all_ways(data: bytes) -> None:
+    """What cnnlab predict does with an image's bytes: any outcome but a clean error must be an answer."""
+    try:
+        grey = read_grey(data, "fuzz")
+    except CnnlabError:
+        return
+    for make in (digit_to_mnist, number_to_mnist):
+        try:
+            made = make(grey)
+        except CnnlabError:
+            continue
+        for image in made if isinstance(made, list) else [made]:
+            assert image.shape == (28, 28) and image.dtype == np.uint8
+
+
+@given(data=st.binary(max_size=300))
+@settings(max_examples=150, deadline=None)
+def test_random_bytes_as_an_image_give_clean_errors(data):
+    read_all_ways(data)
+
+
+@given(kind=st.sampled_from(["PNG", "JPEG"]), cut=st.floats(0, 1), flips=st.lists(st.integers(0, 10**6), max_size=4))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_truncated_or_damaged_images_give_clean_errors(encoded_digit, kind, cut, flips):
+    data = bytearray(encoded_digit[kind][: int(len(encoded_digit[kind]) * cut)])
+    for position in flips:
+        if data:
+            data[position % len(data)] ^= 0xFF
+    read_all_ways(bytes(data))

@@ -111,7 +111,8 @@ def read_pixel_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         labels when the file has only pixel columns (a test file).
     """
     try:
-        with path.open() as handle:
+        with path.open() as handle, warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data": our own error says it
             header = handle.readline().strip().split(",")
             rows = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
