@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -154,6 +154,7 @@ def test_get_spec():
 
 @given(text=st.text(alphabet="0123456789,-.e \nlabpix", max_size=400),
        header=st.sampled_from(["", "label,pixel0,pixel1,pixel2,pixel3\n", "pixel0,pixel1,pixel2,pixel3\n"]))
+@example(text="label", header="")  # found by this test: a header with no pixel columns
 @settings(max_examples=200, deadline=None)
 def test_pixel_csv_fuzz_gives_arrays_or_clean_errors(text, header):
     from cnnlab.data.user import read_pixel_csv

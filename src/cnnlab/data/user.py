@@ -120,7 +120,7 @@ def read_pixel_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     has_label = header[:1] == ["label"]
     n_pixels = len(header) - int(has_label)
     side = math.isqrt(n_pixels)
-    if side * side != n_pixels or not header[int(has_label)].startswith("pixel") or len(rows) == 0:
+    if n_pixels < 1 or side * side != n_pixels or not header[int(has_label)].startswith("pixel") or not len(rows):
         raise CnnlabError(
             f"{path}: expected a header 'label,pixel0,...,pixelN' with a square number of pixel "
             f"columns and at least one row, got {len(header)} columns and {len(rows)} rows"
