@@ -11,6 +11,10 @@ import os
 import time
 from pathlib import Path
 
+import torch
+
+from cnnlab.errors import CnnlabError
+
 _SAMPLE_S = 0.1
 
 
@@ -57,3 +61,21 @@ def pick_threads(requested: int | None = None) -> int:
     if hasattr(os, "getloadavg"):
         busy = min(busy, os.getloadavg()[0])
     return max(1, min(cores, cores - round(busy)))
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--device cuda: no CUDA GPU is available to this PyTorch build; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise CnnlabError("--device mps: Apple's Metal backend is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def set_threads(threads: int | None) -> int:
+    """Use ``threads`` intra-op threads, default one per free core (trick 5); returns the count."""
+    threads = pick_threads(threads)
+    torch.set_num_threads(threads)
+    return threads

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import os
 import platform
 import threading
 import time
@@ -42,13 +43,15 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cnnlab.augment import Augmenter, get_level
+from cnnlab.checkpoint import TrainingParts, save_progress
 from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, join, leave, shard, total, wrap
 from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
-from cnnlab.runs import ModelInfo, load_checkpoint, save_checkpoint, save_model, write_csv, write_json
-from cnnlab.system import pick_threads
+from cnnlab.runs import ModelInfo, load_checkpoint, save_model, write_csv, write_json
+from cnnlab.system import select_device, set_threads
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
@@ -135,37 +138,39 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     """
     config = resolve_config(config, options)
     started = time.perf_counter()
-    device, threads = select_device(config.device), set_threads(config.threads)
+    device = select_device(config.device)
+    world = join(device.type)  # torchrun's process group (cnnlab.distributed), or this process alone
+    device, threads = device_for(device, world), set_threads(config.threads or cpu_threads(world))
+    say = print if world.main else lambda *_, **__: None  # rank 0 speaks for all
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
 
-    model = build_model(config.model, data.num_classes, data.image_size).to(device, memory_format=torch.channels_last)
-    averaged = average_weights(model, config.ema)  # trick 7, or None
     warm_up.join()
-    optimizer, scheduler = make_optimizer_and_schedule(config, model, -(-len(train_y) // config.batch_size))
-    shuffler = torch.Generator().manual_seed(config.seed)
-    augmenter = Augmenter(spec, -mean / std, config.seed + 1) if (spec := get_level(config.augment)) else None
-    parts = TrainingParts(model, optimizer, scheduler, averaged, shuffler, augmenter)
+    steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
+    parts = make_parts(config, data, -mean / std, device, world, steps)
+    model, optimizer, scheduler, averaged = parts.model, parts.optimizer, parts.scheduler, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
-    history: list[dict[str, float]] = parts.restore(resume) if resume else []
-    print(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
-          f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}")
+    history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
+    say(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
+        f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}"
+        + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
+    net = wrap(model, world)  # under torchrun, DDP: gradients averaged across ranks
     loop_started = time.perf_counter() - sum(row["seconds"] for row in history)
     for epoch in range(len(history) + 1, config.epochs + 1):
         epoch_started = time.perf_counter()
-        loss, accuracy = train_one_epoch(model, optimizer, scheduler, train_x, train_y, config.batch_size,
-                                         shuffler, progress, f"Epoch {epoch}/{config.epochs}", augmenter,
-                                         config.label_smoothing, averaged)
+        loss, accuracy = train_one_epoch(net, optimizer, scheduler, train_x, train_y, config.batch_size,
+                                         parts.shuffler, progress if world.main else False,
+                                         f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
+                                         averaged, world)
         row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
         row["seconds"] = time.perf_counter() - epoch_started
         history.append(row)
-        print(epoch_line(row, config.epochs, threads), flush=True)
+        say(epoch_line(row, config.epochs, threads), flush=True)
         paused = time.perf_counter()
-        if config.out:  # every epoch: a crash or Ctrl-C loses at most the epoch under way
-            save_checkpoint(config.out, parts.state(history, {**asdict(config), "threads": threads}))
+        save_progress(config, parts, history, threads, world)
         if on_epoch is not None:
             on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
         loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
@@ -176,11 +181,25 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
-    print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
-    if config.out:
+    say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
+    if config.out and world.main:
         write_run(Path(config.out), trained, info, history, metrics, config, threads, device, data)
-        print(f"Saved to {config.out}/")
+        say(f"Saved to {config.out}/")
+    leave(world)
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None)
+
+
+def make_parts(config: TrainConfig, data: Dataset, background: float, device: torch.device, world: World,
+               steps_per_epoch: int) -> TrainingParts:
+    """The network (channels_last, trick 2), its weight average (trick 7), the optimizer and
+    schedule, and the seeded generators: one shuffle for all ranks (each takes its shard) and an
+    augmentation of each rank's own."""
+    model = build_model(config.model, data.num_classes, data.image_size).to(device, memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
+    spec = get_level(config.augment)
+    augmenter = Augmenter(spec, background, config.seed + 1 + world.rank) if spec else None
+    return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
+                         torch.Generator().manual_seed(config.seed), augmenter)
 
 
 def resume_training(run: str | Path, dataset: Dataset | None = None, progress: bool | None = None) -> TrainResult:
@@ -194,7 +213,8 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     except (KeyError, TypeError) as exc:
         raise CnnlabError(f"{run}: the checkpoint does not hold a cnnlab training state ({exc})") from None
     require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
-    print(f"Resuming {run} after epoch {done} of {config.epochs}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, every rank resumes; one says so
+        print(f"Resuming {run} after epoch {done} of {config.epochs}")
     return train(config, dataset, progress=progress, resume=state)
 
 
@@ -202,41 +222,6 @@ def on_device(data: Dataset, mean: float, std: float, device: torch.device):
     """Trick 1: ``((train_x, train_y), (val_x, val_y))``, normalised once, each split one tensor on the device."""
     return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
             (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
-
-
-@dataclass
-class TrainingParts:
-    """Everything whose state a resumed run needs back: weights, optimizer, schedule, the weight
-    average, and the random generators of the shuffle and the augmentation."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    averaged: AveragedModel | None
-    shuffler: torch.Generator
-    augmenter: Augmenter | None
-
-    def state(self, history: list[dict[str, float]], config: dict[str, Any]) -> dict[str, Any]:
-        """A checkpoint after ``len(history)`` epochs: tensors, numbers and strings only."""
-        return {"format": "cnnlab-checkpoint-1", "config": config, "history": history,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "averaged": self.averaged.state_dict() if self.averaged else None,
-                "rng": {"torch": torch.get_rng_state(), "shuffle": self.shuffler.get_state(),
-                        "augment": self.augmenter.generator.get_state() if self.augmenter else None}}
-
-    def restore(self, state: dict[str, Any]) -> list[dict[str, float]]:
-        """Load a checkpoint made by :meth:`state`; returns the history of the epochs it holds."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.averaged is not None:
-            self.averaged.load_state_dict(state["averaged"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.shuffler.set_state(state["rng"]["shuffle"])
-        if self.augmenter is not None:
-            self.augmenter.generator.set_state(state["rng"]["augment"])
-        return [dict(row) for row in state["history"]]
 
 
 def start_import(module: str) -> threading.Thread:
@@ -261,19 +246,20 @@ def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> Train
 
 
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
-                    augmenter=None, label_smoothing: float = 0.0, averaged=None) -> tuple[float, float]:
-    """One pass over ``(x, y)`` in random order, each batch warped by ``augmenter`` if given, and
-    ``averaged`` (an AveragedModel) updated after each step; returns the epoch's mean
-    (label-smoothed) loss and accuracy of ``model``."""
+                    augmenter=None, label_smoothing: float = 0.0, averaged=None, world: World = SINGLE
+                    ) -> tuple[float, float]:
+    """One pass over ``(x, y)`` in random order (this rank's shard of it, under torchrun), each
+    batch warped by ``augmenter`` if given, and ``averaged`` (an AveragedModel) updated after each
+    step; returns the epoch's mean (label-smoothed) loss and accuracy of ``model``, over all ranks."""
     model.train()
     # On a GPU, bfloat16 autocast: tensor-core convs, no loss scaling needed. On a CPU without
     # bf16 units (this project's reference machine), float32 is faster, so it stays off.
     cast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else contextlib.nullcontext()
-    order = torch.randperm(len(y), generator=shuffler).to(y.device)
+    order = shard(torch.randperm(len(y), generator=shuffler), world).to(y.device)
     loss_sum = torch.zeros((), device=y.device)
     hits = torch.zeros((), device=y.device, dtype=torch.long)
     first_bad = torch.full((), -1, device=y.device, dtype=torch.long)  # the first step with a nan/inf loss
-    batches = range(0, len(y), batch_size)
+    batches = range(0, len(order), batch_size)
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress if progress is not None else None,
                unit="batch")
     for i in bar:
@@ -295,10 +281,11 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
         hits += (predicted_labels(logits) == targets).sum()
         step = i // batch_size
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
-        if (step % DIVERGENCE_CHECK_STEPS == 0 or i + batch_size >= len(y)) and int(first_bad) >= 0:
+        if (step % DIVERGENCE_CHECK_STEPS == 0 or i + batch_size >= len(order)) and int(first_bad) >= 0:
             raise CnnlabError(f"training diverged: the loss became nan or inf in {desc.lower()}, step "
                               f"{int(first_bad) + 1} of {len(batches)}; lower the learning rate (--lr) and train again")
-    return loss_sum.item() / len(y), hits.item() / len(y)
+    seen = total(torch.tensor([loss_sum.item(), hits.item(), len(order)], dtype=torch.float64), world)
+    return (seen[0] / seen[2]).item(), (seen[1] / seen[2]).item()
 
 
 DIVERGENCE_CHECK_STEPS = 20  # read the device's divergence flag this often: a sync, so not every step
@@ -395,24 +382,6 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
     x = images.float().div_(255)
     return x.mean().item(), max(x.std().item(), 1e-6)
-
-
-def select_device(name: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must be available."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CnnlabError("--device cuda: no CUDA GPU is available to this PyTorch build; use --device cpu")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise CnnlabError("--device mps: Apple's Metal backend is not available here; use --device cpu")
-    return torch.device(name)
-
-
-def set_threads(threads: int | None) -> int:
-    """Use ``threads`` intra-op threads, default one per free core (trick 5); returns the count."""
-    threads = pick_threads(threads)
-    torch.set_num_threads(threads)
-    return threads
 
 
 def write_run(out: Path, model, info: ModelInfo, history, metrics, config: TrainConfig, threads: int,

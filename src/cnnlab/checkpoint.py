@@ -1,0 +1,75 @@
+"""What a resumed run needs back, gathered in one place: cnnlab.train saves it after every epoch
+(cnnlab.runs.save_checkpoint) and ``cnnlab train --resume`` puts it back.
+
+Everything random is a seeded generator whose state is saved, so a resumed run takes the same
+shuffles, warps and dropout masks as one that never stopped, and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from cnnlab.augment import Augmenter
+from cnnlab.distributed import World, gather
+from cnnlab.runs import save_checkpoint
+
+if TYPE_CHECKING:
+    from cnnlab.train import TrainConfig
+
+
+@dataclass
+class TrainingParts:
+    """Everything whose state a resumed run needs back: weights, optimizer, schedule, the weight
+    average, and the random generators of the shuffle and the augmentation."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    averaged: AveragedModel | None
+    shuffler: torch.Generator
+    augmenter: Augmenter | None
+
+    def generator_states(self) -> dict[str, torch.Tensor | None]:
+        """This process's random generators (each rank of a torchrun has its own augmentation)."""
+        return {"torch": torch.get_rng_state(), "shuffle": self.shuffler.get_state(),
+                "augment": self.augmenter.generator.get_state() if self.augmenter else None}
+
+    def state(self, history: list[dict[str, float]], config: dict[str, Any],
+              generators: list[dict[str, torch.Tensor | None]]) -> dict[str, Any]:
+        """A checkpoint after ``len(history)`` epochs, with every rank's ``generators`` (rank order):
+        tensors, numbers and strings only."""
+        return {"format": "cnnlab-checkpoint-1", "config": config, "history": history,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators}
+
+    def restore(self, state: dict[str, Any], rank: int = 0) -> list[dict[str, float]]:
+        """Load a checkpoint made by :meth:`state` into rank ``rank``; returns the history of the
+        epochs it holds. With more ranks than the checkpoint knows, the extra ones take rank 0's
+        generators (the run goes on, no longer bit-identical to an unbroken one)."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.averaged is not None:
+            self.averaged.load_state_dict(state["averaged"])
+        generators = state["generators"][rank if rank < len(state["generators"]) else 0]
+        torch.set_rng_state(generators["torch"])
+        self.shuffler.set_state(generators["shuffle"])
+        if self.augmenter is not None and generators["augment"] is not None:
+            self.augmenter.generator.set_state(generators["augment"])
+        return [dict(row) for row in state["history"]]
+
+
+def save_progress(config: TrainConfig, parts: TrainingParts, history: list[dict[str, float]], threads: int,
+                  world: World) -> None:
+    """The checkpoint after each epoch, so a crash or Ctrl-C loses at most the epoch under way.
+    Every rank gives its random generators' states; rank 0 writes the file."""
+    if not config.out:
+        return
+    generators = gather(parts.generator_states(), world)
+    if world.main:
+        save_checkpoint(config.out, parts.state(history, {**asdict(config), "threads": threads}, generators))
