@@ -175,3 +175,30 @@ def test_truncated_or_damaged_images_give_clean_errors(encoded_digit, kind, cut,
         if data:
             data[position % len(data)] ^= 0xFF
     read_all_ways(bytes(data))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (its CRC fixed, its data not)."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    header = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(data)
+
+
+@given(width=st.integers(8_001, 2**31 - 1), height=st.integers(8_001, 2**31 - 1))
+@settings(max_examples=100, deadline=None)
+def test_headers_claiming_gigapixels_are_refused_before_decoding(width, height):
+    import tracemalloc
+
+    tracemalloc.start()  # Python and numpy buffers; Pillow refuses from the header, before its own decode buffer
+    with pytest.raises(CnnlabError, match="too many pixels"):
+        read_grey(png_claiming(width, height), "claims")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000, f"allocated {peak} bytes for a {len(png_claiming(width, height))}-byte file"
