@@ -109,3 +109,46 @@ def test_an_unfinished_run_is_not_overwritten_and_ctrl_c_says_how_to_resume(toy_
     monkeypatch.setattr(train_module, "train", interrupted)
     assert main(["train", "--out", str(tmp_path / "new")]) == 2
     assert f"Resume with: cnnlab train --resume {tmp_path / 'new'}" in capsys.readouterr().err
+
+
+def test_ctrl_c_mid_epoch_checkpoints_where_the_epoch_stood(toy_dataset, tmp_path, monkeypatch):
+    import importlib
+
+    train_module = importlib.import_module("cnnlab.train")
+    settings = dict(model="cnn", epochs=3, batch_size=16, augment="light", seed=4, threads=1, progress=False)
+    whole = train(dataset=toy_dataset, out=str(tmp_path / "whole"), **settings)
+    real_loss, calls = train_module.training_loss, []
+
+    def loss_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 20:  # epoch 2 (15 steps an epoch), 5th step: as if the user pressed Ctrl-C
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_loss", loss_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset=toy_dataset, out=str(tmp_path / "part"), **settings)
+    monkeypatch.setattr(train_module, "training_loss", real_loss)
+    state = load_checkpoint(tmp_path / "part")
+    assert len(state["history"]) == 1 and state["ongoing"]["next"] == 5 * 16  # stopped after step 5 of epoch 2
+    resumed = resume_training(tmp_path / "part", dataset=toy_dataset, progress=False)
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in whole.history]
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_the_command_line_prints_the_resume_command(mnist_dir, tmp_path):
+    run = tmp_path / "run"
+    victim = cnnlab("train", *ARGS, "--data-dir", str(mnist_dir), "--out", str(run))
+    deadline = time.monotonic() + 300
+    while not (run / CHECKPOINT_FILE).exists():
+        assert victim.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.5)
+    victim.send_signal(signal.SIGINT)
+    output = victim.communicate(timeout=60)[0]
+    assert victim.returncode == 2 and f"Resume with: cnnlab train --resume {run}" in output
+    assert load_checkpoint(run)["ongoing"]["next"] > 0  # saved in the middle of epoch 2
+    assert cnnlab("train", "--resume", str(run)).wait(timeout=300) == 0
+    assert (run / "model.safetensors").exists()

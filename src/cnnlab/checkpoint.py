@@ -7,6 +7,10 @@ shuffles, warps and dropout masks as one that never stopped, and ends with the s
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +36,7 @@ class TrainingParts:
     averaged: AveragedModel | None
     shuffler: torch.Generator
     augmenter: Augmenter | None
+    ongoing: dict[str, Any] | None = None  # where an interrupted epoch stood (see StopRequested)
 
     def generator_states(self) -> dict[str, torch.Tensor | None]:
         """This process's random generators (each rank of a torchrun has its own augmentation)."""
@@ -45,7 +50,8 @@ class TrainingParts:
         return {"format": "cnnlab-checkpoint-1", "config": config, "history": history,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
-                "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators}
+                "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators,
+                "ongoing": self.ongoing}
 
     def restore(self, state: dict[str, Any], rank: int = 0) -> list[dict[str, float]]:
         """Load a checkpoint made by :meth:`state` into rank ``rank``; returns the history of the
@@ -61,13 +67,46 @@ class TrainingParts:
         self.shuffler.set_state(generators["shuffle"])
         if self.augmenter is not None and generators["augment"] is not None:
             self.augmenter.generator.set_state(generators["augment"])
+        self.ongoing = state.get("ongoing")
         return [dict(row) for row in state["history"]]
+
+
+class StopRequested(Exception):
+    """Ctrl-C reached the training loop between two steps; ``ongoing`` is where the epoch stood:
+    its shuffled order, the next batch's start, and the loss and hit sums so far."""
+
+    def __init__(self, ongoing: dict[str, Any]) -> None:
+        super().__init__("stopped between two steps")
+        self.ongoing = ongoing
+
+
+@contextlib.contextmanager
+def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
+    """While inside, Ctrl-C sets the yielded event instead of interrupting: the training loop stops
+    after the step under way, so the checkpoint it writes is consistent. A second Ctrl-C stops at
+    once. Only for one process in its main thread (torchrun's ranks would stop at different steps)."""
+    asked = threading.Event()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def ask(_signum, _frame) -> None:
+        if asked.is_set():
+            raise KeyboardInterrupt
+        asked.set()
+
+    previous = signal.signal(signal.SIGINT, ask)
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def save_progress(config: TrainConfig, parts: TrainingParts, history: list[dict[str, float]], threads: int,
                   world: World) -> None:
-    """The checkpoint after each epoch, so a crash or Ctrl-C loses at most the epoch under way.
-    Every rank gives its random generators' states; rank 0 writes the file."""
+    """The checkpoint after each epoch, or at a step boundary on Ctrl-C (``parts.ongoing`` set), so
+    a crash loses at most the epoch under way. Every rank gives its random generators' states;
+    rank 0 writes the file."""
     if not config.out:
         return
     generators = gather(parts.generator_states(), world)

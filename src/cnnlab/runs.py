@@ -7,10 +7,12 @@ the weights against the architecture, so a mismatched pair gives a clear error.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import os
+import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,3 +184,20 @@ def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], weights
             f"{weights} does not match the architecture in {meta} ({detail}); "
             "keep the two files from the same run together"
         )
+
+
+def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[dict[str, float]],
+              metrics: dict[str, Any], config: dict[str, Any], device: torch.device, test_images: torch.Tensor,
+              test_labels: torch.Tensor) -> None:
+    """Write a trained run's directory: model files, history, metrics, ``config`` (every option,
+    plus the threads and device used), pictures and report.html."""
+    from cnnlab import report  # matplotlib loads only when a run is saved
+
+    save_model(out, model, info)
+    write_csv(out / "history.csv", history)
+    write_json(out / "metrics.json", metrics)
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    write_json(out / "config.json", {**config, "device_used": str(device), "versions": versions})
+    on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
+    report.write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels)
+    report.write_html(out)

@@ -26,10 +26,8 @@ forward pass runs in bfloat16 autocast.
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
 import os
-import platform
 import threading
 import time
 from collections.abc import Callable
@@ -43,14 +41,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from cnnlab.augment import Augmenter, get_level
-from cnnlab.checkpoint import TrainingParts, save_progress
+from cnnlab.checkpoint import StopRequested, TrainingParts, save_progress, stop_between_steps
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, join, leave, shard, total, wrap
 from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
-from cnnlab.runs import ModelInfo, load_checkpoint, save_model, write_csv, write_json
+from cnnlab.runs import ModelInfo, load_checkpoint, write_run
 from cnnlab.system import select_device, set_threads
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
@@ -151,7 +149,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     warm_up.join()
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     parts = make_parts(config, data, -mean / std, device, world, steps)
-    model, optimizer, scheduler, averaged = parts.model, parts.optimizer, parts.scheduler, parts.averaged
+    model, averaged = parts.model, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
     history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
     say(f"Training {config.model} ({count_parameters(model):,} parameters) on {data.name}: "
@@ -159,21 +157,20 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
     net = wrap(model, world)  # under torchrun, DDP: gradients averaged across ranks
     loop_started = time.perf_counter() - sum(row["seconds"] for row in history)
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        epoch_started = time.perf_counter()
-        loss, accuracy = train_one_epoch(net, optimizer, scheduler, train_x, train_y, config.batch_size,
-                                         parts.shuffler, progress if world.main else False,
-                                         f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
-                                         averaged, world)
-        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
-        row["seconds"] = time.perf_counter() - epoch_started
-        history.append(row)
-        say(epoch_line(row, config.epochs, threads), flush=True)
-        paused = time.perf_counter()
-        save_progress(config, parts, history, threads, world)
-        if on_epoch is not None:
-            on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
-        loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
+    with stop_between_steps(enabled=world.size == 1) as stop:  # Ctrl-C: checkpoint, then stop
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            epoch_started = time.perf_counter()
+            loss, accuracy = run_epoch(net, parts, config, (train_x, train_y), epoch, history, threads, world,
+                                       progress if world.main else False, stop)
+            row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
+            row["seconds"] = time.perf_counter() - epoch_started
+            history.append(row)
+            say(epoch_line(row, config.epochs, threads), flush=True)
+            paused = time.perf_counter()
+            save_progress(config, parts, history, threads, world)
+            if on_epoch is not None:
+                on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
+            loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
     train_seconds = time.perf_counter() - loop_started
 
     info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, dataset_source(config, dataset))
@@ -183,10 +180,27 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     info.test_accuracy = metrics["test_accuracy"]
     say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     if config.out and world.main:
-        write_run(Path(config.out), trained, info, history, metrics, config, threads, device, data)
+        write_run(Path(config.out), trained, info, history, metrics, {**asdict(config), "threads_used": threads},
+                  device, data.test_images, data.test_labels)
         say(f"Saved to {config.out}/")
     leave(world)
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None)
+
+
+def run_epoch(net, parts: TrainingParts, config: TrainConfig, data: tuple[torch.Tensor, torch.Tensor], epoch: int,
+              history: list[dict[str, float]], threads: int, world: World, progress: bool | None,
+              stop: threading.Event) -> tuple[float, float]:
+    """:func:`train_one_epoch` with the run's parts, from where a resumed checkpoint stood if it
+    stopped mid-epoch; on Ctrl-C, the checkpoint records where this epoch stands, then it stops."""
+    ongoing, parts.ongoing = parts.ongoing, None  # a resumed position is used once
+    try:
+        return train_one_epoch(net, parts.optimizer, parts.scheduler, *data, config.batch_size, parts.shuffler,
+                               progress, f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
+                               parts.averaged, world, stop, ongoing)
+    except StopRequested as where:
+        parts.ongoing = where.ongoing
+        save_progress(config, parts, history, threads, world)
+        raise KeyboardInterrupt from None
 
 
 def make_parts(config: TrainConfig, data: Dataset, background: float, device: torch.device, world: World,
@@ -246,23 +260,26 @@ def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> Train
 
 
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
-                    augmenter=None, label_smoothing: float = 0.0, averaged=None, world: World = SINGLE
-                    ) -> tuple[float, float]:
+                    augmenter=None, label_smoothing: float = 0.0, averaged=None, world: World = SINGLE,
+                    stop: threading.Event | None = None, ongoing: dict | None = None) -> tuple[float, float]:
     """One pass over ``(x, y)`` in random order (this rank's shard of it, under torchrun), each
     batch warped by ``augmenter`` if given, and ``averaged`` (an AveragedModel) updated after each
-    step; returns the epoch's mean (label-smoothed) loss and accuracy of ``model``, over all ranks."""
+    step; returns the epoch's mean (label-smoothed) loss and accuracy of ``model``, over all ranks.
+    ``stop`` set: raise :class:`StopRequested` before the next step. ``ongoing``: go on from there."""
     model.train()
     # On a GPU, bfloat16 autocast: tensor-core convs, no loss scaling needed. On a CPU without
     # bf16 units (this project's reference machine), float32 is faster, so it stays off.
     cast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else contextlib.nullcontext()
-    order = shard(torch.randperm(len(y), generator=shuffler), world).to(y.device)
-    loss_sum = torch.zeros((), device=y.device)
-    hits = torch.zeros((), device=y.device, dtype=torch.long)
+    ongoing = ongoing or {"order": shard(torch.randperm(len(y), generator=shuffler), world), "next": 0,
+                          "loss_sum": torch.zeros(()), "hits": torch.zeros((), dtype=torch.long)}
+    order, loss_sum, hits = (ongoing[k].to(y.device) for k in ("order", "loss_sum", "hits"))
     first_bad = torch.full((), -1, device=y.device, dtype=torch.long)  # the first step with a nan/inf loss
-    batches = range(0, len(order), batch_size)
+    batches = range(ongoing["next"], len(order), batch_size)
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress if progress is not None else None,
                unit="batch")
     for i in bar:
+        if stop is not None and stop.is_set():
+            raise StopRequested({"order": order.cpu(), "next": i, "loss_sum": loss_sum.cpu(), "hits": hits.cpu()})
         index = order[i : i + batch_size]
         inputs, targets = x[index], y[index]
         if augmenter is not None:
@@ -382,19 +399,3 @@ def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
     """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
     x = images.float().div_(255)
     return x.mean().item(), max(x.std().item(), 1e-6)
-
-
-def write_run(out: Path, model, info: ModelInfo, history, metrics, config: TrainConfig, threads: int,
-              device: torch.device, data: Dataset) -> None:
-    """Write the run directory: model files, history, metrics, config, pictures and report.html."""
-    from cnnlab import report  # matplotlib loads only when a run is saved
-
-    save_model(out, model, info)
-    write_csv(out / "history.csv", history)
-    write_json(out / "metrics.json", metrics)
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    write_json(out / "config.json", {**asdict(config), "threads_used": threads, "device_used": str(device),
-                                     "versions": versions})
-    on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
-    report.write_pictures(out, on_cpu, info, history, metrics, data.test_images, data.test_labels)
-    report.write_html(out)
