@@ -202,3 +202,17 @@ def test_headers_claiming_gigapixels_are_refused_before_decoding(width, height):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 1_000_000, f"allocated {peak} bytes for a {len(png_claiming(width, height))}-byte file"
+
+
+@given(width=st.integers(1_200, 8_000), height=st.integers(1_200, 8_000))
+@settings(max_examples=60, deadline=None)
+def test_headers_claiming_more_than_their_bytes_can_hold_are_refused_before_decoding(width, height):
+    import tracemalloc
+
+    data = png_claiming(width, height)  # under the 64-Mpixel cap, but ~70 bytes cannot hold a megapixel
+    tracemalloc.start()
+    with pytest.raises(CnnlabError, match=f"claims {width}x{height} pixels from only {len(data)} bytes"):
+        read_grey(data, "claims")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1_000_000

@@ -15,6 +15,10 @@ from cnnlab.errors import CnnlabError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompression bombs
+# A valid file cannot hold more pixels per byte than this: DEFLATE (PNG, TIFF) compresses at most
+# about 1,032:1, so 8-bit pixels stop near 1,000 a byte and 1-bit ones near 8,300. A header that
+# claims more is refused before Pillow allocates the image, so memory stays in proportion to the file.
+MAX_PIXELS_PER_BYTE = 16_384
 
 
 class UnreadableImageError(CnnlabError):
@@ -38,13 +42,19 @@ def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray
             return _read(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
+    except ImageTooLargeError as exc:
+        raise ImageTooLargeError(f"{name}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
                                    ) from None
 
 
 def _read(source: str | Path | io.BytesIO) -> np.ndarray:
-    with Image.open(source) as image:
+    size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
+    with Image.open(source) as image:  # reads the header only
+        if image.width * image.height > MAX_PIXELS_PER_BYTE * max(size, 1):
+            raise ImageTooLargeError(f"claims {image.width}x{image.height} pixels from only {size:,} bytes: "
+                                     "a damaged or hostile file, refusing it before decoding")
         image.load()
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
