@@ -40,8 +40,10 @@ class TrainingParts:
 
     def generator_states(self) -> dict[str, torch.Tensor | None]:
         """This process's random generators (each rank of a torchrun has its own augmentation)."""
+        device = next(self.model.parameters()).device
         return {"torch": torch.get_rng_state(), "shuffle": self.shuffler.get_state(),
-                "augment": self.augmenter.generator.get_state() if self.augmenter else None}
+                "augment": self.augmenter.generator.get_state() if self.augmenter else None,
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}  # dropout on a GPU
 
     def state(self, history: list[dict[str, float]], config: dict[str, Any],
               generators: list[dict[str, torch.Tensor | None]]) -> dict[str, Any]:
@@ -64,6 +66,8 @@ class TrainingParts:
             self.averaged.load_state_dict(state["averaged"])
         generators = state["generators"][rank if rank < len(state["generators"]) else 0]
         torch.set_rng_state(generators["torch"])
+        if generators.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(generators["cuda"], next(self.model.parameters()).device)
         self.shuffler.set_state(generators["shuffle"])
         if self.augmenter is not None and generators["augment"] is not None:
             self.augmenter.generator.set_state(generators["augment"])
