@@ -12,7 +12,6 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install 'cnnlab[on
 from __future__ import annotations
 
 import importlib.util
-import json
 import warnings
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import MODEL_META, ModelInfo, atomic_write_bytes, load_model, write_json
+from cnnlab.runs import MODEL_META, ModelInfo, atomic_write_bytes, load_model, read_model_info, write_json
 
 ONNX_FILE = "model.onnx"
 FORMATS = ("onnx",)
@@ -80,8 +79,5 @@ def load_onnx(path: str | Path) -> tuple[OnnxClassifier, ModelInfo]:
     for needed in (path, meta):
         if not needed.is_file():
             raise CnnlabError(f"{needed}: not found; make it with 'cnnlab export RUN --format onnx'")
-    try:
-        info = ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{meta}: not valid JSON ({exc})") from None
+    info = read_model_info(meta)
     return OnnxClassifier(path).eval(), info

@@ -147,6 +147,14 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     return path, meta
 
 
+def read_model_info(meta: Path) -> ModelInfo:
+    """The :class:`ModelInfo` in a ``model.json``, or a :class:`CnnlabError` saying what is wrong with it."""
+    try:
+        return ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"{meta}: not valid JSON ({exc})") from None
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ModelInfo]:
     """Load a trained model in eval mode from a run directory or a ``.safetensors`` file (or an
     exported ``.onnx``, run by onnxruntime on the CPU: cnnlab.export)."""
@@ -155,10 +163,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
 
         return load_onnx(path)
     weights, meta = model_paths(path)
-    try:
-        info = ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{meta}: not valid JSON ({exc})") from None
+    info = read_model_info(meta)
     model = build_model(info.architecture, len(info.class_names), info.image_size)
     try:
         state = load_file(weights)
