@@ -194,6 +194,13 @@ def _prediction(name: str, tops: list[list[tuple[str, float]]], number: bool, mi
                       digits=digits, uncertain=uncertain)
 
 
+def png_bytes(image: np.ndarray) -> bytes:
+    """A uint8 image ``(H, W)`` encoded as a PNG file's bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 class _PngSaver:
     """Writes the network's inputs as PNGs named after their source images (``7.png``, ``4096-1.png``)."""
 
@@ -212,6 +219,4 @@ class _PngSaver:
                 n += 1
                 candidate = f"{base}-{n}"
             self.used.add(candidate)
-            buffer = io.BytesIO()
-            Image.fromarray(image).save(buffer, "PNG")
-            atomic_write_bytes(self.folder / f"{candidate}.png", buffer.getvalue())
+            atomic_write_bytes(self.folder / f"{candidate}.png", png_bytes(image))

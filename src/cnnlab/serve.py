@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import os
 import socket
@@ -33,13 +32,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from PIL import Image
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import count_parameters
-from cnnlab.predict import class_probabilities, preprocess_source
+from cnnlab.predict import class_probabilities, png_bytes, preprocess_source
 from cnnlab.preprocess import ImageTooLargeError, UnreadableImageError
 from cnnlab.runs import load_model
 
@@ -129,9 +127,7 @@ def describe(digits: list[np.ndarray], probabilities: list[list[float]], classes
 
 
 def png_base64(image: np.ndarray) -> str:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:
