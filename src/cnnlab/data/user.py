@@ -39,21 +39,19 @@ def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
-            return _read(io.BytesIO(source) if isinstance(source, bytes) else source)
+            return _read(io.BytesIO(source) if isinstance(source, bytes) else source, name)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
-    except ImageTooLargeError as exc:
-        raise ImageTooLargeError(f"{name}: {exc}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
                                    ) from None
 
 
-def _read(source: str | Path | io.BytesIO) -> np.ndarray:
+def _read(source: str | Path | io.BytesIO, name: str) -> np.ndarray:
     size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
     with Image.open(source) as image:  # reads the header only
         if image.width * image.height > MAX_PIXELS_PER_BYTE * max(size, 1):
-            raise ImageTooLargeError(f"claims {image.width}x{image.height} pixels from only {size:,} bytes: "
+            raise ImageTooLargeError(f"{name}: claims {image.width}x{image.height} pixels from only {size:,} bytes: "
                                      "a damaged or hostile file, refusing it before decoding")
         image.load()
         image = ImageOps.exif_transpose(image)
