@@ -83,14 +83,15 @@ def train_command(
 
 
 def interruptible(run: Callable[[], object], out: Path) -> None:
-    """Run a training; on Ctrl-C, say how to continue it (checkpoints are written every epoch)."""
+    """Run a training; on Ctrl-C, say how to continue it (cnnlab.train checkpoints every epoch, and
+    where the epoch stood on Ctrl-C)."""
     from cnnlab.runs import CHECKPOINT_FILE
 
     try:
         run()
     except KeyboardInterrupt:
         if (out / CHECKPOINT_FILE).exists():
-            raise CnnlabError(f"interrupted; the last finished epoch is saved. Resume with: cnnlab train --resume {out}"
+            raise CnnlabError(f"interrupted; the training so far is saved. Resume with: cnnlab train --resume {out}"
                               ) from None
         raise CnnlabError("interrupted before the first epoch finished; nothing to resume") from None
 
