@@ -5,14 +5,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from cnnlab.distributed import SINGLE, World, shard
-from cnnlab.runs import CHECKPOINT_FILE, load_checkpoint
+from cnnlab.runs import load_checkpoint
+from tests.helpers import wait_until_mid_epoch
 
 
 def test_each_rank_takes_an_equal_disjoint_shard():
@@ -54,11 +54,7 @@ def test_resume_works_under_torchrun(mnist_dir, tmp_path):
             "--data-dir", str(mnist_dir)]
     finish(launch("train", *args, "--out", str(tmp_path / "whole")))
     victim = launch("train", *args, "--out", str(tmp_path / "broken"))
-    deadline = time.monotonic() + 300
-    while not (tmp_path / "broken" / CHECKPOINT_FILE).exists():
-        assert victim.poll() is None and time.monotonic() < deadline, "ended before its first checkpoint"
-        time.sleep(0.05)
-    time.sleep(1.0)
+    wait_until_mid_epoch(victim, tmp_path / "broken", 1.0)
     os.killpg(victim.pid, signal.SIGKILL)  # the launcher and both workers
     victim.wait()
     assert len(load_checkpoint(tmp_path / "broken")["generators"]) == 2  # each rank's own random state

@@ -16,6 +16,7 @@ from cnnlab.preprocess import (
     read_grey,
     stroke_width,
 )
+from tests.helpers import png_claiming
 
 
 def drawn_seven(size: int = 200, width: int = 14, ink: int = 20, paper: int = 235) -> np.ndarray:
@@ -175,20 +176,6 @@ def test_truncated_or_damaged_images_give_clean_errors(encoded_digit, kind, cut,
         if data:
             data[position % len(data)] ^= 0xFF
     read_all_ways(bytes(data))
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels (its CRC fixed, its data not)."""
-    import struct
-    import zlib
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    header = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
-    return bytes(data)
 
 
 @given(width=st.integers(8_001, 2**31 - 1), height=st.integers(8_001, 2**31 - 1))

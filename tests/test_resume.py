@@ -7,7 +7,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import CHECKPOINT_FILE, load_checkpoint
 from cnnlab.train import resume_training, train
+from tests.helpers import wait_until_mid_epoch
 
 # Long enough epochs (about 4 s on one thread here) to be killed in the middle of one.
 ARGS = ["--model", "cnn", "--epochs", "3", "--limit", "20000", "--augment", "light", "--ema", "0.99",
@@ -35,12 +35,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_identical_result(mnist_dir, tmp_p
     assert reference.wait(timeout=300) == 0, reference.stdout.read()
 
     victim = cnnlab("train", *ARGS, "--data-dir", str(mnist_dir), "--out", str(broken))
-    deadline = time.monotonic() + 300
-    while not (broken / CHECKPOINT_FILE).exists():  # epoch 1 done ...
-        assert victim.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
-        time.sleep(0.05)
-    time.sleep(1.5)  # ... and epoch 2 under way
-    assert victim.poll() is None, "the run finished before it could be killed"
+    wait_until_mid_epoch(victim, broken, 1.5)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert load_checkpoint(broken)["history"][-1]["epoch"] == 1 and not (broken / "model.safetensors").exists()
@@ -141,11 +136,7 @@ def test_ctrl_c_mid_epoch_checkpoints_where_the_epoch_stood(toy_dataset, tmp_pat
 def test_ctrl_c_on_the_command_line_prints_the_resume_command(mnist_dir, tmp_path):
     run = tmp_path / "run"
     victim = cnnlab("train", *ARGS, "--data-dir", str(mnist_dir), "--out", str(run))
-    deadline = time.monotonic() + 300
-    while not (run / CHECKPOINT_FILE).exists():
-        assert victim.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(1.5)
+    wait_until_mid_epoch(victim, run, 1.5)
     victim.send_signal(signal.SIGINT)
     output = victim.communicate(timeout=60)[0]
     assert victim.returncode == 2 and f"Resume with: cnnlab train --resume {run}" in output

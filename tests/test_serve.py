@@ -4,8 +4,6 @@ import base64
 import io
 import re
 import socket
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -14,9 +12,10 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.predict import predict_files
+from cnnlab.predict import png_bytes, predict_files
 from cnnlab.serve import check_port_free, create_app
 from cnnlab.train import train
+from tests.helpers import png_claiming
 from tests.photolike import compose_number, render_photo
 
 
@@ -36,12 +35,6 @@ def client(mnist_run):
 @pytest.fixture(scope="module")
 def digit_photo(mnist):
     return render_photo(mnist.test_images[0].numpy(), np.random.default_rng(1), 120)
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_page_and_assets_are_served_and_nothing_comes_from_elsewhere(client):
@@ -99,15 +92,6 @@ def test_over_the_upload_limit_is_413(mnist_run):
     assert reply.status_code == 413 and "limit" in reply.json()["error"]
 
 
-def claimed_size_png(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
-    data = bytearray(png_bytes(np.zeros((8, 8), np.uint8)))
-    header = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = header
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
-    return bytes(data)
-
-
 @pytest.mark.parametrize(("send", "status", "words"), [
     (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
     (dict(content=b"hello"), 415, "without a content type"),
@@ -116,7 +100,7 @@ def claimed_size_png(width: int, height: int) -> bytes:
     (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     (dict(json={"picture": "abc"}), 400, 'no "image"'),
     (dict(json={"image": "%%% not base64"}), 400, "not valid base64"),
-    (dict(files={"file": ("bomb.png", claimed_size_png(20_000, 20_000))}), 413, "too many pixels"),
+    (dict(files={"file": ("bomb.png", png_claiming(20_000, 20_000))}), 413, "too many pixels"),
     (dict(files={"file": ("blank.png", png_bytes(np.full((50, 50), 230, np.uint8)))}), 422, "no ink"),
 ])
 def test_bad_requests_get_a_json_error_with_the_right_status(client, send, status, words):

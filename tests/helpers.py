@@ -1,0 +1,35 @@
+"""Helpers shared by several test modules: hostile image headers, and runs stopped mid-epoch."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.predict import png_bytes
+from cnnlab.runs import CHECKPOINT_FILE
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (its CRC fixed, its data not):
+    a decompression bomb's header, or a damaged file's."""
+    data = bytearray(png_bytes(np.zeros((4, 4), np.uint8)))
+    header = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return bytes(data)
+
+
+def wait_until_mid_epoch(process: subprocess.Popen, run: Path, seconds_into_next: float) -> None:
+    """Wait until the training ``process`` has written its first checkpoint in ``run`` (an epoch
+    done), then ``seconds_into_next`` more, so the next epoch is under way; it must still run."""
+    deadline = time.monotonic() + 300
+    while not (run / CHECKPOINT_FILE).exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(seconds_into_next)
+    assert process.poll() is None, "the run finished before it could be stopped"
