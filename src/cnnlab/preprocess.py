@@ -195,25 +195,29 @@ def number_to_mnist(grey: np.ndarray, confidence: Callable[[np.ndarray], np.ndar
                     ) -> list[np.ndarray]:
     """A photo of a number written as several digits -> one uint8 ``(28, 28)`` per digit, left to right.
 
+    Where the ink can be read in several ways (one wide digit or two touching, one digit drawn
+    in two strokes or two), the segment judge (:mod:`cnnlab.judge`) scores how much each piece
+    looks like one whole digit, and the reading with the highest total wins.
+
     Args:
         grey: the photo, grey 0-1 ``(H, W)``.
-        confidence: optional classifier, uint8 images ``(N, 28, 28)`` -> top probability ``(N,)``.
-            Where the ink can be read in several ways (one wide digit or two touching, one digit
-            drawn in two strokes or two), the reading whose digits have the highest mean
-            log-probability wins. Without it, the width alone decides.
+        confidence: optional classifier, uint8 images ``(N, 28, 28)`` -> top probability ``(N,)``;
+            its log is added to the judge's score of each piece.
     """
+    from cnnlab.judge import one_digit_log_prob
     from cnnlab.segment import digit_masks
 
     ink = ink_image(shrink(grey))
     labels, count = ink_mask(ink)
 
-    def surest(readings: list[list[np.ndarray]]) -> int:
-        sureness = [np.log(np.maximum(confidence(np.stack([to_mnist(ink, m) for m in masks])), 1e-9)).mean()
-                    for masks in readings]
-        return int(np.argmax(sureness))
+    def score(masks: list[np.ndarray]) -> np.ndarray:
+        images = np.stack([to_mnist(ink, mask) for mask in masks])
+        scores = one_digit_log_prob(images)
+        if confidence is not None:
+            scores = scores + np.log(np.maximum(confidence(images), 1e-9))
+        return scores
 
-    masks = digit_masks(labels, count, surest if confidence is not None else None)
-    return [to_mnist(ink, mask) for mask in masks]
+    return [to_mnist(ink, mask) for mask in digit_masks(labels, count, score)]
 
 
 def load_for_model(source: str | Path | bytes, image_size: int = MNIST_SIDE, digits: bool = True,

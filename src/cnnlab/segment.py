@@ -3,9 +3,10 @@
     blobs      connected ink components (cnnlab.preprocess.ink_mask)
     -> groups  blobs stacked in the same columns are one digit (a 5's detached bar);
                small blobs beside a digit join the nearest one
-    -> split   a group much wider than a digit holds touching digits: it is cut at the emptiest
-               columns near equal steps, into as many digits as its width suggests; a group
-               only somewhat wide is cut in two if a classifier is surer of the halves
+    -> split   a group may hold touching digits: with a judge (cnnlab.judge), every way of
+               cutting it at its thinnest columns is scored and the best reading kept; without
+               one, a group much wider than a digit is cut near equal steps, as many times as
+               its width suggests
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ SMALL = 0.4  # a blob shorter than this fraction of the tallest is a fragment, n
 CLOSE_SMALL, CLOSE_GAP = 0.65, 0.08  # ... and so is a shorter one this close (fractions of the tallest)
 # MNIST test digits' ink width / height: median 0.8, 95th percentile 1.11, 99th 1.43.
 DIGIT_ASPECT = 0.8
-AMBIGUOUS_ASPECT = 1.0  # wider than 90% of MNIST digits: one digit or two touching, a classifier may judge
+CUT_ASPECT = 0.6  # with a judge, marks at least this wide (x their height) are tried as several digits
+MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x the height)
+MAX_CUTS = 14  # candidate cuts per mark: their pairs are the pieces the judge scores
 SPLIT_ASPECT = 1.3  # a mark wider than this (x its height) is taken for touching digits
 
 
@@ -69,38 +72,37 @@ def digit_groups(labels: np.ndarray, count: int) -> list[Group]:
     return groups
 
 
-Readings = list[list[np.ndarray]]  # ways to read some ink: each a list of digit masks, left to right
+Scorer = Callable[[list[np.ndarray]], np.ndarray]  # digit masks -> (N,) log-likelihood that each is one digit
 
 
-def digit_masks(labels: np.ndarray, count: int, choose: Callable[[Readings], int] | None = None
-                ) -> list[np.ndarray]:
+def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> list[np.ndarray]:
     """One boolean mask ``(H, W)`` per digit, left to right (arguments as :func:`digit_groups`).
 
-    ``choose``: optional judge (a classifier) given competing readings of the same ink, returning
-    the index of the one it believes. It decides whether two marks side by side are one broken
-    digit, and into how many digits a mark wider than ``AMBIGUOUS_ASPECT`` is cut (the width's
-    guess, one fewer or one more). Without it, the width alone decides.
+    ``score``: optional judge of how much a piece of ink looks like one whole digit (the segment
+    judge, :mod:`cnnlab.judge`). With it, every mark at least ``CUT_ASPECT`` as wide as it is
+    tall is read the way whose pieces score highest in sum, over all cuts at its thinnest
+    columns (:func:`best_cuts`), and two marks that nearly touch are joined when they score
+    higher as one. Without it, the width alone decides.
     """
     groups = digit_groups(labels, count)
-    if choose is not None:
-        groups = _join_broken(labels, groups, choose)
+    if score is not None:
+        groups = _join_broken(labels, groups, score)
     masks: list[np.ndarray] = []
     for group in groups:
         mask = np.isin(labels, group.labels)
-        guess = likely_pieces(group)
-        counts = [guess]
-        if choose is not None and group.width >= AMBIGUOUS_ASPECT * group.height:
-            counts = list(dict.fromkeys(n for n in (guess, guess - 1, guess + 1, 2) if n >= 1))
-        readings = [[mask] if n == 1 else _cut(mask, group, n) for n in counts]
-        masks += readings[choose(readings) if len(readings) > 1 else 0]
+        if score is not None and group.width >= CUT_ASPECT * group.height:
+            masks += best_cuts(mask, group, score)
+        else:
+            pieces = likely_pieces(group)
+            masks += [mask] if pieces == 1 else _cut(mask, group, pieces)
     if len(masks) > MAX_DIGITS:
         raise CnnlabError(f"found {len(masks)} digits: too many for a number (at most {MAX_DIGITS})")
     return masks
 
 
-def _join_broken(labels: np.ndarray, groups: list[Group], choose: Callable[[Readings], int]) -> list[Group]:
+def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list[Group]:
     """Neighbouring marks that nearly touch and together are no wider than a digit: one digit
-    drawn in two strokes (a 4), or two narrow digits (11)? ``choose`` decides."""
+    drawn in two strokes (a 4), or two narrow digits (11)? ``score`` decides."""
     joined = [groups[0]]
     for group in groups[1:]:
         last = joined[-1]
@@ -108,11 +110,59 @@ def _join_broken(labels: np.ndarray, groups: list[Group], choose: Callable[[Read
         span = max(last.right, group.right) - min(last.left, group.left)
         if _gap(last, group) <= CLOSE_GAP * tallest and span <= tallest:
             apart = [np.isin(labels, last.labels), np.isin(labels, group.labels)]
-            if choose([apart, [apart[0] | apart[1]]]) == 1:
+            scores = score([*apart, apart[0] | apart[1]])
+            if scores[2] > scores[0] + scores[1]:
                 last.absorb(group)
                 continue
         joined.append(group)
     return joined
+
+
+def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]:
+    """``mask`` cut into the digits that ``score`` likes best, by dynamic programming.
+
+    Candidate cuts are the columns where the ink is thinnest (local minima of the column sums);
+    a reading is a choice of some of them, and its value is the sum of its pieces' scores.
+    Pieces narrower than ``MIN_PIECE`` or wider than ``MAX_PIECE`` of the height are not tried,
+    except the whole mark.
+    """
+    points = [group.left, *_candidate_cuts(mask, group), group.right]
+    spans = [(i, j) for i in range(len(points)) for j in range(i + 1, len(points))
+             if (i, j) == (0, len(points) - 1)
+             or MIN_PIECE * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
+    pieces = {span: _columns(mask, points[span[0]], points[span[1]]) for span in spans}
+    pieces = {span: piece for span, piece in pieces.items() if piece.any()}
+    values = dict(zip(pieces, score(list(pieces.values())), strict=True))
+    best: dict[int, tuple[float, list[tuple[int, int]]]] = {0: (0.0, [])}
+    for j in range(1, len(points)):
+        options = [(best[i][0] + values[(i, j)], best[i][1] + [(i, j)]) for i in range(j)
+                   if i in best and (i, j) in values]
+        if options:
+            best[j] = max(options, key=lambda option: option[0])
+    end = len(points) - 1
+    return [pieces[span] for span in best[end][1]] if end in best else [mask]
+
+
+def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
+    """Columns inside ``group`` where its ink is locally thinnest (a dip, not a flat stretch), at
+    most ``MAX_CUTS`` of them, none closer than ``MIN_PIECE`` of the height to an edge or to a
+    thinner one."""
+    columns = mask[:, group.left : group.right].sum(0).astype(np.float32)
+    smooth = np.convolve(np.pad(columns, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    margin = max(1, round(MIN_PIECE * group.height))
+    minima = [c for c in range(margin, group.width - margin)
+              if smooth[c] <= min(smooth[c - 1], smooth[c + 1]) and smooth[c] < smooth[c - margin : c + margin].max()]
+    chosen: list[int] = []
+    for c in sorted(minima, key=lambda c: (smooth[c], c)):
+        if all(abs(c - other) >= margin for other in chosen):
+            chosen.append(c)
+    return sorted(group.left + c for c in chosen[:MAX_CUTS])
+
+
+def _columns(mask: np.ndarray, left: int, right: int) -> np.ndarray:
+    piece = np.zeros_like(mask)
+    piece[:, left:right] = mask[:, left:right]
+    return piece
 
 
 def likely_pieces(group: Group) -> int:
@@ -180,10 +230,5 @@ def _cut(mask: np.ndarray, group: Group, pieces: int) -> list[np.ndarray]:
         window = columns[low : centre + reach]
         cuts.append(group.left + (low + int(np.argmin(window)) if len(window) else centre))
     cuts.append(group.right)
-    parts = []
-    for start, stop in itertools.pairwise(cuts):
-        part = np.zeros_like(mask)
-        part[:, start:stop] = mask[:, start:stop]
-        if part.any():
-            parts.append(part)
-    return parts
+    parts = [_columns(mask, start, stop) for start, stop in itertools.pairwise(cuts)]
+    return [part for part in parts if part.any()]
