@@ -3,8 +3,9 @@ two digits touching, so that a written number can be cut where its digits really
 
 A digit classifier cannot answer that: trained on single digits, it names whatever it is
 shown, and half a 0 makes a confident 1. The judge is trained for the question itself, on
-MNIST *training* digits composed side by side as pairs (from a gap of 3 pixels to an overlap
-of 3), their ink cut along vertical lines as :mod:`cnnlab.segment` cuts it:
+MNIST *training* digits, each tilted and resized a little, composed side by side as pairs
+(from a gap of 3 pixels to an overlap of 3), enlarged and blurred as a photo would be, and
+their ink cut along vertical lines as :mod:`cnnlab.segment` cuts it:
 
     one digit   cut at the pair's true boundary, give or take 2 pixels (the sliver of the
                 neighbour a vertical cut leaves), or a digit on its own
@@ -61,6 +62,15 @@ def one_digit_log_prob(images: np.ndarray, network: nn.Module | None = None) -> 
 def _ink_crop(digit: np.ndarray) -> np.ndarray:
     rows, cols = np.flatnonzero((digit >= INK).any(1)), np.flatnonzero((digit >= INK).any(0))
     return digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def _varied(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An MNIST digit as one of several in a number: tilted up to 10 degrees, 85-115% in size, cropped."""
+    from PIL import Image
+
+    image = Image.fromarray(digit).rotate(float(rng.uniform(-10, 10)), resample=Image.Resampling.BILINEAR)
+    side = round(28 * rng.uniform(0.85, 1.15))
+    return _ink_crop(np.asarray(image.resize((side, side), Image.Resampling.BILINEAR)))
 
 
 def _compose_pair(first: np.ndarray, second: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
@@ -121,7 +131,7 @@ def make_examples(digits: np.ndarray, count: int, seed: int = 0) -> tuple[np.nda
     rng = np.random.default_rng(seed)
     images, labels = [], []
     while len(images) < count:
-        first, second = (_ink_crop(digits[i]) for i in rng.choice(len(digits), 2, replace=False))
+        first, second = (_varied(digits[i], rng) for i in rng.choice(len(digits), 2, replace=False))
         for crop in (first, second):  # each digit on its own: one whole digit
             ink, mask, _ = _as_seen(np.pad(crop, 2), rng)
             images.append(to_mnist(ink, mask))

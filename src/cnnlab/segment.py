@@ -29,6 +29,7 @@ DIGIT_ASPECT = 0.8
 CUT_ASPECT = 0.6  # with a judge, marks at least this wide (x their height) are tried as several digits
 MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x the height)
 MAX_CUTS = 14  # candidate cuts per mark: their pairs are the pieces the judge scores
+SLIVER = 0.15  # a blob at a cut with less than this fraction of a piece's ink is a neighbour's, dropped
 SPLIT_ASPECT = 1.3  # a mark wider than this (x its height) is taken for touching digits
 
 
@@ -127,20 +128,21 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]
     except the whole mark.
     """
     points = [group.left, *_candidate_cuts(mask, group), group.right]
-    spans = [(i, j) for i in range(len(points)) for j in range(i + 1, len(points))
-             if (i, j) == (0, len(points) - 1)
-             or MIN_PIECE * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
-    pieces = {span: _columns(mask, points[span[0]], points[span[1]]) for span in spans}
+    last = len(points) - 1
+    spans = [(i, j) for i in range(last) for j in range(i + 1, last + 1)
+             if (i, j) == (0, last) or MIN_PIECE * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
+    pieces = {(i, j): _trim_slivers(_columns(mask, points[i], points[j]),  # [i > 0]: a cut, not the mark's edge
+                                    [points[i]] * (i > 0) + [points[j] - 1] * (j < last))
+              for i, j in spans}
     pieces = {span: piece for span, piece in pieces.items() if piece.any()}
     values = dict(zip(pieces, score(list(pieces.values())), strict=True))
     best: dict[int, tuple[float, list[tuple[int, int]]]] = {0: (0.0, [])}
-    for j in range(1, len(points)):
+    for j in range(1, last + 1):
         options = [(best[i][0] + values[(i, j)], best[i][1] + [(i, j)]) for i in range(j)
                    if i in best and (i, j) in values]
         if options:
             best[j] = max(options, key=lambda option: option[0])
-    end = len(points) - 1
-    return [pieces[span] for span in best[end][1]] if end in best else [mask]
+    return [pieces[span] for span in best[last][1]] if last in best else [mask]
 
 
 def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
@@ -157,6 +159,20 @@ def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
         if all(abs(c - other) >= margin for other in chosen):
             chosen.append(c)
     return sorted(group.left + c for c in chosen[:MAX_CUTS])
+
+
+def _trim_slivers(piece: np.ndarray, cut_columns: list[int]) -> np.ndarray:
+    """``piece`` without the bits of a neighbour that a vertical cut leaves in it: blobs that
+    touch a cut column and hold under ``SLIVER`` of the piece's ink."""
+    if not cut_columns:
+        return piece
+    blobs, count = ndimage.label(piece, structure=np.ones((3, 3)))
+    if count < 2:
+        return piece
+    areas = np.bincount(blobs.ravel())[1:]
+    at_cut = np.unique(blobs[:, cut_columns])
+    small = np.flatnonzero(areas < SLIVER * areas.sum()) + 1
+    return piece & ~np.isin(blobs, np.intersect1d(small, at_cut))
 
 
 def _columns(mask: np.ndarray, left: int, right: int) -> np.ndarray:
