@@ -3,7 +3,8 @@
     python benchmarks/handwriting.py runs/fast-mnist-seed0 [--digits 500] [--numbers 100] [--seed 0]
 
 Prints the single-digit accuracy, the whole-number accuracy (3-6 digits each), how many numbers
-came out with the wrong count of digits, the accuracy on the same digits without any rendering
+came out with the wrong count of digits, the whole-number accuracy on numbers made another way
+(tests.photolike.number_written_differently), the accuracy on the same digits without any rendering
 (raw MNIST, for reference), and the seconds per image of the preprocessing.
 """
 
@@ -23,7 +24,7 @@ from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.predict import preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.runs import load_model
-from tests.photolike import compose_number, render_photo, uci_digits_as_photos
+from tests.photolike import compose_number, number_written_differently, render_photo, uci_digits_as_photos
 
 
 def main() -> None:
@@ -65,9 +66,22 @@ def main() -> None:
           f"{1000 * per_image:.0f} ms per photo to render and preprocess")
     print(f"numbers: {100 * right / args.numbers:.1f}% of {args.numbers} read whole; "
           f"{wrong_count} with the wrong count of digits")
+    other = read_numbers_written_differently(args, model, info, classify, images, labels)
+    print(f"numbers made differently: {100 * other:.1f}% of {args.numbers} read whole")
     photos, truth = uci_digits_as_photos(args.digits, np.random.default_rng(args.seed))
     uci = (classify([digit_to_mnist(read_grey(photo)) for photo in photos]) == truth).mean()
     print(f"UCI digits (scikit-learn, 8x8, other writers) as photos: {100 * uci:.1f}% of {len(truth)}")
+
+
+def read_numbers_written_differently(args, model, info, classify, images, labels) -> float:
+    """The fraction of numbers from tests.photolike.number_written_differently read whole."""
+    rng, right = np.random.default_rng(args.seed + 1), 0
+    for _ in range(args.numbers):
+        chosen = rng.choice(len(images), int(rng.integers(3, 7)), replace=False)
+        photo = number_written_differently(list(images[chosen]), rng)
+        digits = preprocess_source(photo, info, number=True, model=model)
+        right += len(digits) == len(chosen) and (classify(digits) == labels[chosen]).all()
+    return right / args.numbers
 
 
 def draw_examples(path: str, rng: np.random.Generator, digits: np.ndarray) -> None:
