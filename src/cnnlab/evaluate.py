@@ -99,10 +99,15 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``;
     ``tta``: average over shifted copies (:func:`predict_logits_tta`)."""
+    return classification_metrics(images_logits(model, info, images, device, tta), labels, info.class_names)
+
+
+def images_logits(model: nn.Module, info: ModelInfo, images: torch.Tensor, device: str | torch.device = "cpu",
+                  tta: bool = False) -> torch.Tensor:
+    """Logits ``(N, classes)`` for uint8 images ``(N, H, W)``, with test-time augmentation if ``tta``."""
     inputs = to_input(images, info.mean, info.std, device)
     model = model.to(device)
-    logits = predict_logits_tta(model, inputs, -info.mean / info.std) if tta else predict_logits(model, inputs)
-    return classification_metrics(logits, labels, info.class_names)
+    return predict_logits_tta(model, inputs, -info.mean / info.std) if tta else predict_logits(model, inputs)
 
 
 def evaluate(

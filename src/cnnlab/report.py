@@ -24,7 +24,7 @@ from torch import nn
 
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import predict_logits, to_input
+from cnnlab.evaluate import images_logits, to_input
 from cnnlab.runs import ModelInfo, atomic_write_text, load_model
 
 PICTURES = {
@@ -79,7 +79,8 @@ def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[d
                            f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
     plots.per_class_accuracy(metrics["per_class_accuracy"], run / "per_class.png")
     plots.sample_grid(test_images[:32], test_labels[:32], names, run / "samples.png", "First 32 test images")
-    probabilities = predict_logits(model, to_input(test_images, info.mean, info.std)).softmax(1)
+    # Scored as the metrics were (test-time augmentation included), so the mistakes shown are the counted ones.
+    probabilities = images_logits(model, info, test_images, tta=bool(metrics.get("tta"))).softmax(1)
     confidence, predicted = probabilities.max(1)
     wrong = torch.nonzero(predicted != test_labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES]
