@@ -49,6 +49,11 @@ def join(device_type: str) -> World:
                  int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
+def is_first_rank() -> bool:
+    """Whether this process is rank 0 of its torchrun launch (or runs alone), known before joining."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def leave(world: World) -> None:
     if world.size > 1 and dist.is_initialized():
         dist.destroy_process_group()

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,7 +42,7 @@ from tqdm import tqdm
 from cnnlab.augment import Augmenter, get_level
 from cnnlab.checkpoint import StopRequested, TrainingParts, save_progress, stop_between_steps
 from cnnlab.data import Dataset, load_dataset, split_validation
-from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, join, leave, shard, total, wrap
+from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, is_first_rank, join, leave, shard, total, wrap
 from cnnlab.errors import CnnlabError, require
 from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
@@ -227,7 +226,7 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     except (KeyError, TypeError) as exc:
         raise CnnlabError(f"{run}: the checkpoint does not hold a cnnlab training state ({exc})") from None
     require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, every rank resumes; one says so
+    if is_first_rank():  # under torchrun, every rank resumes; one says so
         print(f"Resuming {run} after epoch {done} of {config.epochs}")
     return train(config, dataset, progress=progress, resume=state)
 
