@@ -24,7 +24,7 @@ from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.predict import preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.runs import load_model
-from tests.photolike import compose_number, number_written_differently, render_photo, uci_digits_as_photos
+from tests.photolike import number_written_differently, read_numbers, render_photo, uci_digits_as_photos
 
 
 def main() -> None:
@@ -53,35 +53,20 @@ def main() -> None:
         draw_examples(args.picture, np.random.default_rng(args.seed), images[picks[:8]])
     single = (classify(seen) == labels[picks]).mean()
     raw = (classify(list(images[picks])) == labels[picks]).mean()
-    right = wrong_count = 0
-    for _ in range(args.numbers):
-        chosen = rng.choice(len(images), int(rng.integers(3, 7)), replace=False)
-        photo = render_photo(compose_number([images[i] for i in chosen], rng), rng, int(rng.integers(20, 301)))
-        digits = preprocess_source(photo, info, number=True, model=model)  # as cnnlab predict --number
-        if len(digits) != len(chosen):
-            wrong_count += 1
-        elif (classify(digits) == labels[chosen]).all():
-            right += 1
+    def read(photo: bytes) -> list[np.ndarray]:
+        return preprocess_source(photo, info, number=True, model=model)  # as cnnlab predict --number
+
+    right, wrong_count = read_numbers(read, classify, images, labels, args.numbers, rng)
     print(f"single digits: {100 * single:.1f}% of {len(picks)} (the same digits unrendered: {100 * raw:.1f}%), "
           f"{1000 * per_image:.0f} ms per photo to render and preprocess")
     print(f"numbers: {100 * right / args.numbers:.1f}% of {args.numbers} read whole; "
           f"{wrong_count} with the wrong count of digits")
-    other = read_numbers_written_differently(args, model, info, classify, images, labels)
-    print(f"numbers made differently: {100 * other:.1f}% of {args.numbers} read whole")
+    other, _ = read_numbers(read, classify, images, labels, args.numbers, np.random.default_rng(args.seed + 1),
+                            number_written_differently)
+    print(f"numbers made differently: {100 * other / args.numbers:.1f}% of {args.numbers} read whole")
     photos, truth = uci_digits_as_photos(args.digits, np.random.default_rng(args.seed))
     uci = (classify([digit_to_mnist(read_grey(photo)) for photo in photos]) == truth).mean()
     print(f"UCI digits (scikit-learn, 8x8, other writers) as photos: {100 * uci:.1f}% of {len(truth)}")
-
-
-def read_numbers_written_differently(args, model, info, classify, images, labels) -> float:
-    """The fraction of numbers from tests.photolike.number_written_differently read whole."""
-    rng, right = np.random.default_rng(args.seed + 1), 0
-    for _ in range(args.numbers):
-        chosen = rng.choice(len(images), int(rng.integers(3, 7)), replace=False)
-        photo = number_written_differently(list(images[chosen]), rng)
-        digits = preprocess_source(photo, info, number=True, model=model)
-        right += len(digits) == len(chosen) and (classify(digits) == labels[chosen]).all()
-    return right / args.numbers
 
 
 def draw_examples(path: str, rng: np.random.Generator, digits: np.ndarray) -> None:

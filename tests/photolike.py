@@ -8,6 +8,7 @@ benchmarks/handwriting.py; the digits come from MNIST's *test* split, never from
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -114,3 +115,25 @@ def number_written_differently(digits: list[np.ndarray], rng: np.random.Generato
     buffer = io.BytesIO()
     Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=int(rng.integers(40, 95)))
     return buffer.getvalue()
+
+
+def photographed_number(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
+    """``compose_number`` rendered by ``render_photo`` at a random height of 20-300 px."""
+    return render_photo(compose_number(digits, rng), rng, int(rng.integers(20, 301)))
+
+
+def read_numbers(read: Callable[[bytes], list[np.ndarray]], classify: Callable[[list[np.ndarray]], np.ndarray],
+                 images: np.ndarray, labels: np.ndarray, count: int, rng: np.random.Generator,
+                 make_photo: Callable[[list[np.ndarray], np.random.Generator], bytes] = photographed_number,
+                 ) -> tuple[int, int]:
+    """Photos of ``count`` numbers of 3-6 MNIST digits (``make_photo``), each read by ``read`` (a photo
+    -> the 28x28 digits it saw) and classified by ``classify``: ``(read whole, wrong count of digits)``."""
+    right = wrong_count = 0
+    for _ in range(count):
+        chosen = rng.choice(len(images), int(rng.integers(3, 7)), replace=False)
+        digits = read(make_photo(list(images[chosen]), rng))
+        if len(digits) != len(chosen):
+            wrong_count += 1
+        else:
+            right += bool((classify(digits) == labels[chosen]).all())
+    return right, wrong_count
