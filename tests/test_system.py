@@ -44,3 +44,30 @@ def test_busy_cores_sees_a_spinning_process():
         assert system.busy_cores(0.5) >= 0.7
     finally:
         proc.join()
+
+
+def test_threads_label():
+    assert system.threads_label(1) == "1 thread"
+    assert system.threads_label(2) == "2 threads"
+
+
+def test_keep_freed_memory_is_a_no_op_without_glibc(monkeypatch):
+    def no_libc(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(system.ctypes, "CDLL", no_libc)
+    assert system.keep_freed_memory() is False
+
+
+def test_keep_freed_memory_raises_mallocs_thresholds(monkeypatch):
+    calls = []
+
+    class FakeLibc:
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(system.ctypes, "CDLL", lambda name: FakeLibc())
+    assert system.keep_freed_memory() is True
+    assert calls == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, then M_TRIM_THRESHOLD
+

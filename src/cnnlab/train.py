@@ -17,6 +17,8 @@ The speed tricks, each measured on a 2-core CPU (see the README's performance se
    while the data loads.
 7. Weight averaging (``ema``): an exponential moving average of the weights, kept beside the
    optimizer's, is the network delivered; it costs one in-place lerp per step.
+8. Memory: malloc keeps freed blocks for the next step instead of unmapping them, so a step
+   does not page-fault its buffers in afresh (cnnlab.system): ``accurate`` is 8% faster.
 
 The presets (cnnlab.presets) add the recipe: label smoothing, a small network for ``fast``,
 augmentation for ``accurate`` and ``best``. On a GPU the data lives on the device and the
@@ -48,7 +50,7 @@ from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
 from cnnlab.runs import ModelInfo, load_checkpoint, write_run
-from cnnlab.system import select_device, set_threads
+from cnnlab.system import keep_freed_memory, select_device, set_threads, threads_label
 
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
@@ -138,6 +140,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     device = select_device(config.device)
     world = join(device.type)  # torchrun's process group (cnnlab.distributed), or this process alone
     device, threads = device_for(device, world), set_threads(config.threads or cpu_threads(world))
+    keep_freed_memory()  # trick 8
     say = print if world.main else lambda *_, **__: None  # rank 0 speaks for all
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
@@ -366,10 +369,6 @@ def make_optimizer_and_schedule(config: TrainConfig, model: torch.nn.Module, ste
     lr = config.lr or DEFAULT_LR[config.optimizer]
     optimizer = make_optimizer(config.optimizer, model, lr)
     return optimizer, make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
-
-
-def threads_label(threads: int) -> str:
-    return f"{threads} thread" + ("s" if threads != 1 else "")
 
 
 def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
