@@ -76,7 +76,7 @@ class TrainConfig:
     seed: int = 0
     val_split: float = 0.1
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
-    augment: str = "none"  # none, light or strong (cnnlab.augment)
+    augment: str = "light"  # none, light or strong (cnnlab.augment)
     tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
     ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
     preset: str = "fast"  # the preset these settings started from (recorded, not applied)
