@@ -90,12 +90,12 @@ def threads_label(threads: int) -> str:
 def keep_freed_memory() -> bool:
     """Trick 8: ask glibc's malloc to keep freed memory for reuse instead of handing it back.
 
-    By default a block over ~128 KiB (a batch's activations and gradients) is ``mmap``-ed when
-    allocated and unmapped when freed, so a step can page-fault its buffers in afresh:
-    zero-filling max-pool's gradient took 12% of an ``accurate`` step here. glibc raises that
-    threshold by itself after a while, but not far enough for every buffer. Serving blocks up
-    to 32 MiB from the heap and trimming it only past 1 GiB took five epochs of ``accurate``
-    from 32.2 s to 29.5 s, with the same weights (``fast``'s smaller buffers gained nothing).
+    By default glibc hands large freed blocks (a batch's activations and gradients) back to the
+    kernel, unmapping them or trimming the top of its heap, so a step can page-fault its buffers
+    in afresh: zero-filling max-pool's gradient took 12% of an ``accurate`` step here. glibc
+    raises its thresholds as it sees large blocks freed, but not far enough for every buffer.
+    Serving blocks up to 32 MiB from the heap and trimming it only past 1 GiB took five epochs
+    of ``accurate`` from 32.2 s to 29.5 s, with the same weights (``fast`` gained nothing).
     The cost: the process keeps memory it has used. PyTorch's CPU tuning guide gets the same
     from jemalloc or tcmalloc. Returns whether it applied (glibc only).
     """
