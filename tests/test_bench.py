@@ -54,6 +54,16 @@ def test_every_recipe_runs_and_peers_are_capped(toy_dataset):
     assert all(0 <= a <= 1 for c in curves for a in c.accuracy)
 
 
+def test_peers_train_without_our_augmentation_or_label_smoothing(toy_dataset, monkeypatch):
+    configs = []
+    monkeypatch.setattr(bench, "_train_recording", lambda ds, config, curve: configs.append(config))
+    for name, recipe in bench.RECIPES.items():
+        if not recipe.preset and name != "pytorch-examples":  # that one has its own loop
+            recipe.run(toy_dataset, 1, bench.Curve(name, recipe.description, 1), 1, 1)
+    assert len(configs) == 3
+    assert all(c.augment == "none" and c.label_smoothing == 0 for c in configs)
+
+
 def test_inference_speed_reports_positive_rates():
     (row,) = inference_speed(["mlp"], repeats=1)
     assert row["images_per_second_batch_1000"] > 0 and row["ms_per_image_batch_1"] > 0

@@ -90,10 +90,11 @@ def _preset_runner(name: str) -> Callable[[Dataset, int, Curve, int, int], None]
 
 
 def _cnnlab_runner(**settings) -> Callable[[Dataset, int, Curve, int, int], None]:
-    """A recipe that is a cnnlab training configuration (the article's, the Keras example)."""
+    """A recipe that is a cnnlab training configuration (the article's, the Keras example):
+    ``settings`` on top of plain training, not on top of our defaults (no augmentation)."""
 
     def run(ds: Dataset, epochs: int, curve: Curve, seed: int, threads: int) -> None:
-        config = {"val_split": 0.0, **settings, "epochs": epochs, "seed": seed, "threads": threads}
+        config = {"val_split": 0.0, "augment": "none", **settings, "epochs": epochs, "seed": seed, "threads": threads}
         _train_recording(ds, TrainConfig(**config), curve)
 
     return run
