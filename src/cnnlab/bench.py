@@ -24,6 +24,7 @@ from cnnlab.data import Dataset
 from cnnlab.evaluate import predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model
 from cnnlab.presets import PRESETS, Preset
+from cnnlab.reproduce import ARTICLE_SETTINGS  # the article's recipe, one definition for both
 from cnnlab.system import pick_threads
 from cnnlab.train import TrainConfig, TrainResult, train
 
@@ -140,9 +141,6 @@ def _pytorch_examples(ds: Dataset, epochs: int, curve: Curve, seed: int, threads
               f"{curve.seconds[-1]:.1f}s so far", flush=True)
 
 
-ARTICLE = dict(batch_size=200, optimizer="adam", lr=1e-3, schedule="constant", normalize=False, label_smoothing=0.0)
-
-
 @dataclass(frozen=True)
 class Recipe:
     name: str
@@ -166,10 +164,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("keras-convnet", "keras-io mnist_convnet: Adam 1e-3, batch 128, 10% validation split", 15,
                _cnnlab_runner(model="keras-convnet", batch_size=128, optimizer="adam", lr=1e-3, schedule="constant",
                               normalize=False, val_split=0.1, label_smoothing=0.0)),
-        Recipe("article-mlp", "the article's MLP: Adam 1e-3, batch 200, pixels 0-1", 10,
-               _cnnlab_runner(model="mlp", **ARTICLE)),
-        Recipe("article-cnn", "the article's CNN as described: Adam 1e-3, batch 200, pixels 0-1", 10,
-               _cnnlab_runner(model="seed-cnn", **ARTICLE)),
+        Recipe("article-mlp", "the article's MLP: Adam 1e-3, batch 200, pixels 0-1", ARTICLE_SETTINGS["epochs"],
+               _cnnlab_runner(model="mlp", **ARTICLE_SETTINGS)),
+        Recipe("article-cnn", "the article's CNN as described: Adam 1e-3, batch 200, pixels 0-1",
+               ARTICLE_SETTINGS["epochs"], _cnnlab_runner(model="seed-cnn", **ARTICLE_SETTINGS)),
     )
 }
 
