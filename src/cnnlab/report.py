@@ -63,12 +63,14 @@ def conv_activations(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, 
 
 
 def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[dict[str, float]],
-                   metrics: dict[str, Any], test_images: torch.Tensor, test_labels: torch.Tensor) -> None:
+                   metrics: dict[str, Any], test_images: torch.Tensor, test_labels: torch.Tensor,
+                   test_logits: torch.Tensor | None = None) -> None:
     """Write every picture of :data:`PICTURES` into ``run``.
 
     Curves, confusion matrix and per-class accuracy come from the run's ``history`` and
     ``metrics`` (so they match ``metrics.json``, test-time augmentation included); the rest
-    need the model and the test images.
+    need the model and the test images. ``test_logits`` ``(N, classes)``: the model's scores of
+    ``test_images`` as the metrics had them; scored again here when not given.
     """
     from cnnlab import plots
 
@@ -80,7 +82,9 @@ def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[d
     plots.per_class_accuracy(metrics["per_class_accuracy"], run / "per_class.png")
     plots.sample_grid(test_images[:32], test_labels[:32], names, run / "samples.png", "First 32 test images")
     # Scored as the metrics were (test-time augmentation included), so the mistakes shown are the counted ones.
-    probabilities = images_logits(model, info, test_images, tta=bool(metrics.get("tta"))).softmax(1)
+    if test_logits is None:
+        test_logits = images_logits(model, info, test_images, tta=bool(metrics.get("tta")))
+    probabilities = test_logits.softmax(1)
     confidence, predicted = probabilities.max(1)
     wrong = torch.nonzero(predicted != test_labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES]

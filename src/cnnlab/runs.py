@@ -193,9 +193,10 @@ def _check_state(model: torch.nn.Module, state: dict[str, torch.Tensor], weights
 
 def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[dict[str, float]],
               metrics: dict[str, Any], config: dict[str, Any], device: torch.device, test_images: torch.Tensor,
-              test_labels: torch.Tensor) -> None:
+              test_labels: torch.Tensor, test_logits: torch.Tensor | None = None) -> None:
     """Write a trained run's directory: model files, history, metrics, ``config`` (every option,
-    plus the threads and device used), pictures and report.html."""
+    plus the threads and device used), pictures and report.html. ``test_logits``: the model's
+    scores of ``test_images`` as the metrics were computed, if the caller has them."""
     from cnnlab import report  # matplotlib loads only when a run is saved
 
     save_model(out, model, info)
@@ -204,5 +205,5 @@ def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     write_json(out / "config.json", {**config, "device_used": str(device), "versions": versions})
     on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
-    report.write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels)
+    report.write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels, test_logits)
     report.write_html(out)

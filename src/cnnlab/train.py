@@ -46,7 +46,7 @@ from cnnlab.checkpoint import StopRequested, TrainingParts, save_progress, stop_
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, is_first_rank, join, leave, shard, total, wrap
 from cnnlab.errors import CnnlabError, require
-from cnnlab.evaluate import evaluate_model, predict_logits, score, to_input
+from cnnlab.evaluate import classification_metrics, images_logits, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
 from cnnlab.runs import ModelInfo, load_checkpoint, write_run
@@ -176,14 +176,15 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     train_seconds = time.perf_counter() - loop_started
 
     info = ModelInfo(config.model, data.class_names, data.image_size, mean, std, dataset_source(config, dataset))
-    metrics = evaluate_model(trained, info, data.test_images, data.test_labels, device, config.tta)
+    logits = images_logits(trained, info, data.test_images, device, config.tta)  # scored once: metrics, pictures
+    metrics = classification_metrics(logits, data.test_labels, info.class_names)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
     say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     if config.out and world.main:
         write_run(Path(config.out), trained, info, history, metrics, {**asdict(config), "threads_used": threads},
-                  device, data.test_images, data.test_labels)
+                  device, data.test_images, data.test_labels, logits.cpu())
         say(f"Saved to {config.out}/")
     leave(world)
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None)
