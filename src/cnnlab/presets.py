@@ -5,7 +5,7 @@ final figures in the README. Targets, on this project's 2-core CPU (training-loo
 
     fast      ``cnn-fast``, 1 epoch, light augmentation     every seed >= 99.0% test, <= 5 s
     accurate  ``cnn``, 5 epochs, light augmentation          every seed >= 99.5% test, <= 60 s
-    best      3 ``cnn-wide`` as one ensemble, 10 epochs,     mean of 3 seeds >= 99.7% test, <= 20 min
+    best      3 ``cnn-wide`` as one ensemble, 15 epochs,     mean of 3 seeds >= 99.7% test, <= 20 min
               trained on all 60,000 training images
 
 Label smoothing (0.1) was the largest single gain found for short runs: one epoch of
@@ -21,8 +21,11 @@ against 90.0% without, and 86.6% against 84.4% for numbers made the second way. 
 For ``best``, an ensemble of three ``cnn-wide`` (10 epochs, seed 1) reached 99.77% validation
 accuracy with test-time augmentation, against 99.71% for its members on their own; five ``cnn``
 for 10 epochs reached 99.67%. One ``cnn-wide`` for 15 epochs had given 99.67% test (3 seeds).
-Neither 14 epochs (99.75%) nor a moving average of the weights (``ema`` 0.998: 99.77%, 0.999:
-99.75%, same run) beat 10 epochs on validation, so ``best`` has neither. With its settings
+A moving average of the weights (``ema`` 0.998: 99.77%, 0.999: 99.75%, in a 14-epoch run) did not
+beat 10 epochs on that 6,000-image split, where one image is 0.017 points. On a split of 10,000
+(seed 1, 50,000 to learn from), 15 epochs against 10 gave the ensemble 24 errors against 27
+without test-time augmentation, 24 and 24 with it, its members 24-28 against 23-32, and a lower
+validation loss (0.109 against 0.114); ``best`` trains 15. With its settings
 fixed, ``best`` holds nothing back: its final model learns from the whole training set
 (``val_split`` 0), as the usual last step once validation has done its job.
 """
@@ -58,9 +61,9 @@ PRESETS: dict[str, Preset] = {
                "test-time augmentation",
                dict(model="cnn", epochs=5, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light", tta=True),
                target_accuracy=0.995, target_seconds=60),
-        Preset("best", "cnn-wide-x3 (an ensemble of 3 cnn-wide), 10 epochs, light augmentation, batch 256, "
+        Preset("best", "cnn-wide-x3 (an ensemble of 3 cnn-wide), 15 epochs, light augmentation, batch 256, "
                "Adam one-cycle 5e-3, label smoothing 0.1, test-time augmentation, all 60,000 training images",
-               dict(model="cnn-wide-x3", epochs=10, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",
+               dict(model="cnn-wide-x3", epochs=15, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",
                     tta=True, val_split=0.0),
                target_accuracy=0.997, target_seconds=1200, seeds=3, mean_target=True),
     )
