@@ -4,7 +4,8 @@
     -> groups  blobs stacked in the same columns are one digit (a 5's detached bar);
                small blobs beside a digit join the nearest one
     -> split   a group may hold touching digits: with a judge (cnnlab.judge), every way of
-               cutting it at its thinnest columns is scored and the best reading kept; without
+               cutting it at its thinnest columns, or at evenly spaced ones (digits that cross
+               leave no thin column where they meet), is scored and the best reading kept; without
                one, a group much wider than a digit is cut near equal steps, as many times as
                its width suggests
 """
@@ -28,7 +29,8 @@ CLOSE_SMALL, CLOSE_GAP = 0.65, 0.08  # ... and so is a shorter one this close (f
 DIGIT_ASPECT = 0.8
 CUT_ASPECT = 0.6  # with a judge, marks at least this wide (x their height) are tried as several digits
 MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x the height)
-MAX_CUTS = 14  # candidate cuts per mark: their pairs are the pieces the judge scores
+MAX_CUTS = 14  # candidate cuts per mark at its thinnest columns: their pairs are the pieces the judge scores
+CUT_STEP = 0.05  # ... and more, evenly spaced this far apart (x the height)
 SLIVER = 0.15  # a blob at a cut with less than this fraction of a piece's ink is a neighbour's, dropped
 SPLIT_ASPECT = 1.3  # a mark wider than this (x its height) is taken for touching digits
 
@@ -122,8 +124,9 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
 def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]:
     """``mask`` cut into the digits that ``score`` likes best, by dynamic programming.
 
-    Candidate cuts are the columns where the ink is thinnest (local minima of the column sums);
-    a reading is a choice of some of them, and its value is the sum of its pieces' scores.
+    Candidate cuts are the columns where the ink is thinnest (local minima of the column sums)
+    and columns every ``CUT_STEP`` of the height between them; a reading is a choice of some of
+    them, and its value is the sum of its pieces' scores.
     Pieces narrower than ``MIN_PIECE`` or wider than ``MAX_PIECE`` of the height are not tried,
     except the whole mark.
     """
@@ -146,9 +149,16 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]
 
 
 def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
-    """Columns inside ``group`` where its ink is locally thinnest (a dip, not a flat stretch), at
-    most ``MAX_CUTS`` of them, none closer than ``MIN_PIECE`` of the height to an edge or to a
-    thinner one."""
+    """Columns inside ``group`` where a cut may go, none closer than ``MIN_PIECE`` of the height
+    to an edge.
+
+    First where its ink is locally thinnest (a dip, not a flat stretch), at most ``MAX_CUTS``, none
+    closer to a thinner one than that margin: touching digits meet at such a dip. Then columns
+    every ``CUT_STEP`` of the height that are not next to one of those: where two digits overlap
+    the ink is thickest at their boundary, so no dip marks it. On numbers of validation digits
+    made the second way (``tests/photolike.py``), the even steps took whole-number reading from
+    85.1% to 89.6% (seeds 1-3, 300 each), at about 5x the time (55 to 300 ms a number).
+    """
     columns = mask[:, group.left : group.right].sum(0).astype(np.float32)
     smooth = np.convolve(np.pad(columns, 1, mode="edge"), np.ones(3) / 3, mode="valid")
     margin = max(1, round(MIN_PIECE * group.height))
@@ -158,21 +168,30 @@ def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
     for c in sorted(minima, key=lambda c: (smooth[c], c)):
         if all(abs(c - other) >= margin for other in chosen):
             chosen.append(c)
-    return sorted(group.left + c for c in chosen[:MAX_CUTS])
+    chosen = chosen[:MAX_CUTS]
+    step = max(1, round(CUT_STEP * group.height))
+    chosen += [c for c in range(margin, group.width - margin + 1, step)
+               if all(abs(c - other) >= max(1, step // 2) for other in chosen)]
+    return sorted(group.left + c for c in chosen)
 
 
 def _trim_slivers(piece: np.ndarray, cut_columns: list[int]) -> np.ndarray:
     """``piece`` without the bits of a neighbour that a vertical cut leaves in it: blobs that
     touch a cut column and hold under ``SLIVER`` of the piece's ink."""
-    if not cut_columns:
+    if not cut_columns or not piece.any():
         return piece
-    blobs, count = ndimage.label(piece, structure=np.ones((3, 3)))
+    rows, columns = np.flatnonzero(piece.any(1)), np.flatnonzero(piece.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(columns[0], columns[-1] + 1))  # label only the piece's box
+    blobs, count = ndimage.label(piece[box], structure=np.ones((3, 3)))
     if count < 2:
         return piece
     areas = np.bincount(blobs.ravel())[1:]
-    at_cut = np.unique(blobs[:, cut_columns])
+    inside = [c - columns[0] for c in cut_columns if columns[0] <= c <= columns[-1]]  # others hold no ink
+    at_cut = np.unique(blobs[:, inside])
     small = np.flatnonzero(areas < SLIVER * areas.sum()) + 1
-    return piece & ~np.isin(blobs, np.intersect1d(small, at_cut))
+    trimmed = piece.copy()
+    trimmed[box] &= ~np.isin(blobs, np.intersect1d(small, at_cut))
+    return trimmed
 
 
 def _columns(mask: np.ndarray, left: int, right: int) -> np.ndarray:
