@@ -1,6 +1,7 @@
 """Every CLI error path gives one line on stderr, a non-zero exit and no traceback."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -157,3 +158,15 @@ def test_report_command_rebuilds(capsys, idx_folder, tmp_path):
     code, out, _ = run_cli(capsys, "report", run)
     assert code == 0 and (run / "report.html").is_file() and "report.html" in out
     assert_one_line_error(capsys, "report", tmp_path, match="not a run directory")
+
+
+def test_the_command_leaves_quickly_with_its_output_and_exit_code(tmp_path):
+    """``python -m cnnlab`` skips the interpreter's teardown: what it printed to a pipe must still
+    arrive in full, with the right exit code, for success and for a user error alike."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a pipe is block-buffered
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "models"], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0 and "cnn-fast" in proc.stdout and proc.stdout.endswith("\n")
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "predict", str(tmp_path / "no-model"), "x.png"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
