@@ -210,21 +210,16 @@ def number_to_mnist(grey: np.ndarray, confidence: Callable[[np.ndarray], np.ndar
     ink = ink_image(shrink(grey))
     labels, count = ink_mask(ink)
 
-    made: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(mask) -> (mask, its 28x28), each made once
-
-    def as_mnist(mask: np.ndarray) -> np.ndarray:
-        if id(mask) not in made:
-            made[id(mask)] = (mask, to_mnist(ink, mask))  # the mask is kept, so its id is not reused
-        return made[id(mask)][1]
-
     def score(masks: list[np.ndarray]) -> np.ndarray:
-        images = np.stack([as_mnist(mask) for mask in masks])
+        # Not cached: each piece is scored once, and keeping every mask scored would hold
+        # hundreds of full-size masks per photo (over 100 MB under load in cnnlab serve).
+        images = np.stack([to_mnist(ink, mask) for mask in masks])
         scores = one_digit_log_prob(images)
         if confidence is not None:
             scores = scores + np.log(np.maximum(confidence(images), 1e-9))
         return scores
 
-    return [as_mnist(mask) for mask in digit_masks(labels, count, score)]
+    return [to_mnist(ink, mask) for mask in digit_masks(labels, count, score)]
 
 
 def load_for_model(source: str | Path | bytes, image_size: int = MNIST_SIDE, digits: bool = True,

@@ -31,6 +31,7 @@ CUT_ASPECT = 0.6  # with a judge, marks at least this wide (x their height) are 
 MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x the height)
 MAX_CUTS = 14  # candidate cuts per mark at its thinnest columns: their pairs are the pieces the judge scores
 CUT_STEP = 0.05  # ... and more, evenly spaced this far apart (x the height)
+SCORE_BATCH = 64  # pieces scored at once
 SLIVER = 0.15  # a blob at a cut with less than this fraction of a piece's ink is a neighbour's, dropped
 SPLIT_ASPECT = 1.3  # a mark wider than this (x its height) is taken for touching digits
 
@@ -134,18 +135,32 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]
     last = len(points) - 1
     spans = [(i, j) for i in range(last) for j in range(i + 1, last + 1)
              if (i, j) == (0, last) or MIN_PIECE * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
-    pieces = {(i, j): _trim_slivers(_columns(mask, points[i], points[j]),  # [i > 0]: a cut, not the mark's edge
-                                    [points[i]] * (i > 0) + [points[j] - 1] * (j < last))
-              for i, j in spans}
+    # Pieces are kept as the mark's box only, and made full-size a batch at a time to be scored:
+    # a few hundred full-size masks of a large photo would hold over 100 MB at once.
+    box = (slice(group.top, group.bottom), slice(group.left, group.right))
+    local = mask[box]
+    pieces = {(i, j): _trim_slivers(_columns(local, points[i] - group.left, points[j] - group.left),
+                                    [points[i] - group.left] * (i > 0) + [points[j] - 1 - group.left] * (j < last))
+              for i, j in spans}  # [i > 0]: a cut, not the mark's edge
     pieces = {span: piece for span, piece in pieces.items() if piece.any()}
-    values = dict(zip(pieces, score(list(pieces.values())), strict=True))
+
+    def full_size(piece: np.ndarray) -> np.ndarray:
+        placed = np.zeros_like(mask)
+        placed[box] = piece
+        return placed
+
+    values: dict[tuple[int, int], float] = {}
+    batch = list(pieces)
+    for start in range(0, len(batch), SCORE_BATCH):
+        chunk = batch[start : start + SCORE_BATCH]
+        values.update(zip(chunk, score([full_size(pieces[span]) for span in chunk]), strict=True))
     best: dict[int, tuple[float, list[tuple[int, int]]]] = {0: (0.0, [])}
     for j in range(1, last + 1):
         options = [(best[i][0] + values[(i, j)], best[i][1] + [(i, j)]) for i in range(j)
                    if i in best and (i, j) in values]
         if options:
             best[j] = max(options, key=lambda option: option[0])
-    return [pieces[span] for span in best[last][1]] if last in best else [mask]
+    return [full_size(pieces[span]) for span in best[last][1]] if last in best else [mask]
 
 
 def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
