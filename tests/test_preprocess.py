@@ -69,6 +69,14 @@ def test_noise_and_specks_are_not_ink():
     assert (np.abs(digit_to_mnist(grey).astype(int) - clean.astype(int)) > 64).mean() < 0.03
 
 
+def test_ruled_lines_of_notebook_paper_are_not_ink():
+    lined = drawn_seven()
+    for row in (15, 170, 192):  # clear of the digit, as dark as a pencil's line
+        lined[row : row + 2] = 0.3
+    clean = digit_to_mnist(drawn_seven())
+    assert (np.abs(digit_to_mnist(lined).astype(int) - clean.astype(int)) > 64).mean() < 0.03
+
+
 @pytest.mark.parametrize("grey", [np.full((50, 80), 0.9, np.float32),
                                   np.random.default_rng(1).uniform(0.8, 0.84, (60, 60)).astype(np.float32)])
 def test_blank_paper_has_no_ink(grey):

@@ -34,6 +34,7 @@ MNIST_STROKE_RANGE = (4.02, 6.9)
 MNIST_PEN = 2.6  # the true pen width, in 28x28 pixels, that measures 4.7 there (lines drawn at 1000 px)
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this fraction of the full range
 SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
+RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
 
 
 class NoInkError(CnnlabError):
@@ -107,12 +108,18 @@ def ink_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
     """Which pixels are ink: ``(labels, count)``, connected blobs numbered 1..count, specks dropped.
 
     A light blur before Otsu's threshold keeps paper grain and sensor noise from forming blobs;
-    blobs smaller than ``SPECK_FRACTION`` of the largest are dropped.
+    blobs smaller than ``SPECK_FRACTION`` of the largest are dropped, and so are the ruled lines
+    of notebook paper: blobs at least ``RULE_LENGTH`` of the image wide and ``RULE_ASPECT`` times
+    wider than tall (no digit is), which a lone faint digit's threshold can let through.
     """
     smooth = ndimage.gaussian_filter(ink, sigma=max(0.6, max(ink.shape) / 400))
     mask = smooth > max(_otsu(smooth), 0.25)
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if not count:
+    boxes = ndimage.find_objects(labels, max_label=count)
+    rules = [i + 1 for i, (rows, cols) in enumerate(boxes) if cols.stop - cols.start >= RULE_LENGTH * ink.shape[1]
+             and cols.stop - cols.start >= RULE_ASPECT * (rows.stop - rows.start)]
+    labels[np.isin(labels, rules)] = 0
+    if not labels.any():
         raise NoInkError("no ink found: nothing stands out from the paper")
     areas = np.bincount(labels.ravel())[1:]
     keep = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
