@@ -74,3 +74,14 @@ def test_even_cuts_are_what_finds_the_crossing(monkeypatch):
     monkeypatch.setattr(segment, "CUT_STEP", 10.0)  # thinnest columns only: the crossing is not cut right
     masks = digit_masks(labels, count, liking_width(19))
     assert not (len(masks) == 2 and all(17 <= w <= 21 for w in widths(masks))), widths(masks)
+
+
+def test_a_doubtful_narrow_mark_is_tried_as_a_thin_1_and_its_neighbour():
+    # A 5-wide bar (a straight 1) crossing a 16-wide ring: one mark 20 wide, 40 high, too narrow
+    # for the usual cuts (under CUT_ASPECT) and its 1 narrower than MIN_PIECE.
+    ink = rings(24, width=16)[0] > 0
+    ink[10:50, 20:25] = True
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    one_or_ring = lambda masks: -np.abs(np.array(widths(masks))[:, None] - [5, 16]).min(1) / 2.0  # noqa: E731
+    assert widths(digit_masks(labels, count, one_or_ring)) in ([5, 15], [5, 16], [6, 15], [4, 16])
+    assert len(digit_masks(labels, count, liking_width(20))) == 1  # whole and liked: not tried again

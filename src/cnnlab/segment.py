@@ -29,6 +29,10 @@ CLOSE_SMALL, CLOSE_GAP = 0.65, 0.08  # ... and so is a shorter one this close (f
 DIGIT_ASPECT = 0.8
 CUT_ASPECT = 0.6  # with a judge, marks at least this wide (x their height) are tried as several digits
 MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x the height)
+# A mark DOUBT_ASPECT to CUT_ASPECT wide whose score as one digit is under DOUBT (log-likelihood) is
+# tried with pieces as narrow as THIN_PIECE: a straight 1 crossing its neighbour makes such a mark
+# and is narrower than MIN_PIECE, but allowing such pieces everywhere cut the stems off 7s and 1s.
+DOUBT, DOUBT_ASPECT, THIN_PIECE = -1.2, 0.45, 0.1
 MAX_CUTS = 14  # candidate cuts per mark at its thinnest columns: their pairs are the pieces the judge scores
 CUT_STEP = 0.05  # ... and more, evenly spaced this far apart (x the height)
 SCORE_BATCH = 64  # pieces scored at once
@@ -94,14 +98,24 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> 
     masks: list[np.ndarray] = []
     for group in groups:
         mask = np.isin(labels, group.labels)
-        if score is not None and group.width >= CUT_ASPECT * group.height:
-            masks += best_cuts(mask, group, score)
+        if score is not None and group.width >= DOUBT_ASPECT * group.height:
+            masks += _read_mark(mask, group, score)
         else:
             pieces = likely_pieces(group)
             masks += [mask] if pieces == 1 else _cut(mask, group, pieces)
     if len(masks) > MAX_DIGITS:
         raise CnnlabError(f"found {len(masks)} digits: too many for a number (at most {MAX_DIGITS})")
     return masks
+
+
+def _read_mark(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]:
+    """A mark wide enough to hold several digits, cut as ``score`` likes best; one under
+    ``CUT_ASPECT`` wide only when ``score`` doubts it is one digit (see ``DOUBT``)."""
+    if group.width >= CUT_ASPECT * group.height:
+        return best_cuts(mask, group, score)
+    if score([mask])[0] < DOUBT:
+        return best_cuts(mask, group, score, min_piece=THIN_PIECE)
+    return [mask]
 
 
 def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list[Group]:
@@ -122,19 +136,19 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
     return joined
 
 
-def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]:
+def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = MIN_PIECE) -> list[np.ndarray]:
     """``mask`` cut into the digits that ``score`` likes best, by dynamic programming.
 
     Candidate cuts are the columns where the ink is thinnest (local minima of the column sums)
     and columns every ``CUT_STEP`` of the height between them; a reading is a choice of some of
     them, and its value is the sum of its pieces' scores.
-    Pieces narrower than ``MIN_PIECE`` or wider than ``MAX_PIECE`` of the height are not tried,
+    Pieces narrower than ``min_piece`` or wider than ``MAX_PIECE`` of the height are not tried,
     except the whole mark.
     """
-    points = [group.left, *_candidate_cuts(mask, group), group.right]
+    points = [group.left, *_candidate_cuts(mask, group, min_piece), group.right]
     last = len(points) - 1
     spans = [(i, j) for i in range(last) for j in range(i + 1, last + 1)
-             if (i, j) == (0, last) or MIN_PIECE * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
+             if (i, j) == (0, last) or min_piece * group.height <= points[j] - points[i] <= MAX_PIECE * group.height]
     # Pieces are kept as the mark's box only, and made full-size a batch at a time to be scored:
     # a few hundred full-size masks of a large photo would hold over 100 MB at once.
     box = (slice(group.top, group.bottom), slice(group.left, group.right))
@@ -163,8 +177,8 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]
     return [full_size(pieces[span]) for span in best[last][1]] if last in best else [mask]
 
 
-def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
-    """Columns inside ``group`` where a cut may go, none closer than ``MIN_PIECE`` of the height
+def _candidate_cuts(mask: np.ndarray, group: Group, min_piece: float = MIN_PIECE) -> list[int]:
+    """Columns inside ``group`` where a cut may go, none closer than ``min_piece`` of the height
     to an edge.
 
     First where its ink is locally thinnest (a dip, not a flat stretch), at most ``MAX_CUTS``, none
@@ -176,7 +190,7 @@ def _candidate_cuts(mask: np.ndarray, group: Group) -> list[int]:
     """
     columns = mask[:, group.left : group.right].sum(0).astype(np.float32)
     smooth = np.convolve(np.pad(columns, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-    margin = max(1, round(MIN_PIECE * group.height))
+    margin = max(1, round(min_piece * group.height))
     minima = [c for c in range(margin, group.width - margin)
               if smooth[c] <= min(smooth[c - 1], smooth[c + 1]) and smooth[c] < smooth[c - margin : c + margin].max()]
     chosen: list[int] = []
