@@ -77,6 +77,14 @@ def test_ruled_lines_of_notebook_paper_are_not_ink():
     assert (np.abs(digit_to_mnist(lined).astype(int) - clean.astype(int)) > 64).mean() < 0.03
 
 
+def test_a_small_digit_in_a_large_photo_is_found():
+    photo = np.full((1200, 1600), 235 / 255, np.float32)  # a sheet photographed whole ...
+    photo[700:900, 300:500] = drawn_seven(width=8)  # ... with one digit on it: 0.1% of the pixels are ink
+    assert (drawn_seven(width=8) < 0.5).sum() < 0.002 * photo.size
+    clean = digit_to_mnist(drawn_seven(width=8))
+    assert (np.abs(digit_to_mnist(photo).astype(int) - clean.astype(int)) > 64).mean() < 0.01
+
+
 @pytest.mark.parametrize("grey", [np.full((50, 80), 0.9, np.float32),
                                   np.random.default_rng(1).uniform(0.8, 0.84, (60, 60)).astype(np.float32)])
 def test_blank_paper_has_no_ink(grey):

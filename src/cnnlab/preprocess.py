@@ -6,6 +6,7 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 
     read_grey     any image file or bytes -> grey float (H, W) in 0-1, EXIF rotation applied
     ink_image     -> ink bright on black: polarity detected, the paper's uneven light removed
+    ink_of_photo  -> the same, of the part of a large photo that has writing, at full detail
     ink_mask      -> which pixels are ink: Otsu threshold, specks dropped
     to_mnist      one digit's ink -> uint8 (28, 28), strokes thickened to MNIST's width
     digit_masks   a written number -> one mask per digit, left to right (cnnlab.segment)
@@ -33,7 +34,9 @@ MNIST_SIDE = 28  # ... centred by mass in a 28x28 frame
 MNIST_STROKE_RANGE = (4.02, 6.9)
 MNIST_PEN = 2.6  # the true pen width, in 28x28 pixels, that measures 4.7 there (lines drawn at 1000 px)
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this fraction of the full range
+NOISE_BLUR = 1.5  # px of the work image: a lone hot pixel keeps under 7% of its contrast, a pen line half
 SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
+CROP_MARGIN = 0.25  # the writing's part of a large photo is looked at again with this margin (x its size)
 RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
 
 
@@ -55,11 +58,14 @@ def ink_image(grey: np.ndarray) -> np.ndarray:
     """Grey 0-1 ``(H, W)`` -> ink 0-1, bright on black, the paper's light and shade removed.
 
     Polarity: the paper is most of the picture, so the median pixel is paper; when it is lighter
-    than the middle of the range, the ink is dark and the image is inverted. Uneven light: a
-    smooth quadratic surface is fitted to the paper (pixels not yet taken for ink) and subtracted.
+    than the middle of the range, the ink is dark and the image is inverted. The range is read
+    after a blur that averages away single noisy pixels, from its darkest to its lightest pixel:
+    a small number in a large photo can be well under 1% of it. Uneven light: a smooth quadratic
+    surface is fitted to the paper (pixels not yet taken for ink) and subtracted.
     Raises :class:`NoInkError` when nothing stands out from the paper.
     """
-    low, median, high = np.percentile(grey, [1, 50, 99])
+    smooth = ndimage.gaussian_filter(grey, sigma=NOISE_BLUR)
+    low, median, high = smooth.min(), np.median(smooth), smooth.max()
     if high - low < MIN_CONTRAST:
         raise NoInkError("no ink found: the image is blank or has no contrast")
     raw = grey if median - low < high - median else 1 - grey
@@ -68,6 +74,27 @@ def ink_image(grey: np.ndarray) -> np.ndarray:
     if top < MIN_CONTRAST:
         raise NoInkError("no ink found: nothing stands out from the paper")
     return np.clip(ink / top, 0, 1).astype(np.float32)
+
+
+def ink_of_photo(grey: np.ndarray) -> np.ndarray:
+    """A whole photo, grey 0-1 ``(H, W)`` -> :func:`ink_image` of the part with writing on it.
+
+    A large photo is first looked at reduced to ``WORK_SIDE``; where the writing fills only a
+    small part of it (a number in the middle of a photographed sheet), that part, with a margin,
+    is cut from the full-size photo and looked at again, so the digits keep their detail.
+    """
+    ink = ink_image(shrink(grey))
+    factor = max(grey.shape) / max(ink.shape)
+    if factor < 1.5:  # little detail was lost to the reduction
+        return ink
+    labels, _ = ink_mask(ink)
+    rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
+    margin = CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 2
+    top, bottom = (int(np.clip(v * factor, 0, grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
+    left, right = (int(np.clip(v * factor, 0, grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))
+    if max(bottom - top, right - left) > max(grey.shape) / 1.5:
+        return ink
+    return ink_image(shrink(grey[top:bottom, left:right]))
 
 
 def _paper_surface(raw: np.ndarray, rounds: int = 3) -> np.ndarray:
@@ -184,7 +211,7 @@ def _centre_by_mass(small: np.ndarray) -> np.ndarray:
 
 def digit_to_mnist(grey: np.ndarray) -> np.ndarray:
     """A photo or scan of one digit (grey 0-1) -> uint8 ``(28, 28)``; all ink blobs are the digit."""
-    ink = ink_image(shrink(grey))
+    ink = ink_of_photo(grey)
     labels, _ = ink_mask(ink)
     return to_mnist(ink, labels > 0)
 
@@ -214,7 +241,7 @@ def number_to_mnist(grey: np.ndarray, confidence: Callable[[np.ndarray], np.ndar
     from cnnlab.judge import one_digit_log_prob
     from cnnlab.segment import digit_masks
 
-    ink = ink_image(shrink(grey))
+    ink = ink_of_photo(grey)
     labels, count = ink_mask(ink)
 
     def score(masks: list[np.ndarray]) -> np.ndarray:
