@@ -56,6 +56,13 @@ def test_uneven_light_is_removed():
     assert (np.abs(plain.astype(int) - lit.astype(int)) > 64).mean() < 0.02  # no shadow blob kept as ink
 
 
+def test_a_sharp_shadow_over_most_of_the_picture_and_half_the_digit_is_removed():
+    y, x = np.mgrid[0:200, 0:200]
+    shaded = drawn_seven() * np.where(x > 60 + 0.2 * y, 0.5, 1.0)  # a phone's shadow, its edge across the 7
+    clean = digit_to_mnist(drawn_seven())
+    assert (np.abs(digit_to_mnist(shaded).astype(int) - clean.astype(int)) > 64).mean() < 0.03
+
+
 def test_thin_pen_on_a_large_photo_is_thickened_to_mnist_strokes():
     digit = digit_to_mnist(drawn_seven(size=900, width=3))  # a 1-pixel line after the shrink to 20x20
     assert MNIST_STROKE_RANGE[0] <= stroke_width(digit >= 128) <= MNIST_STROKE_RANGE[1]

@@ -5,7 +5,7 @@ ratio, and placed in 28x28 with their centre of mass at the centre. A photo is d
 light paper, at any size and place, under uneven light. The steps, each a function here:
 
     read_grey     any image file or bytes -> grey float (H, W) in 0-1, EXIF rotation applied
-    ink_image     -> ink bright on black: polarity detected, the paper's uneven light removed
+    ink_image     -> ink bright on black: polarity detected, the paper's light and shadows removed
     ink_of_photo  -> the same, of the part of a large photo that has writing, at full detail
     ink_mask      -> which pixels are ink: Otsu threshold, specks dropped
     to_mnist      one digit's ink -> uint8 (28, 28), strokes thickened to MNIST's width
@@ -35,6 +35,7 @@ MNIST_STROKE_RANGE = (4.02, 6.9)
 MNIST_PEN = 2.6  # the true pen width, in 28x28 pixels, that measures 4.7 there (lines drawn at 1000 px)
 MIN_CONTRAST = 0.12  # ink must differ from the paper by this fraction of the full range
 NOISE_BLUR = 1.5  # px of the work image: a lone hot pixel keeps under 7% of its contrast, a pen line half
+PAPER_SCALE = 0.5  # x the picture's height: anything thinner that stands out from the paper is writing
 SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
 CROP_MARGIN = 0.25  # the writing's part of a large photo is looked at again with this margin (x its size)
 RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
@@ -57,23 +58,59 @@ def shrink(grey: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
 def ink_image(grey: np.ndarray) -> np.ndarray:
     """Grey 0-1 ``(H, W)`` -> ink 0-1, bright on black, the paper's light and shade removed.
 
-    Polarity: the paper is most of the picture, so the median pixel is paper; when it is lighter
-    than the middle of the range, the ink is dark and the image is inverted. The range is read
-    after a blur that averages away single noisy pixels, from its darkest to its lightest pixel:
-    a small number in a large photo can be well under 1% of it. Uneven light: a smooth quadratic
-    surface is fitted to the paper (pixels not yet taken for ink) and subtracted.
-    Raises :class:`NoInkError` when nothing stands out from the paper.
+    Pen strokes are thin: the paper is what is left when everything thinner than ``PAPER_SCALE``
+    of the picture's height is removed, a grey closing (dark ink filled in with the paper around
+    it) or opening (light ink worn away). Unlike a smooth surface fitted to the paper, this
+    follows a shadow's edge, sharp or soft. Dark ink is measured against the paper's brightness
+    where it lies, so a digit half in shadow keeps one contrast. Which ink it is: see
+    :func:`_ink_is_dark`. Raises :class:`NoInkError` when nothing stands out from the paper.
     """
     smooth = ndimage.gaussian_filter(grey, sigma=NOISE_BLUR)
-    low, median, high = smooth.min(), np.median(smooth), smooth.max()
-    if high - low < MIN_CONTRAST:
+    if smooth.max() - smooth.min() < MIN_CONTRAST:  # not the 1st-99th percentiles: a number can be under 1%
         raise NoInkError("no ink found: the image is blank or has no contrast")
-    raw = grey if median - low < high - median else 1 - grey
-    ink = np.clip(raw - _paper_surface(raw), 0, None)
+    size = max(3, round(PAPER_SCALE * grey.shape[0]))
+    paper_under_dark_ink = _without_thin_strokes(smooth, size, ndimage.grey_closing)
+    paper_under_light_ink = _without_thin_strokes(smooth, size, ndimage.grey_opening)
+    if _ink_is_dark(smooth, paper_under_dark_ink, paper_under_light_ink, size):
+        ink = (paper_under_dark_ink - grey) / np.maximum(paper_under_dark_ink, 0.05)
+    else:
+        ink = grey - paper_under_light_ink
+    ink = np.clip(ink, 0, None)
     top = np.percentile(ink[ink > _otsu(ink)], 90) if ink.max() > 0 else 0
     if top < MIN_CONTRAST:
         raise NoInkError("no ink found: nothing stands out from the paper")
     return np.clip(ink / top, 0, 1).astype(np.float32)
+
+
+def _without_thin_strokes(image: np.ndarray, size: int, operation: Callable[..., np.ndarray]) -> np.ndarray:
+    """A grey closing or opening of ``size`` x ``size``, of the picture continued by its edge pixels.
+
+    scipy extends the picture afresh before each of the two steps, and that puts false ink where a
+    shadow's edge meets the border; padding once, by the whole size, keeps that edge straight.
+    """
+    padded = np.pad(image, size, mode="edge")
+    return operation(padded, size=(size, size))[size:-size, size:-size]
+
+
+def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_under_light_ink: np.ndarray,
+                 size: int) -> bool:
+    """Whether the ink is darker than the paper, by a vote of the ``size`` x ``size`` tiles with writing.
+
+    Around writing the paper is most of what is seen, so a tile's median is paper; a tile votes
+    for dark ink by how much further its darkest pixel is from that median than its lightest.
+    Only tiles where something thinner than ``size`` stands out vote: a shadow's edge alone, which
+    neither paper estimate removes, is not writing (the whole picture's median was, where a
+    shadow covered most of it).
+    """
+    stands_out = np.maximum(paper_under_dark_ink - smooth, smooth - paper_under_light_ink)
+    vote = 0.0
+    for top in range(0, smooth.shape[0], size):
+        for left in range(0, smooth.shape[1], size):
+            tile = (slice(top, top + size), slice(left, left + size))
+            if stands_out[tile].max() >= MIN_CONTRAST:
+                low, median, high = smooth[tile].min(), np.median(smooth[tile]), smooth[tile].max()
+                vote += (median - low) - (high - median)
+    return vote > 0
 
 
 def ink_of_photo(grey: np.ndarray) -> np.ndarray:
@@ -95,29 +132,6 @@ def ink_of_photo(grey: np.ndarray) -> np.ndarray:
     if max(bottom - top, right - left) > max(grey.shape) / 1.5:
         return ink
     return ink_image(shrink(grey[top:bottom, left:right]))
-
-
-def _paper_surface(raw: np.ndarray, rounds: int = 3) -> np.ndarray:
-    """A quadratic surface through the paper pixels of ``raw`` (ink bright), refitted with the ink left out.
-
-    Fitted on a grid of about 64x64 samples (light changes slowly), evaluated everywhere.
-    """
-    height, width = raw.shape
-    step = max(1, max(height, width) // 64)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    y, x = y / height - 0.5, x / width - 0.5
-    basis = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
-    sample_basis, values = basis[::step, ::step].reshape(-1, 6), raw[::step, ::step].reshape(-1)
-    paper = values <= _otsu(values)  # a first guess at the paper: everything darker than Otsu's cut
-    coefficients = np.zeros(6, dtype=np.float32)
-    for _ in range(rounds):
-        if paper.sum() < 6:  # too few paper samples to fit a surface: keep the last one
-            break
-        coefficients, *_ = np.linalg.lstsq(sample_basis[paper], values[paper], rcond=None)
-        residual = values - sample_basis @ coefficients
-        spread = 1.4826 * np.median(np.abs(residual[paper] - np.median(residual[paper]))) + 1e-3
-        paper = residual < 3 * spread  # well above the paper's own texture: ink, left out of the next fit
-    return (basis @ coefficients.astype(np.float32)).astype(np.float32)
 
 
 def _otsu(values: np.ndarray) -> float:
