@@ -4,8 +4,9 @@
 
 Prints the single-digit accuracy, the whole-number accuracy (3-6 digits each), how many numbers
 came out with the wrong count of digits, the whole-number accuracy on numbers made another way
-(tests.photolike.number_written_differently), the accuracy on the same digits without any rendering
-(raw MNIST, for reference), and the seconds per image of the preprocessing.
+(tests.photolike.number_written_differently) and a third (number_on_a_page), the accuracy on the
+same digits without any rendering (raw MNIST, for reference), and the seconds per image of the
+preprocessing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.predict import preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.runs import load_model
-from tests.photolike import number_written_differently, read_numbers, render_photo, uci_digits_as_photos
+from tests.photolike import (
+    number_on_a_page,
+    number_written_differently,
+    read_numbers,
+    render_photo,
+    uci_digits_as_photos,
+)
 
 
 def main() -> None:
@@ -64,6 +71,10 @@ def main() -> None:
     other, _ = read_numbers(read, classify, images, labels, args.numbers, np.random.default_rng(args.seed + 1),
                             number_written_differently)
     print(f"numbers made differently: {100 * other / args.numbers:.1f}% of {args.numbers} read whole")
+    page, _ = read_numbers(read, classify, images, labels, args.numbers, np.random.default_rng(args.seed + 2),
+                           number_on_a_page)
+    print(f"numbers on a photographed page (slanted, often under a shadow): {100 * page / args.numbers:.1f}% "
+          f"of {args.numbers} read whole")
     photos, truth = uci_digits_as_photos(args.digits, np.random.default_rng(args.seed))
     uci = (classify([digit_to_mnist(read_grey(photo)) for photo in photos]) == truth).mean()
     print(f"UCI digits (scikit-learn, 8x8, other writers) as photos: {100 * uci:.1f}% of {len(truth)}")

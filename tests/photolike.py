@@ -117,6 +117,47 @@ def number_written_differently(digits: list[np.ndarray], rng: np.random.Generato
     return buffer.getvalue()
 
 
+def number_on_a_page(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
+    """A number made a third way: written with a slant on a page photographed whole, so it is a small
+    part of the photo, often under the phone's shadow. Digits 30-100 px tall, gaps of 2-12 MNIST
+    pixels, slant up to 0.25, a page 1.5-3x as wide and 3-6x as tall as the number, a shadow (in 70%)
+    with a sharp or soft edge that dims a side of it by 30-55%, blue or black ballpoint, JPEG 60-95."""
+    crops = [ink_crop(d) for d in digits]
+    canvas = np.zeros((40, sum(c.shape[1] + 12 for c in crops) + 12), np.uint8)
+    x = 6
+    for crop in crops:
+        y = int(rng.integers(2, 40 - crop.shape[0]))  # MNIST's ink is at most 28 tall
+        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        x += crop.shape[1] + int(rng.integers(2, 13))
+    number = Image.fromarray(canvas[:, : x + 4])
+    scale = rng.uniform(30, 100) / 28
+    number = number.resize((round(number.width * scale), round(number.height * scale)), Image.Resampling.BICUBIC)
+    slant = rng.uniform(-0.25, 0.25)
+    number = number.transform((number.width + round(abs(slant) * number.height), number.height),
+                              Image.Transform.AFFINE, (1, slant, -max(slant, 0) * number.height, 0, 1, 0),
+                              Image.Resampling.BICUBIC)
+    height, width = round(number.height * rng.uniform(3, 6)), round(number.width * rng.uniform(1.5, 3))
+    alpha = np.zeros((height, width), np.float32)
+    top, left = int(rng.integers(0, height - number.height)), int(rng.integers(0, width - number.width))
+    alpha[top : top + number.height, left : left + number.width] = np.asarray(number, np.float32) / 255
+    paper = np.array([rng.uniform(215, 250), rng.uniform(215, 250), rng.uniform(205, 245)])
+    pen = np.array([20, 25, 40]) if rng.random() < 0.5 else np.array([30, 45, 150])
+    image = paper * (1 - alpha[..., None]) + pen * alpha[..., None]
+    if rng.random() < 0.7:
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        across = (x - rng.uniform(0.2, 0.8) * width) + rng.uniform(-1, 1) * (y - height / 2)
+        softness = rng.choice([1.0, rng.uniform(0.05, 0.2) * width])
+        shade = np.clip(across / softness + 0.5, 0, 1)
+        shade = shade if rng.random() < 0.5 else 1 - shade  # the shadow on either side of its edge
+        image = image * (1 - rng.uniform(0.3, 0.55) * shade)[..., None]
+    image = image + rng.normal(0, rng.uniform(2, 6), image.shape)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB").save(buffer, "JPEG",
+                                                                        quality=int(rng.integers(60, 96)))
+    return buffer.getvalue()
+
+
 def photographed_number(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
     """``compose_number`` rendered by ``render_photo`` at a random height of 20-300 px."""
     return render_photo(compose_number(digits, rng), rng, int(rng.integers(20, 301)))
