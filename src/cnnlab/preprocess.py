@@ -86,10 +86,11 @@ def _without_thin_strokes(image: np.ndarray, size: int, operation: Callable[...,
     """A grey closing or opening of ``size`` x ``size``, of the picture continued by its edge pixels.
 
     scipy extends the picture afresh before each of the two steps, and that puts false ink where a
-    shadow's edge meets the border; padding once, by the whole size, keeps that edge straight.
+    shadow's edge meets the border; padding once, by half the size, keeps that edge straight.
     """
-    padded = np.pad(image, size, mode="edge")
-    return operation(padded, size=(size, size))[size:-size, size:-size]
+    margin = size // 2 + 1
+    padded = np.pad(image, margin, mode="edge")
+    return operation(padded, size=(size, size), mode="nearest")[margin:-margin, margin:-margin]
 
 
 def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_under_light_ink: np.ndarray,
