@@ -6,8 +6,8 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 
     read_grey     any image file or bytes -> grey float (H, W) in 0-1, EXIF rotation applied
     ink_image     -> ink bright on black: polarity detected, the paper's light and shadows removed
-    ink_of_photo  -> the same, of the part of a large photo that has writing, at full detail
     ink_mask      -> which pixels are ink: Otsu threshold, specks dropped
+    ink_of_photo  -> both, of the part of a large photo that has writing, at full detail
     to_mnist      one digit's ink -> uint8 (28, 28), strokes thickened to MNIST's width
     digit_masks   a written number -> one mask per digit, left to right (cnnlab.segment)
 """
@@ -114,25 +114,27 @@ def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_und
     return vote > 0
 
 
-def ink_of_photo(grey: np.ndarray) -> np.ndarray:
-    """A whole photo, grey 0-1 ``(H, W)`` -> :func:`ink_image` of the part with writing on it.
+def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A whole photo, grey 0-1 ``(H, W)`` -> ``(ink, labels, count)``: :func:`ink_image` of the
+    part with writing on it, and :func:`ink_mask` of that.
 
     A large photo is first looked at reduced to ``WORK_SIDE``; where the writing fills only a
     small part of it (a number in the middle of a photographed sheet), that part, with a margin,
     is cut from the full-size photo and looked at again, so the digits keep their detail.
     """
     ink = ink_image(shrink(grey))
+    labels, count = ink_mask(ink)
     factor = max(grey.shape) / max(ink.shape)
     if factor < 1.5:  # little detail was lost to the reduction
-        return ink
-    labels, _ = ink_mask(ink)
+        return ink, labels, count
     rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
     margin = CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 2
     top, bottom = (int(np.clip(v * factor, 0, grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
     left, right = (int(np.clip(v * factor, 0, grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))
     if max(bottom - top, right - left) > max(grey.shape) / 1.5:
-        return ink
-    return ink_image(shrink(grey[top:bottom, left:right]))
+        return ink, labels, count
+    ink = ink_image(shrink(grey[top:bottom, left:right]))
+    return (ink, *ink_mask(ink))
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -226,8 +228,7 @@ def _centre_by_mass(small: np.ndarray) -> np.ndarray:
 
 def digit_to_mnist(grey: np.ndarray) -> np.ndarray:
     """A photo or scan of one digit (grey 0-1) -> uint8 ``(28, 28)``; all ink blobs are the digit."""
-    ink = ink_of_photo(grey)
-    labels, _ = ink_mask(ink)
+    ink, labels, _ = ink_of_photo(grey)
     return to_mnist(ink, labels > 0)
 
 
@@ -256,8 +257,7 @@ def number_to_mnist(grey: np.ndarray, confidence: Callable[[np.ndarray], np.ndar
     from cnnlab.judge import one_digit_log_prob
     from cnnlab.segment import digit_masks
 
-    ink = ink_of_photo(grey)
-    labels, count = ink_mask(ink)
+    ink, labels, count = ink_of_photo(grey)
 
     def score(masks: list[np.ndarray]) -> np.ndarray:
         # Not cached: each piece is scored once, and keeping every mask scored would hold
