@@ -21,8 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnlab.data import load_dataset
-from cnnlab.evaluate import predict_logits, to_input
-from cnnlab.predict import preprocess_source
+from cnnlab.predict import class_probabilities, preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.runs import load_model
 from tests.photolike import (
@@ -47,9 +46,8 @@ def main() -> None:
     test = load_dataset("mnist", data_dir=args.data_dir, val_split=0.0)
     images, labels = test.test_images.numpy(), test.test_labels.numpy()
 
-    def classify(batch: list[np.ndarray]) -> np.ndarray:
-        inputs = to_input(torch.from_numpy(np.stack(batch)), info.mean, info.std)
-        return predict_logits(model, inputs).argmax(1).numpy()
+    def classify(batch: list[np.ndarray]) -> np.ndarray:  # as cnnlab predict does, test-time augmentation included
+        return class_probabilities(model, info, torch.from_numpy(np.stack(batch)), tta=True).argmax(1).numpy()
 
     rng = np.random.default_rng(args.seed)
     picks = rng.choice(len(images), args.digits, replace=False)

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.evaluate import predict_logits, to_input
-from cnnlab.predict import preprocess_source
+from cnnlab.predict import class_probabilities, preprocess_source
 from cnnlab.preprocess import digit_to_mnist, read_grey
 from cnnlab.train import train
 from tests.photolike import (
@@ -26,7 +25,8 @@ def default_model(mnist):
 
 
 def labels_of(model, info, images: list[np.ndarray]) -> np.ndarray:
-    return predict_logits(model, to_input(torch.from_numpy(np.stack(images)), info.mean, info.std)).argmax(1).numpy()
+    """The labels ``cnnlab predict`` gives (with its default test-time augmentation)."""
+    return class_probabilities(model, info, torch.from_numpy(np.stack(images)), tta=True).argmax(1).numpy()
 
 
 def test_single_photographed_digits(default_model, mnist):

@@ -47,3 +47,27 @@ def test_min_confidence_marks_doubt_and_preprocessed_inputs_are_saved(toy_run, t
     doubtful, = predict_files(toy_run, [tmp_path / "a.png"], min_confidence=1.0)
     assert not sure.uncertain and doubtful.uncertain and "(uncertain)" in doubtful.to_text()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "seen" / "a.png")), toy_dataset.test_images[0].numpy())
+
+
+def test_answers_average_the_image_and_its_one_pixel_shifts_unless_told_not_to(toy_run, toy_dataset, tmp_path):
+    import torch
+
+    from cnnlab.evaluate import predict_logits, shift_images, to_input
+    from cnnlab.runs import load_model
+
+    image = toy_dataset.test_images[1].numpy()
+    Image.fromarray(image).save(tmp_path / "a.png")
+    model, info = load_model(toy_run)
+    inputs = to_input(torch.from_numpy(image[None]), info.mean, info.std)
+    background = -info.mean / info.std
+    moves = [(0, 0), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    shifted = [shift_images(inputs, down, right, background) for down, right in moves]
+    averaged = torch.stack([predict_logits(model, x).softmax(1)[0] for x in shifted]).mean(0)
+    single = predict_logits(model, inputs).softmax(1)[0]
+    assert not torch.allclose(averaged, single, atol=1e-4)  # the shifts change the answer: the check below can fail
+    with_tta, = predict_files(toy_run, [tmp_path / "a.png"], top_k=3)
+    without, = predict_files(toy_run, [tmp_path / "a.png"], top_k=3, tta=False)
+    for answer, expected in ((with_tta, averaged), (without, single)):
+        names = [label for label, _ in answer.top]
+        got = torch.tensor([p for _, p in answer.top])
+        assert torch.allclose(got, expected[[info.class_names.index(n) for n in names]], atol=1e-5)

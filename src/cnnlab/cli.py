@@ -136,6 +136,7 @@ def predict_command(
     save_preprocessed: Annotated[Optional[Path], typer.Option(help="Folder for the 28x28 inputs the network saw")] = (
         None),
     top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
+    tta: Annotated[bool, typer.Option(help="Average each answer over 5 one-pixel shifts of the image")] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict the label of each image (photos and scans are preprocessed as MNIST was)."""
@@ -145,7 +146,7 @@ def predict_command(
         raise CnnlabError(f"--top must be at least 1, got {top}")
     if not 0 <= min_confidence <= 1:
         raise CnnlabError(f"--min-confidence must be a probability in [0, 1], got {min_confidence}")
-    results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed)
+    results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed, tta=tta)
     for p in results:
         print(json.dumps(p.to_json()) if as_json else p.to_text())
     failed = [p for p in results if p.error]

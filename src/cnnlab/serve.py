@@ -83,7 +83,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     def answer(data: bytes, number: bool) -> dict[str, Any]:
         digits = preprocess_source(data, info, number, name="the image", model=model)
         with forward:
-            probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits))).tolist()
+            probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
         return describe(digits, probabilities, info.class_names, number)
 
     app = FastAPI(title="cnnlab", description=f"Predictions of {facts['name']} ({info.architecture})",
