@@ -32,7 +32,8 @@ MIN_PIECE, MAX_PIECE = 0.15, 1.4  # ... as pieces this narrow to this wide (x th
 # A mark DOUBT_ASPECT to CUT_ASPECT wide whose score as one digit is under DOUBT (log-likelihood) is
 # tried with pieces as narrow as THIN_PIECE: a straight 1 crossing its neighbour makes such a mark
 # and is narrower than MIN_PIECE, but allowing such pieces everywhere cut the stems off 7s and 1s.
-DOUBT, DOUBT_ASPECT, THIN_PIECE = -1.2, 0.45, 0.1
+# (DOUBT was -1.2 on the score less PIECE_COST, below, when both were measured: the same test.)
+DOUBT, DOUBT_ASPECT, THIN_PIECE = -0.9, 0.45, 0.1
 MAX_CUTS = 14  # candidate cuts per mark at its thinnest columns: their pairs are the pieces the judge scores
 CUT_STEP = 0.05  # ... and more, evenly spaced this far apart (x the height)
 SCORE_BATCH = 64  # pieces scored at once
@@ -93,14 +94,12 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> 
 
     ``score``: optional judge of how much a piece of ink looks like one whole digit (the segment
     judge, :mod:`cnnlab.judge`). With it, every mark at least ``CUT_ASPECT`` as wide as it is
-    tall is read the way whose pieces score highest in sum, less ``PIECE_COST`` each, over all cuts at its thinnest
-    columns (:func:`best_cuts`), and two marks that nearly touch are joined when they score
-    higher as one. Without it, the width alone decides.
+    tall is read the way whose pieces score highest in sum, less ``PIECE_COST`` each, over all
+    cuts at its thinnest columns (:func:`best_cuts`), and two marks that nearly touch are joined
+    when they score higher as one, by the same measure. Without it, the width alone decides.
     """
     groups = digit_groups(labels, count)
     if score is not None:
-        judge = score
-        score = lambda masks: judge(masks) - PIECE_COST  # noqa: E731
         groups = _join_broken(labels, groups, score)
     masks: list[np.ndarray] = []
     for group in groups:
@@ -136,7 +135,7 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
         if _gap(last, group) <= CLOSE_GAP * tallest and span <= tallest:
             apart = [np.isin(labels, last.labels), np.isin(labels, group.labels)]
             scores = score([*apart, apart[0] | apart[1]])
-            if scores[2] > scores[0] + scores[1]:
+            if scores[2] > scores[0] + scores[1] - PIECE_COST:  # one digit claimed instead of two
                 last.absorb(group)
                 continue
         joined.append(group)
@@ -148,7 +147,7 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
 
     Candidate cuts are the columns where the ink is thinnest (local minima of the column sums)
     and columns every ``CUT_STEP`` of the height between them; a reading is a choice of some of
-    them, and its value is the sum of its pieces' scores.
+    them, and its value is the sum of its pieces' scores, less ``PIECE_COST`` each.
     Pieces narrower than ``min_piece`` or wider than ``MAX_PIECE`` of the height are not tried,
     except the whole mark.
     """
@@ -174,7 +173,7 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
     batch = list(pieces)
     for start in range(0, len(batch), SCORE_BATCH):
         chunk = batch[start : start + SCORE_BATCH]
-        values.update(zip(chunk, score([full_size(pieces[span]) for span in chunk]), strict=True))
+        values.update(zip(chunk, score([full_size(pieces[span]) for span in chunk]) - PIECE_COST, strict=True))
     best: dict[int, tuple[float, list[tuple[int, int]]]] = {0: (0.0, [])}
     for j in range(1, last + 1):
         options = [(best[i][0] + values[(i, j)], best[i][1] + [(i, j)]) for i in range(j)
