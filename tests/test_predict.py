@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import predict_logits, shift_images, to_input
 from cnnlab.predict import expand_inputs, predict_files
+from cnnlab.runs import load_model
 from cnnlab.train import train
 
 
@@ -50,11 +53,6 @@ def test_min_confidence_marks_doubt_and_preprocessed_inputs_are_saved(toy_run, t
 
 
 def test_answers_average_the_image_and_its_one_pixel_shifts_unless_told_not_to(toy_run, toy_dataset, tmp_path):
-    import torch
-
-    from cnnlab.evaluate import predict_logits, shift_images, to_input
-    from cnnlab.runs import load_model
-
     image = toy_dataset.test_images[1].numpy()
     Image.fromarray(image).save(tmp_path / "a.png")
     model, info = load_model(toy_run)
