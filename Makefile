@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run   create .venv, install cnnlab, train the default model on MNIST, print the test error
-#   make test  create or reuse .venv, install the test extras, lint and run the whole test suite
+#   make test  create or reuse .venv, install the test extras, lint, run the whole test suite, build the docs
+#   make docs  build the documentation site into site/ (mkdocs build --strict)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -16,13 +17,21 @@ export CNNLAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: run test lint clean chromium
+.PHONY: run test lint docs clean chromium
 run: $(VENV)/.installed
 	$(BIN)/cnnlab train
 
+# The tests run the README's and the docs' examples and the tutorial notebook (tests/test_docs*.py, conftest.py).
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory docs
+
+# A broken link, a missing page or a reference that no longer resolves fails the build (--strict).
+# NO_MKDOCS_2_WARNING: Material's banner about its own future, printed on every build, is not ours to act on.
+docs: $(VENV)/.installed-test
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "Built the documentation site: site/index.html"
 
 # The browser test (tests/test_serve_browser.py) drives Debian's Chromium through playwright, which
 # downloads no browser of its own. Installed here when missing: CI runs as root; elsewhere sudo is tried.
@@ -48,4 +57,4 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site .cache src/*.egg-info .pytest_cache .ruff_cache

@@ -1,14 +1,17 @@
-"""Helpers shared by several test modules: hostile image headers, and runs stopped mid-epoch."""
+"""Helpers shared by several test modules: hostile image headers, runs stopped mid-epoch, a server's port."""
 
 from __future__ import annotations
 
+import socket
 import struct
 import subprocess
 import time
+import urllib.request
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cnnlab.predict import png_bytes
 from cnnlab.runs import CHECKPOINT_FILE
@@ -33,3 +36,24 @@ def wait_until_mid_epoch(process: subprocess.Popen, run: Path, seconds_into_next
         time.sleep(0.05)
     time.sleep(seconds_into_next)
     assert process.poll() is None, "the run finished before it could be stopped"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
+    """Wait until ``url`` answers 200, failing the test if ``process`` (the server) exits first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"cnnlab serve exited early:\n{process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    pytest.fail(f"cnnlab serve did not answer {url} within {seconds} s")

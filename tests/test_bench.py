@@ -75,8 +75,13 @@ def test_bench_cli_on_mnist_writes_table_json_and_png(capsys, mnist_dir, tmp_pat
                  "--data-dir", str(mnist_dir), "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "keras-convnet" in out and "1/15*" in out
-    records = json.loads((tmp_path / "bench.json").read_text())
+    results = json.loads((tmp_path / "bench.json").read_text())
+    assert results["command"] == "cnnlab bench --recipes fast,keras-convnet --peer-epochs 1 --seeds 1"
+    assert "cores" in results["machine"] and results["date"].startswith("20")
+    records = results["results"]
     assert records[0]["recipe"] == "fast" and records[0]["test_accuracy"][-1] > 0.985
+    # the docs render their table from this file: the same table the run printed
+    assert bench.format_bench(bench.curves_from_results(results)) in out
     assert (tmp_path / "bench.png").stat().st_size > 10_000
 
 

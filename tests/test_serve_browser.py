@@ -8,16 +8,14 @@ a test artefact in ``test-artifacts/serve-page.png``.
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from cnnlab.train import train
+from tests.helpers import free_port, wait_until_up
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # Chromium flags for a sandboxed, offline machine: no background connections, no GPU, a fresh profile.
@@ -30,12 +28,6 @@ def chromium_path() -> str:
     if not found:
         pytest.fail("Chromium not found: install Debian's 'chromium' package (make test does) or set CNNLAB_CHROMIUM")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,20 +45,6 @@ def server(mnist_dir, tmp_path_factory):
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"cnnlab serve exited early:\n{process.stdout.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"cnnlab serve did not answer {url} within {seconds} s")
 
 
 def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):

@@ -25,7 +25,7 @@ from cnnlab.evaluate import predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model
 from cnnlab.presets import PRESETS, Preset
 from cnnlab.reproduce import ARTICLE_SETTINGS  # the article's recipe, one definition for both
-from cnnlab.system import pick_threads
+from cnnlab.system import machine_description, pick_threads
 from cnnlab.train import TrainConfig, TrainResult, train
 
 TARGET_ACCURACY = 0.99
@@ -61,6 +61,30 @@ class Curve:
                 "planned_epochs": self.planned_epochs,
                 "epochs_run": len(self.seconds), "capped": self.capped, "seconds": self.seconds,
                 "test_accuracy": self.accuracy, "seconds_to_99": self.seconds_to()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Curve:
+        """The curve :meth:`to_json` wrote."""
+        return cls(data["recipe"], data["description"], data["planned_epochs"], data["seed"],
+                   list(data["seconds"]), list(data["test_accuracy"]))
+
+
+def results_file(command: str, results: list[dict]) -> dict:
+    """A benchmark's results with what makes them readable later: when, on what, by which command.
+
+    The docs' performance tables are rendered from such files (``docs/results/``), never retyped.
+    """
+    import datetime
+
+    import cnnlab
+
+    return {"date": datetime.date.today().isoformat(), "machine": machine_description(), "command": command,
+            "cnnlab": cnnlab.__version__, "results": results}
+
+
+def curves_from_results(data: dict) -> list[Curve]:
+    """The curves of a ``bench.json`` that ``cnnlab bench`` wrote."""
+    return [Curve.from_json(c) for c in data["results"]]
 
 
 def _test_accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> float:
@@ -241,13 +265,16 @@ def group_rows(curves: list[Curve]) -> list[Row]:
     return list(rows.values())
 
 
-def format_bench(curves: list[Curve]) -> str:
-    """The table: test accuracy (min-max over seeds), median training seconds and seconds to 99%,
-    each time's ratio to the ``fast`` preset, and whether each preset's target holds."""
+BENCH_COLUMNS = ["recipe", "seeds", "epochs", "test acc", "train s", "s to 99%", "x fast", "x fast to 99%", "target"]
+
+
+def bench_table(curves: list[Curve]) -> tuple[list[list[str]], list[str]]:
+    """The table's cells, one row per recipe under :data:`BENCH_COLUMNS`, and its footnotes:
+    test accuracy (min-max over seeds), median training seconds and seconds to 99%, each time's
+    ratio to the ``fast`` preset, and whether each preset's target holds."""
     rows = group_rows(curves)
     fast = next((r for r in rows if r.recipe == "fast"), None)
-    lines = [f"{'recipe':<18}{'seeds':>6}{'epochs':>8}{'test acc':>16}{'train s':>9}{'s to 99%':>10}"
-             f"{'x fast':>8}{'x fast to 99%':>15}  target"]
+    cells = []
     for r in rows:
         c = r.runs[0]
         epochs = f"{len(c.seconds)}/{c.planned_epochs}" + ("*" if c.capped else "")
@@ -256,12 +283,23 @@ def format_bench(curves: list[Curve]) -> str:
         to99, fast_to99 = r.seconds_to_99, fast.seconds_to_99 if fast else None
         ratio = f"{r.train_seconds / fast.train_seconds:.1f}x" if fast else "-"
         ratio_99 = "never" if to99 is None else f"{to99 / fast_to99:.1f}x" if fast_to99 else "-"
-        lines.append(f"{r.recipe:<18}{len(r.runs):>6}{epochs:>8}{accuracy:>16}{r.train_seconds:>9.1f}"
-                     f"{(f'{to99:.1f}' if to99 is not None else 'never'):>10}{ratio:>8}{ratio_99:>15}  {r.verdict()}")
-    lines.append("train s and s to 99%: medians over the seeds; test acc: lowest-highest seed")
+        cells.append([r.recipe, str(len(r.runs)), epochs, accuracy, f"{r.train_seconds:.1f}",
+                      f"{to99:.1f}" if to99 is not None else "never", ratio, ratio_99, r.verdict()])
+    notes = ["train s and s to 99%: medians over the seeds; test acc: lowest-highest seed"]
     if any(c.capped for c in curves):
-        lines.append("* capped by --peer-epochs: accuracy and seconds are for the epochs run, not extrapolated")
-    return "\n".join(lines)
+        notes.append("* capped by --peer-epochs: accuracy and seconds are for the epochs run, not extrapolated")
+    return cells, notes
+
+
+def format_bench(curves: list[Curve]) -> str:
+    """The table as ``cnnlab bench`` prints it (see :func:`bench_table`)."""
+    cells, notes = bench_table(curves)
+    widths = [18, 6, 8, 16, 9, 10, 8, 15]
+    lines = ["".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}" for i, (name, w) in
+                     enumerate(zip(BENCH_COLUMNS, widths, strict=False))) + f"  {BENCH_COLUMNS[-1]}"]
+    lines += ["".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
+                      enumerate(zip(row, widths, strict=False))) + f"  {row[-1]}" for row in cells]
+    return "\n".join(lines + notes)
 
 
 def inference_speed(names: list[str] | None = None, repeats: int = 5) -> list[dict]:

@@ -12,12 +12,15 @@ from typing import Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
+from cnnlab.cli_help import APP, COMMANDS
 from cnnlab.errors import CnnlabError, require
 
-app = typer.Typer(
-    add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
-    help="Train and use convolutional networks for small images (MNIST first), fast, on a CPU.",
-)
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
+
+
+def command(name: str) -> Callable:
+    """``@app.command(name)`` with its help text, summary and examples, from cnnlab.cli_help."""
+    return app.command(name, help=COMMANDS[name])
 
 DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, or a path")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [default: $CNNLAB_DATA or ~/.cache/cnnlab]")]
@@ -27,9 +30,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tex
 PRESET_DEFAULT = "[default: from --preset]"
 
 
-@app.command("train")
+@command("train")
 def train_command(
-    preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate or best (see README)")] = "fast",
+    preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate or best")] = "fast",
     model: Annotated[Optional[str], typer.Option(help=f"Architecture, see 'cnnlab models' {PRESET_DEFAULT}")] = None,
     dataset: DatasetOpt = "mnist",
     epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training set {PRESET_DEFAULT}")] = None,
@@ -55,11 +58,6 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
                                                    "epoch, with its own settings")] = None,
 ) -> None:
-    """Train a model; print a line per epoch and the test error; save the run directory.
-
-    Starts from a preset's settings; any option given on the command line replaces the preset's.
-    A checkpoint is saved after every epoch; --resume RUN continues an interrupted run.
-    """
     from cnnlab.runs import CHECKPOINT_FILE
     from cnnlab.train import TrainConfig, resume_training, train
 
@@ -106,7 +104,7 @@ def new_run_dir(base: Path) -> Path:
     return candidate
 
 
-@app.command("evaluate")
+@command("evaluate")
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
     dataset: Annotated[Optional[str], typer.Option("--dataset", "-d", help="[default: the model's own]")] = None,
@@ -115,7 +113,6 @@ def evaluate_command(
     tta: Annotated[bool, typer.Option(help="Test-time augmentation: average 5 one-pixel shifts (5x the work)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a trained model on a test set: error, per-class accuracy, confusion matrix."""
     from cnnlab.evaluate import evaluate
 
     metrics = evaluate(model, dataset, data_dir, limit, tta)
@@ -127,7 +124,7 @@ def evaluate_command(
     print("Per-class accuracy: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics["per_class_accuracy"].items()))
 
 
-@app.command("predict")
+@command("predict")
 def predict_command(
     model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
     paths: Annotated[list[Path], typer.Argument(help="Images, folders of images, or pixel CSV files")],
@@ -139,7 +136,6 @@ def predict_command(
     tta: Annotated[bool, typer.Option(help="Average each answer over 5 one-pixel shifts of the image")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Predict the label of each image (photos and scans are preprocessed as MNIST was)."""
     from cnnlab.predict import predict_files
 
     if top < 1:
@@ -155,38 +151,35 @@ def predict_command(
         raise CnnlabError(f"{len(failed)} of {len(results)} images got no answer{detail}")
 
 
-@app.command("report")
+@command("report")
 def report_command(
     run: Annotated[Path, typer.Argument(help="Run directory made by 'cnnlab train'")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Make a run's pictures and its self-contained report.html again."""
     from cnnlab.report import rebuild
 
     print(f"Wrote {rebuild(run, data_dir=data_dir)}")
 
 
-@app.command("export")
+@command("export")
 def export_command(
     model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],
     file_format: Annotated[str, typer.Option("--format", help="Only onnx so far")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="Folder for model.onnx and model.json [default: the run]")] = None,
 ) -> None:
-    """Export a trained model for use outside PyTorch: model.onnx (any batch size) and model.json."""
     from cnnlab.export import FORMATS, export_onnx
 
     require(file_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
     print(f"Wrote {export_onnx(model, out)} (input: normalised images (N, 1, H, W); see model.json)")
 
 
-@app.command("serve")
+@command("serve")
 def serve_command(
     model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
 ) -> None:
-    """Serve a draw-a-digit web page and a JSON prediction API (POST /api/predict) for a model."""
     from cnnlab.serve import serve
 
     require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
@@ -194,7 +187,7 @@ def serve_command(
     serve(model, host, port, max_upload_mb)
 
 
-@app.command("show")
+@command("show")
 def show_command(
     dataset: DatasetOpt = "mnist",
     data_dir: DataDirOpt = None,
@@ -204,7 +197,6 @@ def show_command(
     seed: Annotated[int, typer.Option(help="Random seed of the warps")] = 0,
     out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("samples.png"),
 ) -> None:
-    """Write a labelled PNG grid of dataset samples, optionally with augmented versions."""
     import torch
 
     from cnnlab import plots
@@ -227,9 +219,8 @@ def show_command(
     print(f"Wrote {out}")
 
 
-@app.command("info")
+@command("info")
 def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
-    """Print a dataset's sizes, class counts and pixel statistics."""
     from cnnlab.data import describe, load_dataset
 
     facts = describe(load_dataset(dataset, data_dir=data_dir))
@@ -243,9 +234,8 @@ def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_
         print("        per class: " + ", ".join(f"{k} {v}" for k, v in s["class_counts"].items()))
 
 
-@app.command("models")
+@command("models")
 def models_command(as_json: JsonOpt = False) -> None:
-    """List the architectures with their size and cost."""
     from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
 
     rows = []
@@ -261,7 +251,7 @@ def models_command(as_json: JsonOpt = False) -> None:
         print(f"{r['name']:<21}{r['parameters']:>9,}{r['flops'] / 1e6:>8.2f}  {r['description']}")
 
 
-@app.command("reproduce")
+@command("reproduce")
 def reproduce_command(
     what: Annotated[str, typer.Argument(help="What to reproduce: 'article'")],
     data_dir: DataDirOpt = None,
@@ -270,7 +260,6 @@ def reproduce_command(
     out: Annotated[Optional[Path], typer.Option(help="Also save each model's run directory here")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train the beginner's article's models with its settings and compare the errors."""
     from cnnlab.reproduce import format_table, reproduce_article
 
     if what != "article":
@@ -281,7 +270,7 @@ def reproduce_command(
     print(json.dumps([r.to_json() for r in rows]) if as_json else format_table(rows))
 
 
-@app.command("bench")
+@command("bench")
 def bench_command(
     inference: Annotated[bool, typer.Option("--inference", help="Measure prediction speed of every model")] = False,
     recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
@@ -292,14 +281,17 @@ def bench_command(
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
 ) -> None:
-    """Time-to-accuracy of our presets against the peers' recipes in one run (or --inference speed)."""
     from cnnlab import bench
     from cnnlab.runs import write_json
 
+    given = {"--recipes": recipes, "--peer-epochs": peer_epochs, "--seed": seed if seed != 1 else None,
+             "--seeds": seeds, "--threads": threads}
+    command = " ".join(["cnnlab bench", *(["--inference"] if inference else []),
+                        *(f"{flag} {value}" for flag, value in given.items() if value is not None)])
     if inference:
         rows = bench.inference_speed()
         print(bench.format_inference(rows))
-        write_json(out / "inference.json", rows)
+        write_json(out / "inference.json", bench.results_file(command, rows))
         print(f"Wrote {out / 'inference.json'}")
         return
     names = [n.strip() for n in recipes.split(",")] if recipes else None
@@ -314,7 +306,7 @@ def bench_command(
 
     curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed, threads, seeds)
     print(bench.format_bench(curves))
-    write_json(out / "bench.json", [c.to_json() for c in curves])
+    write_json(out / "bench.json", bench.results_file(command, [c.to_json() for c in curves]))
     bench.plot_curves(curves, out / "bench.png")
     print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
 
@@ -339,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     return code if isinstance(code, int) else 0
+
+
+def __getattr__(name: str):
+    """``click_command``: the click object behind the typer app, for the docs' command reference
+    (mkdocs-click); built on demand, not on every start of the command."""
+    if name == "click_command":
+        return typer.main.get_command(app)
+    raise AttributeError(f"module 'cnnlab.cli' has no attribute '{name}'")
 
 
 def run() -> None:

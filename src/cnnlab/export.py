@@ -11,7 +11,9 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install 'cnnlab[on
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import warnings
 from pathlib import Path
 
@@ -43,8 +45,14 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 1, info.image_size, info.image_size)
     batch = torch.export.Dim("batch", min=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's notes on its own internals
+    # The exporter's notes on its own internals ("torchvision is not installed. Skipping ...") are
+    # not the user's business: warnings and its registry's log lines are silenced while it runs.
+    registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry_log.level
+    registry_log.setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.ExitStack() as restore:
+        restore.callback(registry_log.setLevel, level)
+        warnings.simplefilter("ignore")
         program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"],
                                     output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
     target = folder / ONNX_FILE

@@ -82,6 +82,24 @@ def set_threads(threads: int | None) -> int:
     return threads
 
 
+def machine_description() -> str:
+    """What this machine is, for a results file: CPU model, cores, accelerator, torch build.
+
+    Example: ``"AMD EPYC 7B13, 2 cores, no GPU, torch 2.13.0+cpu"``.
+    """
+    cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                if line.startswith("model name")), None) or os.uname().machine
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {usable_cores()} cores, {gpu}, torch {torch.__version__}"
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:  # not Linux
+        return []
+
+
 def threads_label(threads: int) -> str:
     """``"1 thread"``, ``"2 threads"``: for the epoch line."""
     return f"{threads} thread" + ("s" if threads != 1 else "")

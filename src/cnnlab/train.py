@@ -3,7 +3,7 @@
     config -> threads and seed -> data as one tensor -> model -> optimizer and schedule
            -> epochs (shuffle, step, validate, print) -> test -> run directory
 
-The speed tricks, each measured on a 2-core CPU (see the README's performance section):
+The speed tricks, each measured on a 2-core CPU (docs/explanations/fast-training.md):
 
 1. The whole dataset is one normalised float tensor, and a batch is a slice through a
    random permutation: 0.18 s an epoch of MNIST batches, against 7.61 s for a per-sample

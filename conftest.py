@@ -1,0 +1,47 @@
+"""Runs the Python blocks of README.md and the docs pages as tests (Sybil), each page in a fresh
+folder that has the docs' example photos, so the blocks read and write files as a reader's would.
+
+A block that cannot run on the test machine is preceded by ``<!-- skip: next -->``.
+The notes (docs/notes/) are a record of experiments, not instructions: their blocks are not run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from sybil import Sybil
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
+
+ROOT = Path(__file__).resolve().parent
+
+
+def enter_scratch_folder(namespace: dict) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-docs-"))
+    (folder / "docs").mkdir()
+    (folder / "docs" / "examples").symlink_to(ROOT / "docs" / "examples")
+    namespace["__scratch__"] = (folder, os.getcwd(), os.environ.get("CNNLAB_OFFLINE"))
+    os.chdir(folder)
+    os.environ["CNNLAB_OFFLINE"] = "1"  # as in every test: a missing dataset is an error, not a download
+
+
+def leave_scratch_folder(namespace: dict) -> None:
+    folder, cwd, offline = namespace.pop("__scratch__")
+    os.chdir(cwd)
+    if offline is None:
+        os.environ.pop("CNNLAB_OFFLINE", None)
+    else:
+        os.environ["CNNLAB_OFFLINE"] = offline
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+pytest_collect_file = Sybil(
+    parsers=[SkipParser(), PythonCodeBlockParser()],
+    patterns=["README.md", "docs/*.md", "docs/*/*.md"],
+    excludes=["docs/notes/*.md"],
+    setup=enter_scratch_folder,
+    teardown=leave_scratch_folder,
+    name="docs",
+).pytest()

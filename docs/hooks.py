@@ -1,0 +1,82 @@
+"""MkDocs hook: performance tables rendered from the results files that ``cnnlab bench`` wrote.
+
+A page asks for one with a comment on a line of its own, the path relative to ``docs/``:
+
+    <!-- bench: results/bench.json -->
+    <!-- inference: results/inference.json -->
+
+and gets the table, with the date, the machine and the command that made it, so no figure is
+retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from cnnlab import bench
+
+MARKER = re.compile(r"^<!-- (bench|inference): (\S+) -->$", re.MULTILINE)
+# Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
+SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows])
+
+
+def provenance(results: dict) -> str:
+    return f"Measured on {results['date']} on {results['machine']}, by `{results['command']}`."
+
+
+def bench_section(results: dict) -> str:
+    """The table as ``cnnlab bench`` printed it, its long target column as a list below it."""
+    cells, notes = bench.bench_table(bench.curves_from_results(results))
+    targets = [f"- `{row[0]}`: {row[-1]}" for row in cells if row[-1]]
+    table = markdown_table(bench.BENCH_COLUMNS[:-1], [row[:-1] for row in cells])
+    return "\n\n".join([provenance(results), table, "; ".join(notes) + ".",
+                         *(["Targets:\n\n" + "\n".join(targets)] if targets else [])])
+
+
+def inference_section(results: dict) -> str:
+    rows = [[r["model"], f"{r['images_per_second_batch_1000']:,.0f}", f"{r['ms_per_image_batch_1']:.3f}"]
+            for r in results["results"]]
+    header = ["model", "images/s at batch 1000", "ms at batch 1"]
+    return "\n\n".join([provenance(results), markdown_table(header, rows)])
+
+
+HEADLINE = {"fast": "results/bench.json", "accurate": "results/bench.json", "best": "results/best/bench.json",
+            "keras-convnet": "results/peers/bench.json", "pytorch-examples": "results/peers/bench.json"}
+
+
+def headline_table(docs_dir: Path) -> str:
+    """The README's small table: test accuracy, training seconds and seconds to 99% of our presets
+    and the peers' full recipes, each from the results file named in :data:`HEADLINE`, and where
+    and how those files were made."""
+    rows, sources = [], {}
+    for recipe, path in HEADLINE.items():
+        results = sources.setdefault(path, json.loads((docs_dir / path).read_text()))
+        cells = {row[0]: row for row in bench.bench_table(bench.curves_from_results(results))[0]}
+        rows.append([f"`{recipe}`", *cells[recipe][1:6]])
+    first = next(iter(sources.values()))
+    commands = ", ".join(f"`{r['command']}`" for r in sources.values())
+    return (markdown_table(["recipe", "seeds", "epochs", "MNIST test accuracy", "training s", "s to 99%"], rows) +
+            f"\n\nMeasured on {first['date']} on {first['machine']}, one job at a time, by {commands}.")
+
+
+def render(markdown: str, docs_dir: Path) -> str:
+    def section(match: re.Match) -> str:
+        results = json.loads((docs_dir / match[2]).read_text())
+        return bench_section(results) if match[1] == "bench" else inference_section(results)
+
+    return MARKER.sub(section, markdown)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:  # MkDocs' hook signature
+    return render(markdown, Path(config["docs_dir"]))
+
+
+def on_page_content(html: str, page, config, files) -> str:  # MkDocs' hook signature
+    return SPHINX_ROLE.sub("<code>", html)
