@@ -120,6 +120,28 @@ def test_image_folder_dataset_any_format_and_size(tmp_path):
     assert len(ds.train_labels) + len(ds.test_labels) == 30 and ds.train_images.shape[1:] == (28, 28)
 
 
+def test_an_unreadable_image_in_a_folder_is_reported_and_skipped(tmp_path, capsys):
+    images, labels = make_blobs(12)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        folder = tmp_path / "shapes" / f"class{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    (tmp_path / "shapes" / "class1" / "broken.jpg").write_bytes(b"not a JPEG at all")
+    ds = load_dataset(tmp_path / "shapes")
+    assert len(ds.train_labels) + len(ds.test_labels) == 12  # the 12 good ones, labels still aligned
+    assert (ds.train_labels.bincount(minlength=3) + ds.test_labels.bincount(minlength=3)).tolist() == [4, 4, 4]
+    warning = capsys.readouterr().err
+    assert "skipped 1 of 13 images" in warning and "broken.jpg" in warning
+
+
+def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / "bad" / label).mkdir(parents=True)
+        (tmp_path / "bad" / label / "x.png").write_bytes(b"garbage")
+    with pytest.raises(CnnlabError, match="none of its 2 images could be read"):
+        load_dataset(tmp_path / "bad")
+
+
 def test_image_folder_with_train_and_test_parts(tmp_path):
     for split in ("train", "test"):
         for label in ("cat", "dog"):

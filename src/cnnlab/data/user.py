@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 import warnings
 from pathlib import Path
 
@@ -107,8 +108,20 @@ def read_image_folder(
         labels += [label] * len(found)
     if not files:
         raise CnnlabError(f"{folder}: no images found in its class subfolders ({', '.join(class_names)})")
-    images = np.stack([load_grey_image(p, size) for p in tqdm(files, desc=f"reading {folder.name}", leave=False)])
-    return images, np.asarray(labels, dtype=np.int64), list(class_names)
+    images, kept, skipped = [], [], []
+    for path, label in tqdm(list(zip(files, labels, strict=True)), desc=f"reading {folder.name}", leave=False):
+        try:
+            images.append(load_grey_image(path, size))
+            kept.append(label)
+        except (UnreadableImageError, ImageTooLargeError) as exc:  # one bad file does not cost the rest
+            skipped.append(str(exc))
+    if not images:
+        raise CnnlabError(f"{folder}: none of its {len(files)} images could be read, e.g. {skipped[0]}")
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        print(f"warning: skipped {len(skipped)} of {len(files)} images that could not be read: {skipped[0]}{more}",
+              file=sys.stderr)
+    return np.stack(images), np.asarray(kept, dtype=np.int64), list(class_names)
 
 
 def read_pixel_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
