@@ -170,3 +170,11 @@ def test_the_command_leaves_quickly_with_its_output_and_exit_code(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "cnnlab", "predict", str(tmp_path / "no-model"), "x.png"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1
+
+
+def test_a_run_that_ends_at_chance_says_why_exits_non_zero_and_keeps_its_files(capsys, mnist_dir, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--limit", 4000, "--lr", 1.0, "--data-dir", mnist_dir,
+                             "--out", tmp_path / "run", "--threads", 1)
+    assert code == 2 and "is chance level for 10 classes: the learning rate 1 is likely too high" in err
+    assert len(err.strip().splitlines()) == 1 and "warning: accuracy" in out
+    assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "report.html").is_file()

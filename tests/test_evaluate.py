@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from cnnlab.evaluate import TTA_SHIFTS, predict_logits, predict_logits_tta, shift_images
+from cnnlab.evaluate import TTA_SHIFTS, chance_level_warning, predict_logits, predict_logits_tta, shift_images
 
 
 def test_shift_moves_pixels_and_fills_the_edge_with_background():
@@ -32,3 +32,11 @@ def test_train_and_evaluate_score_with_tta_when_asked(toy_dataset, tmp_path):
     assert run.metrics["tta"] is True
     again = evaluate_model(run.model, run.info, toy_dataset.test_images, toy_dataset.test_labels, tta=True)
     assert again["test_accuracy"] == run.metrics["test_accuracy"]
+
+
+def test_chance_level_accuracy_is_said_in_plain_words():
+    said = chance_level_warning(0.1135, 10, 1.0)
+    assert said.startswith("accuracy 11.3% is chance level for 10 classes") and "learning rate 1 is likely" in said
+    assert chance_level_warning(0.185, 10, None) and chance_level_warning(0.54, 2, 0.01)  # under 19% and 55%
+    assert chance_level_warning(0.20, 10, 1.0) is None and chance_level_warning(0.9924, 10, 0.01) is None
+    assert chance_level_warning(0.56, 2, 0.01) is None

@@ -7,13 +7,16 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from typer.exceptions import TyperException
 
 from cnnlab.cli_help import APP, COMMANDS
 from cnnlab.errors import CnnlabError, require
+
+if TYPE_CHECKING:
+    from cnnlab.train import TrainResult
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
 
@@ -81,18 +84,20 @@ def train_command(
     interruptible(lambda: train(config), out)
 
 
-def interruptible(run: Callable[[], object], out: Path) -> None:
+def interruptible(run: Callable[[], TrainResult], out: Path) -> None:
     """Run a training; on Ctrl-C, say how to continue it (cnnlab.train checkpoints every epoch, and
-    where the epoch stood on Ctrl-C)."""
+    where the epoch stood on Ctrl-C). A run that ended near chance exits non-zero, its files written."""
     from cnnlab.runs import CHECKPOINT_FILE
 
     try:
-        run()
+        result = run()
     except KeyboardInterrupt:
         if (out / CHECKPOINT_FILE).exists():
             raise CnnlabError(f"interrupted; the training so far is saved. Resume with: cnnlab train --resume {out}"
                               ) from None
         raise CnnlabError("interrupted before the first epoch finished; nothing to resume") from None
+    if result.warning:
+        raise CnnlabError(f"{result.warning} (the run is saved in {out})")
 
 
 def new_run_dir(base: Path) -> Path:

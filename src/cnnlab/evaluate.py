@@ -93,6 +93,21 @@ def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_nam
     }
 
 
+def chance_level_warning(accuracy: float, num_classes: int, lr: float | None) -> str | None:
+    """A plain sentence when a test ``accuracy`` (a fraction) is near guessing, else None.
+
+    Near means within a tenth of the way from chance (1 / ``num_classes``) to perfect: under
+    19% for 10 classes. A run that ends there learned nothing, most often from a learning rate
+    ``lr`` (None: the optimizer's default) too high for the network.
+    """
+    chance = 1 / num_classes
+    if accuracy >= chance + 0.1 * (1 - chance):
+        return None
+    rate = f"the learning rate {lr:g} is likely too high" if lr else "the learning rate is likely wrong"
+    return (f"accuracy {100 * accuracy:.1f}% is chance level for {num_classes} classes: {rate}; "
+            "try a learning rate (--lr) a tenth of it")
+
+
 def evaluate_model(
     model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor,
     device: str | torch.device = "cpu", tta: bool = False,

@@ -46,7 +46,7 @@ from cnnlab.checkpoint import StopRequested, TrainingParts, save_progress, stop_
 from cnnlab.data import Dataset, load_dataset, split_validation
 from cnnlab.distributed import SINGLE, World, cpu_threads, device_for, is_first_rank, join, leave, shard, total, wrap
 from cnnlab.errors import CnnlabError, require
-from cnnlab.evaluate import classification_metrics, images_logits, predict_logits, score, to_input
+from cnnlab.evaluate import chance_level_warning, classification_metrics, images_logits, predict_logits, score, to_input
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.presets import get_preset
 from cnnlab.runs import ModelInfo, load_checkpoint, write_run
@@ -116,6 +116,7 @@ class TrainResult:
     history: list[dict[str, float]]
     metrics: dict[str, Any]
     out: Path | None
+    warning: str | None = None  # a near-chance accuracy, said in plain words (cnnlab.evaluate)
 
 
 def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
@@ -182,12 +183,14 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
     say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
+    if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
+        say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
     if config.out and world.main:
         write_run(Path(config.out), trained, info, history, metrics, {**asdict(config), "threads_used": threads},
                   device, data.test_images, data.test_labels, logits.cpu())
         say(f"Saved to {config.out}/")
     leave(world)
-    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None)
+    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning)
 
 
 def run_epoch(net, parts: TrainingParts, config: TrainConfig, data: tuple[torch.Tensor, torch.Tensor], epoch: int,
