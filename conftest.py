@@ -15,13 +15,11 @@ from pathlib import Path
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-ROOT = Path(__file__).resolve().parent
+from tests.helpers import docs_scratch_folder
 
 
 def enter_scratch_folder(namespace: dict) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="cnnlab-docs-"))
-    (folder / "docs").mkdir()
-    (folder / "docs" / "examples").symlink_to(ROOT / "docs" / "examples")
+    folder = docs_scratch_folder(Path(tempfile.mkdtemp(prefix="cnnlab-docs-")))
     namespace["__scratch__"] = (folder, os.getcwd(), os.environ.get("CNNLAB_OFFLINE"))
     os.chdir(folder)
     os.environ["CNNLAB_OFFLINE"] = "1"  # as in every test: a missing dataset is an error, not a download

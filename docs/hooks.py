@@ -55,11 +55,10 @@ def headline_table(docs_dir: Path) -> str:
     """The README's small table: test accuracy, training seconds and seconds to 99% of our presets
     and the peers' full recipes, each from the results file named in :data:`HEADLINE`, and where
     and how those files were made."""
-    rows, sources = [], {}
-    for recipe, path in HEADLINE.items():
-        results = sources.setdefault(path, json.loads((docs_dir / path).read_text()))
-        cells = {row[0]: row for row in bench.bench_table(bench.curves_from_results(results))[0]}
-        rows.append([f"`{recipe}`", *cells[recipe][1:6]])
+    sources = {path: json.loads((docs_dir / path).read_text()) for path in dict.fromkeys(HEADLINE.values())}
+    tables = {path: {row[0]: row for row in bench.bench_table(bench.curves_from_results(results))[0]}
+              for path, results in sources.items()}
+    rows = [[f"`{recipe}`", *tables[path][recipe][1:6]] for recipe, path in HEADLINE.items()]
     first = next(iter(sources.values()))
     commands = ", ".join(f"`{r['command']}`" for r in sources.values())
     return (markdown_table(["recipe", "seeds", "epochs", "MNIST test accuracy", "training s", "s to 99%"], rows) +

@@ -32,12 +32,17 @@ def coalesce_streams(cell: nbformat.NotebookNode) -> None:
     cell.outputs = merged
 
 
+def execute(notebook: nbformat.NotebookNode, folder: str | Path) -> None:
+    """Run every cell of ``notebook`` in place, with ``folder`` as its working directory."""
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+                   ).execute()
+
+
 def main(path: Path = NOTEBOOK) -> None:
     notebook = nbformat.read(path, as_version=4)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        NotebookClient(notebook, timeout=600, kernel_name="python3",
-                       resources={"metadata": {"path": folder}}).execute()
+        execute(notebook, folder)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             coalesce_streams(cell)

@@ -38,6 +38,14 @@ def wait_until_mid_epoch(process: subprocess.Popen, run: Path, seconds_into_next
     assert process.poll() is None, "the run finished before it could be stopped"
 
 
+def docs_scratch_folder(folder: Path) -> Path:
+    """``folder`` made ready for the docs' examples, which read ``docs/examples/`` as a reader's
+    clone has it (linked, not copied) and write their runs beside it."""
+    (folder / "docs").mkdir(parents=True)
+    (folder / "docs" / "examples").symlink_to(Path(__file__).resolve().parents[1] / "docs" / "examples")
+    return folder
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

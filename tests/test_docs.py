@@ -16,7 +16,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import typer
-from nbclient import NotebookClient
 
 from cnnlab.cli import app, main
 
@@ -27,8 +26,9 @@ USER_PAGES = [ROOT / "README.md", *(p for p in DOCS.rglob("*.md") if "notes" not
 COMMIT_HASH = re.compile(r"(?<![\w.-])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}(?![\w-])")
 
 
-def load_hooks():
-    spec = importlib.util.spec_from_file_location("docs_hooks", DOCS / "hooks.py")
+def load_docs_module(name: str):
+    """``docs/NAME.py`` (the site's hooks, the notebook runner), which is not a package."""
+    spec = importlib.util.spec_from_file_location(f"docs_{name}", DOCS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -78,7 +78,7 @@ def test_reproduce_help_says_how_long_a_full_run_takes(capsys):
 
 
 def test_performance_page_and_readme_tables_come_from_the_results_files():
-    hooks = load_hooks()
+    hooks = load_docs_module("hooks")
     page = (DOCS / "performance.md").read_text()
     markers = hooks.MARKER.findall(page)
     assert len(markers) >= 3
@@ -96,8 +96,7 @@ def test_the_tutorial_notebook_runs_top_to_bottom(tmp_path, monkeypatch, mnist_d
     monkeypatch.setenv("CNNLAB_DATA", str(mnist_dir))
     notebook = nbformat.read(DOCS / "tutorial.ipynb", 4)
     started = time.perf_counter()
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-                   ).execute()
+    load_docs_module("run_tutorial").execute(notebook, tmp_path)
     print(f"tutorial notebook: {time.perf_counter() - started:.0f} s")
     text = "\n".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     errors = {name: float(value) for name, value in re.findall(r"^(.*?epochs?)\s+test error\s+([\d.]+)%", text,

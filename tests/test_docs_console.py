@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, wait_until_up
+from tests.helpers import docs_scratch_folder, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "notes" not in p.parts)]
@@ -56,15 +56,18 @@ def trained_run(tmp_path_factory, mnist_dir) -> Path:
     return folder / "runs" / "fast-mnist-seed0"
 
 
+def cli_env(mnist_dir: Path) -> dict[str, str]:
+    """The commands' environment: the real MNIST, and no download."""
+    return {**os.environ, "CNNLAB_DATA": str(mnist_dir), "CNNLAB_OFFLINE": "1"}
+
+
 def run_cli(args: list[str], cwd: Path, mnist_dir: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CNNLAB_DATA": str(mnist_dir), "CNNLAB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], cwd=cwd, env=cli_env(mnist_dir),
+                          capture_output=True, text=True, timeout=600)
 
 
 def scratch_folder(tmp_path: Path, trained_run: Path | None) -> Path:
-    (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "examples").symlink_to(ROOT / "docs" / "examples")
+    docs_scratch_folder(tmp_path)
     if trained_run is not None:
         shutil.copytree(trained_run, tmp_path / "runs" / "fast-mnist-seed0")
     return tmp_path
@@ -104,9 +107,9 @@ def check_serve(pairs: list[tuple[str, str]], folder: Path, mnist_dir: Path) -> 
 
     (command, shown), *calls = pairs
     port = free_port()
-    env = {**os.environ, "CNNLAB_DATA": str(mnist_dir), "CNNLAB_OFFLINE": "1"}
     server = subprocess.Popen([sys.executable, "-m", "cnnlab", *shlex.split(command)[1:], "--port", str(port)],
-                              cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              cwd=folder, env=cli_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", server, seconds=60)
         assert form(server.stdout.readline()) == form(shown)

@@ -294,12 +294,13 @@ def bench_table(curves: list[Curve]) -> tuple[list[list[str]], list[str]]:
 def format_bench(curves: list[Curve]) -> str:
     """The table as ``cnnlab bench`` prints it (see :func:`bench_table`)."""
     cells, notes = bench_table(curves)
-    widths = [18, 6, 8, 16, 9, 10, 8, 15]
-    lines = ["".join(f"{name:<{w}}" if i == 0 else f"{name:>{w}}" for i, (name, w) in
-                     enumerate(zip(BENCH_COLUMNS, widths, strict=False))) + f"  {BENCH_COLUMNS[-1]}"]
-    lines += ["".join(f"{cell:<{w}}" if i == 0 else f"{cell:>{w}}" for i, (cell, w) in
-                      enumerate(zip(row, widths, strict=False))) + f"  {row[-1]}" for row in cells]
-    return "\n".join(lines + notes)
+    widths = [18, 6, 8, 16, 9, 10, 8, 15]  # the recipe left-aligned, the figures right; the target last, free
+
+    def line(row: list[str]) -> str:
+        return f"{row[0]:<{widths[0]}}" + "".join(f"{cell:>{w}}" for cell, w in zip(row[1:-1], widths[1:],
+                                                                                    strict=True)) + f"  {row[-1]}"
+
+    return "\n".join([line(BENCH_COLUMNS), *(line(row) for row in cells), *notes])
 
 
 def inference_speed(names: list[str] | None = None, repeats: int = 5) -> list[dict]:

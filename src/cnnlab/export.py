@@ -11,7 +11,6 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install 'cnnlab[on
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import warnings
@@ -50,11 +49,13 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     registry_log = logging.getLogger("torch.onnx._internal.exporter._registration")
     level = registry_log.level
     registry_log.setLevel(logging.ERROR)
-    with warnings.catch_warnings(), contextlib.ExitStack() as restore:
-        restore.callback(registry_log.setLevel, level)
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"],
-                                    output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), dynamo=True, input_names=["images"],
+                                        output_names=["logits"], dynamic_shapes=({0: batch},), verbose=False)
+    finally:
+        registry_log.setLevel(level)
     target = folder / ONNX_FILE
     atomic_write_bytes(target, program.model_proto.SerializeToString())
     write_json(folder / MODEL_META, info.to_json())

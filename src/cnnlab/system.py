@@ -28,11 +28,10 @@ def usable_cores() -> int:
 
 def _cpu_times() -> tuple[int, int] | None:
     """``(busy, total)`` jiffies summed over all cores from /proc/stat, or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
+    lines = _read_lines("/proc/stat")
+    if not lines:
         return None
-    values = [int(v) for v in fields]
+    values = [int(v) for v in lines[0].split()[1:]]
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     return sum(values) - idle, sum(values)
 
@@ -94,9 +93,10 @@ def machine_description() -> str:
 
 
 def _read_lines(path: str) -> list[str]:
+    """The lines of a /proc file, or none off Linux."""
     try:
         return Path(path).read_text().splitlines()
-    except OSError:  # not Linux
+    except OSError:
         return []
 
 
