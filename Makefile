@@ -33,7 +33,7 @@ docs: $(VENV)/.installed-test
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@echo "Built the documentation site: site/index.html"
 
-# The browser test (tests/test_serve_browser.py) drives Debian's Chromium through playwright, which
+# The browser test (tests/serving/test_serve_browser.py) drives Debian's Chromium through playwright, which
 # downloads no browser of its own. Installed here when missing: CI runs as root; elsewhere sudo is tried.
 chromium:
 	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \

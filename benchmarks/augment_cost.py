@@ -15,9 +15,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cnnlab.augment import LEVELS, Augmenter
-from cnnlab.models import build_model
-from cnnlab.system import pick_threads
+from cnnlab.models.registry import build_model
+from cnnlab.training.augment import LEVELS, Augmenter
+from cnnlab.training.system import pick_threads
 
 
 def median_seconds(fn, repeats: int) -> float:

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnlab.data import load_dataset
+from cnnlab.handwriting.digit import digit_to_mnist, read_grey
+from cnnlab.models.files import load_model
 from cnnlab.predict import class_probabilities, preprocess_source
-from cnnlab.preprocess import digit_to_mnist, read_grey
-from cnnlab.runs import load_model
 from tests.photolike import (
     number_on_a_page,
     number_written_differently,

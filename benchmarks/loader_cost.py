@@ -15,8 +15,8 @@ import torch
 
 from cnnlab.bench import EXAMPLE_MEAN, EXAMPLE_STD, PerSampleMNIST
 from cnnlab.data import load_dataset
-from cnnlab.evaluate import to_input
-from cnnlab.system import pick_threads
+from cnnlab.models.inference import to_input
+from cnnlab.training.system import pick_threads
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ A page asks for one with a comment on a line of its own, the path relative to ``
 
 and gets the table, with the date, the machine and the command that made it, so no figure is
 retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
+``<!-- layers: table -->`` gives the layer language's table of kinds, from cnnlab.models.layers.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import re
 from pathlib import Path
 
 from cnnlab import bench
+from cnnlab.models import layers
 
-MARKER = re.compile(r"^<!-- (bench|inference): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (bench|inference|layers): (\S+) -->$", re.MULTILINE)
 # Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
 SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
 
@@ -65,8 +67,26 @@ def headline_table(docs_dir: Path) -> str:
             f"\n\nMeasured on {first['date']} on {first['machine']}, one job at a time, by {commands}.")
 
 
+def layers_table() -> str:
+    """Every kind of layer in the layer language: its words, its number, its options and flags."""
+    aliases = {kind: [a for a, k in layers.ALIASES.items() if k == kind] for kind in layers.KINDS}
+    rows = []
+    for name, kind in layers.KINDS.items():
+        words = ", ".join(f"`{w}`" for w in [name, *aliases[name]])
+        size = kind.size and (f"{kind.size} (required)" if kind.needs_size else
+                              f"{kind.size}, default {kind.default_size:g}" if kind.default_size else
+                              f"{kind.size}, or none for the output layer")
+        options = ", ".join(f"`{k}N` {meaning} (default {'the size' if default is None else default})"
+                            for k, (meaning, default) in kind.options.items())
+        flags = ", ".join(f"`-{f}`" for f in kind.flags)
+        rows.append([words, size or "none", options, flags, kind.summary])
+    return markdown_table(["kind", "number after it", "options", "flags", "what it is"], rows)
+
+
 def render(markdown: str, docs_dir: Path) -> str:
     def section(match: re.Match) -> str:
+        if match[1] == "layers":
+            return layers_table()
         results = json.loads((docs_dir / match[2]).read_text())
         return bench_section(results) if match[1] == "bench" else inference_section(results)
 

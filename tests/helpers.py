@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cnnlab.predict import png_bytes
-from cnnlab.runs import CHECKPOINT_FILE
+from cnnlab.training.checkpoint import CHECKPOINT_FILE
 
 
 def png_claiming(width: int, height: int) -> bytes:

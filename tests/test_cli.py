@@ -8,12 +8,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.data.idx import encode_idx
 from cnnlab.data.registry import FILES
-from cnnlab.train import train
+from cnnlab.models.registry import MODELS
+from cnnlab.training.loop import train
 
 
 def run_cli(capsys, *args):
@@ -80,14 +82,44 @@ def test_unreadable_image(capsys, toy_run, tmp_path):
 
 def test_model_that_does_not_match_its_json(capsys, toy_run):
     meta = json.loads((toy_run / "model.json").read_text())
-    meta["architecture"] = "lenet5"
+    meta["spec"] = MODELS["lenet5"].spec  # the weights are cnn's
     (toy_run / "model.json").write_text(json.dumps(meta))
     assert_one_line_error(capsys, "predict", toy_run, toy_run / "curves.png", match="does not match")
-    meta["architecture"] = "transformer"
+    meta["architecture"], meta["spec"] = "transformer", None
     (toy_run / "model.json").write_text(json.dumps(meta))
     assert_one_line_error(capsys, "evaluate", toy_run, match="unknown model")
     (toy_run / "model.safetensors").write_bytes(b"junk")
     assert_one_line_error(capsys, "evaluate", toy_run, match="")
+
+
+def test_a_spec_and_a_spec_file_train_and_their_runs_predict(capsys, idx_folder, tmp_path):
+    spec_file = tmp_path / "net.txt"
+    spec_file.write_text("# two convs\nconv8k3-same maxpool\nconv8k3 maxpool dense16  # a dense layer\n")
+    for model, out in (("conv8k3 maxpool dropout0.2 dense16", "a"), (spec_file, "b")):
+        code, out_text, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--model", model, "--batch-size", "16",
+                                    "--out", tmp_path / out)
+        assert code == 0 and "Test error:" in out_text, _
+        assert json.loads((tmp_path / out / "model.json").read_text())["architecture"] == "spec"
+        code, _, _ = run_cli(capsys, "predict", tmp_path / out, tmp_path / out / "samples.png")
+        assert code == 0
+    stored = json.loads((tmp_path / "b" / "model.json").read_text())["spec"]
+    assert stored == "conv8k3-same maxpool conv8k3 maxpool dense16"
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("conv8 blob", "layer 2 'blob': unknown kind 'blob'"), ("conv8k7s4 pool pool pool", "layer 4 'pool'"),
+    ("conv99999999", "budget"), ("", "the spec is empty"),
+])
+def test_a_bad_spec_is_one_line(capsys, tmp_path, spec, match):
+    assert_one_line_error(capsys, "train", "--model", spec, "--out", tmp_path / "r", match=match)
+
+
+def test_a_run_of_your_own_class_says_how_to_load_it(capsys, toy_dataset, tmp_path):
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 3))
+    train(model=network, epochs=1, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "own"), progress=False)
+    assert json.loads((tmp_path / "own" / "model.json").read_text())["architecture"] == (
+        "python:torch.nn.modules.container.Sequential")
+    assert_one_line_error(capsys, "evaluate", tmp_path / "own", match="cnnlab.load_model(")
 
 
 def test_existing_run_is_not_overwritten(capsys, toy_run, idx_folder):

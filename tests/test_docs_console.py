@@ -4,7 +4,8 @@ numbers free to differ. So an example cannot go stale when an output changes.
 
 A block preceded by ``<!-- output: abridged -->`` must run, and its first line keep its form; one
 preceded by ``<!-- output: not checked (why) -->`` is left out, and says why on the page.
-``cnnlab serve`` and the ``curl`` lines after it start the server and call it.
+``cnnlab serve`` and the ``curl`` lines after it start the server and call it. A shown output
+that starts with ``error:`` is a refusal: the command must exit 2 with that line on stderr.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def test_console_example_runs_and_keeps_its_form(page, number, mode, text, tmp_p
         return check_serve(pairs, folder, mnist_dir)
     for command, shown in pairs:
         done = run_cli(shlex.split(command)[1:], folder, mnist_dir)
+        if shown.startswith("error: "):  # an example of a refusal: exit 2 and that one line on stderr
+            assert (done.returncode, form(done.stderr)) == (2, form(shown)), f"{command}\n{done.stderr}"
+            continue
         assert done.returncode == 0, f"{command}\n{done.stderr}"
         printed, expected = form(done.stdout), form(shown)
         if mode == "abridged":

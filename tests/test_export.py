@@ -10,11 +10,11 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import predict_logits, to_input
 from cnnlab.export import export_onnx
-from cnnlab.models import MODELS, build_model
+from cnnlab.models.files import ModelInfo, load_model, save_model
+from cnnlab.models.inference import predict_logits, to_input
+from cnnlab.models.registry import MODELS, build_model
 from cnnlab.predict import predict_files
-from cnnlab.runs import ModelInfo, load_model, save_model
 
 MEAN, STD = 0.1307, 0.3081
 

@@ -4,10 +4,10 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import predict_logits, shift_images, to_input
+from cnnlab.models.files import load_model
+from cnnlab.models.inference import predict_logits, shift_images, to_input
 from cnnlab.predict import expand_inputs, predict_files
-from cnnlab.runs import load_model
-from cnnlab.train import train
+from cnnlab.training.loop import train
 
 
 @pytest.fixture

@@ -12,21 +12,27 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
 """
 
-# Imported eagerly, not lazily: `train` and `evaluate` are also submodule names, and importing
-# a submodule binds its name on the package; these imports bind the functions after that.
 from cnnlab.data import DATASETS, Dataset, describe, load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate, evaluate_model
-from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
+from cnnlab.models import (
+    MODELS,
+    ModelInfo,
+    build,
+    build_model,
+    count_parameters,
+    flops_per_image,
+    load_model,
+    save_model,
+)
+from cnnlab.reporting.metrics import evaluate, evaluate_model
 from cnnlab.reproduce import reproduce_article
-from cnnlab.runs import ModelInfo, load_model, save_model
-from cnnlab.train import TrainConfig, TrainResult, train
+from cnnlab.training import TrainConfig, TrainResult, train
 
 _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessing needs scipy, 0.3 s
     "predict_files": ("cnnlab.predict", "predict_files"), "predict_images": ("cnnlab.predict", "predict_images"),
-    "digit_to_mnist": ("cnnlab.preprocess", "digit_to_mnist"),
-    "number_to_mnist": ("cnnlab.preprocess", "number_to_mnist"),
-    "read_grey": ("cnnlab.preprocess", "read_grey"), "rebuild_report": ("cnnlab.report", "rebuild"),
+    "digit_to_mnist": ("cnnlab.handwriting.digit", "digit_to_mnist"),
+    "number_to_mnist": ("cnnlab.handwriting.number", "number_to_mnist"),
+    "read_grey": ("cnnlab.data.user", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
 }
 
 
@@ -41,7 +47,7 @@ def __getattr__(name: str):
 
 __version__ = "0.1.0"
 __all__ = [
-    "DATASETS", "MODELS", "CnnlabError", "Dataset", "ModelInfo", "TrainConfig", "TrainResult", "build_model",
+    "DATASETS", "MODELS", "CnnlabError", "Dataset", "ModelInfo", "TrainConfig", "TrainResult", "build", "build_model",
     "count_parameters", "describe", "digit_to_mnist", "evaluate", "evaluate_model", "flops_per_image",
     "load_dataset", "load_model", "number_to_mnist", "predict_files", "predict_images", "read_grey",
     "rebuild_report", "reproduce_article", "save_model", "train",

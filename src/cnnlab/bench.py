@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.data import Dataset
-from cnnlab.evaluate import predict_logits, score, to_input
-from cnnlab.models import MODELS, build_model
-from cnnlab.presets import PRESETS, Preset
+from cnnlab.models.inference import predict_logits, to_input
+from cnnlab.models.registry import MODELS, build_model
+from cnnlab.reporting.metrics import score
 from cnnlab.reproduce import ARTICLE_SETTINGS  # the article's recipe, one definition for both
-from cnnlab.system import machine_description, pick_threads
-from cnnlab.train import TrainConfig, TrainResult, train
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.loop import TrainResult, train
+from cnnlab.training.presets import PRESETS, Preset
+from cnnlab.training.system import machine_description, pick_threads
 
 TARGET_ACCURACY = 0.99
 # pytorch/examples' transforms.Normalize((0.1307,), (0.3081,))
@@ -75,11 +77,10 @@ def results_file(command: str, results: list[dict]) -> dict:
     The docs' performance tables are rendered from such files (``docs/results/``), never retyped.
     """
     import datetime
-
-    import cnnlab
+    from importlib.metadata import version
 
     return {"date": datetime.date.today().isoformat(), "machine": machine_description(), "command": command,
-            "cnnlab": cnnlab.__version__, "results": results}
+            "cnnlab": version("cnnlab"), "results": results}
 
 
 def curves_from_results(data: dict) -> list[Curve]:
@@ -335,7 +336,7 @@ def format_inference(rows: list[dict]) -> str:
 
 def plot_curves(curves: list[Curve], path: str | Path) -> Path:
     """Test accuracy against training seconds, one line per recipe (its first seed), log-scaled time."""
-    from cnnlab.plots import accuracy_vs_seconds
+    from cnnlab.reporting.plots import accuracy_vs_seconds
 
     first = {r.recipe: (r.runs[0].seconds, r.runs[0].accuracy) for r in group_rows(curves)}
     return accuracy_vs_seconds(first, path, TARGET_ACCURACY)

@@ -16,7 +16,7 @@ from cnnlab.cli_help import APP, COMMANDS
 from cnnlab.errors import CnnlabError, require
 
 if TYPE_CHECKING:
-    from cnnlab.train import TrainResult
+    from cnnlab.training.loop import TrainResult
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
 
@@ -61,8 +61,9 @@ def train_command(
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
                                                    "epoch, with its own settings")] = None,
 ) -> None:
-    from cnnlab.runs import CHECKPOINT_FILE
-    from cnnlab.train import TrainConfig, resume_training, train
+    from cnnlab.training.checkpoint import CHECKPOINT_FILE
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.loop import resume_training, train
 
     if resume is not None:
         return interruptible(lambda: resume_training(resume), resume)
@@ -85,9 +86,9 @@ def train_command(
 
 
 def interruptible(run: Callable[[], TrainResult], out: Path) -> None:
-    """Run a training; on Ctrl-C, say how to continue it (cnnlab.train checkpoints every epoch, and
+    """Run a training; on Ctrl-C, say how to continue it (cnnlab.train() checkpoints every epoch, and
     where the epoch stood on Ctrl-C). A run that ended near chance exits non-zero, its files written."""
-    from cnnlab.runs import CHECKPOINT_FILE
+    from cnnlab.training.checkpoint import CHECKPOINT_FILE
 
     try:
         result = run()
@@ -118,7 +119,7 @@ def evaluate_command(
     tta: Annotated[bool, typer.Option(help="Test-time augmentation: average 5 one-pixel shifts (5x the work)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.evaluate import evaluate
+    from cnnlab.reporting.metrics import evaluate
 
     metrics = evaluate(model, dataset, data_dir, limit, tta)
     if as_json:
@@ -161,7 +162,7 @@ def report_command(
     run: Annotated[Path, typer.Argument(help="Run directory made by 'cnnlab train'")],
     data_dir: DataDirOpt = None,
 ) -> None:
-    from cnnlab.report import rebuild
+    from cnnlab.reporting.report import rebuild
 
     print(f"Wrote {rebuild(run, data_dir=data_dir)}")
 
@@ -185,7 +186,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
 ) -> None:
-    from cnnlab.serve import serve
+    from cnnlab.serving.serve import serve
 
     require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
     require(max_upload_mb > 0, f"--max-upload-mb must be positive, got {max_upload_mb}")
@@ -204,9 +205,9 @@ def show_command(
 ) -> None:
     import torch
 
-    from cnnlab import plots
-    from cnnlab.augment import augment_uint8, get_level
     from cnnlab.data import load_dataset
+    from cnnlab.reporting import plots
+    from cnnlab.training.augment import augment_uint8, get_level
 
     if count < 1 or split not in ("train", "test"):
         raise CnnlabError("--count must be at least 1 and --split train or test")
@@ -241,19 +242,22 @@ def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_
 
 @command("models")
 def models_command(as_json: JsonOpt = False) -> None:
-    from cnnlab.models import MODELS, build_model, count_parameters, flops_per_image
+    from cnnlab.models.registry import MODELS, build_model, count_parameters, flops_per_image
 
     rows = []
     for name, spec in MODELS.items():
         model = build_model(name)
         rows.append({"name": name, "parameters": count_parameters(model), "flops": flops_per_image(model),
-                     "description": spec.description})
+                     "description": spec.description, "spec": spec.spec})
     if as_json:
         print(json.dumps(rows))
         return
     print(f"{'model':<21}{'params':>9}{'MFLOPs':>8}  description")
     for r in rows:
         print(f"{r['name']:<21}{r['parameters']:>9,}{r['flops'] / 1e6:>8.2f}  {r['description']}")
+    print("\nAs layer specs ('--model' takes a spec of your own too; docs/reference/layers.md):")
+    for r in rows:
+        print(f"  {r['name']:<20}{r['spec'] or '(a class: no spec can say it)'}")
 
 
 @command("reproduce")
@@ -287,7 +291,7 @@ def bench_command(
     out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
 ) -> None:
     from cnnlab import bench
-    from cnnlab.runs import write_json
+    from cnnlab.files import write_json
 
     given = {"--recipes": recipes, "--peer-epochs": peer_epochs, "--seed": seed if seed != 1 else None,
              "--seeds": seeds, "--threads": threads}

@@ -1,4 +1,4 @@
-"""Models outside Python: export to ONNX, and run an exported ``model.onnx`` with onnxruntime.
+"""Models outside Python: export to ONNX (cnnlab.models.onnx runs an exported ``model.onnx``).
 
 The ONNX graph takes exactly what the PyTorch model takes, normalised images ``(N, 1, H, W)``
 float32 (pixels / 255, minus ``mean``, over ``std``, both in ``model.json``), with any batch size,
@@ -11,26 +11,19 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install 'cnnlab[on
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.runs import MODEL_META, ModelInfo, atomic_write_bytes, load_model, read_model_info, write_json
+from cnnlab.files import atomic_write_bytes, write_json
+from cnnlab.models.files import MODEL_META, load_model
+from cnnlab.models.onnx import require_modules
 
 ONNX_FILE = "model.onnx"
 FORMATS = ("onnx",)
-EXTRA_HINT = "install the optional extra: pip install 'cnnlab[onnx]' (onnx, onnxscript, onnxruntime)"
-
-
-def require_modules(*names: str) -> None:
-    missing = [name for name in names if importlib.util.find_spec(name) is None]
-    if missing:
-        raise CnnlabError(f"ONNX needs {', '.join(missing)}: {EXTRA_HINT}")
 
 
 def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
@@ -60,33 +53,3 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     atomic_write_bytes(target, program.model_proto.SerializeToString())
     write_json(folder / MODEL_META, info.to_json())
     return target
-
-
-class OnnxClassifier(torch.nn.Module):
-    """An exported ``model.onnx`` run by onnxruntime, usable wherever cnnlab takes a model:
-    normalised images ``(N, 1, H, W)`` in, logits ``(N, classes)`` out (CPU tensors)."""
-
-    def __init__(self, path: str | Path) -> None:
-        super().__init__()
-        require_modules("onnxruntime")
-        import onnxruntime
-
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for a corrupt or foreign file
-            raise CnnlabError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
-        self.input_name = self.session.get_inputs()[0].name
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(images.detach().cpu().float().numpy())
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
-
-
-def load_onnx(path: str | Path) -> tuple[OnnxClassifier, ModelInfo]:
-    """An exported model and its ``model.json`` (which must sit beside it)."""
-    path, meta = Path(path), Path(path).with_name(MODEL_META)
-    for needed in (path, meta):
-        if not needed.is_file():
-            raise CnnlabError(f"{needed}: not found; make it with 'cnnlab export RUN --format onnx'")
-    info = read_model_info(meta)
-    return OnnxClassifier(path).eval(), info

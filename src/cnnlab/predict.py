@@ -1,6 +1,6 @@
 """Predicting labels for the user's images (files, folders, or a pixel CSV), one digit or a number each.
 
-Photos and scans go through cnnlab.preprocess first, so the network sees what it saw in training.
+Photos and scans go through cnnlab.handwriting first, so the network sees what it saw in training.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from cnnlab.data.user import IMAGE_SUFFIXES, read_pixel_csv
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import images_logits
-from cnnlab.preprocess import load_for_model, number_to_mnist, read_grey
-from cnnlab.runs import ModelInfo, atomic_write_bytes, load_model
+from cnnlab.files import atomic_write_bytes
+from cnnlab.handwriting.digit import load_for_model, read_grey
+from cnnlab.handwriting.number import number_to_mnist
+from cnnlab.models.files import ModelInfo, load_model
+from cnnlab.models.inference import images_logits
 
 BATCH = 256  # images per forward pass
 DIGIT_DATASETS = ("mnist",)  # models trained on these get the MNIST digit preprocessing
@@ -121,7 +123,7 @@ def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Mo
 def class_probabilities(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, tta: bool = False
                         ) -> torch.Tensor:
     """Every class's probability ``(N, classes)`` for uint8 images ``(N, H, W)``; ``tta``: the mean over
-    the image and its four one-pixel shifts (:func:`cnnlab.evaluate.predict_logits_tta`, 5x the work)."""
+    the image and its four one-pixel shifts (:func:`cnnlab.models.inference.predict_logits_tta`, 5x the work)."""
     return images_logits(model, info, images, tta=tta).softmax(1)
 
 

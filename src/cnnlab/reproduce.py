@@ -3,7 +3,7 @@
 The article trains with Keras: Adam (lr 0.001), categorical cross-entropy, 10 epochs,
 batch 200, pixels scaled to 0-1, no validation split. It reports 1.72% test error for the
 MLP and 3.41% for the CNN. Its printed CNN code runs a stride-5 conv over a 1x28 image of 28
-channels (see :class:`cnnlab.models.SeedCnnAsPrinted`); the CNN its text describes does far
+channels (see :class:`cnnlab.models.registry.SeedCnnAsPrinted`); the CNN its text describes does far
 better.
 """
 
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.data import load_dataset
-from cnnlab.train import TrainConfig, train
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.loop import train
 
 # Test errors (fractions) as printed in the article; None where it has no such model.
 ARTICLE_ERRORS = {"mlp": 0.0172, "seed-cnn-as-printed": 0.0341, "seed-cnn": None}

@@ -1,0 +1,253 @@
+"""Turning a photo or scan of handwriting into what an MNIST network saw in training.
+
+MNIST digits are light ink on black, size-normalised to fit a 20x20 box keeping their aspect
+ratio, and placed in 28x28 with their centre of mass at the centre. A photo is dark ink on
+light paper, at any size and place, under uneven light. The steps, each a function here:
+
+    read_grey     any image file or bytes -> grey float (H, W) in 0-1, EXIF rotation applied
+    ink_image     -> ink bright on black: polarity detected, the paper's light and shadows removed
+    ink_mask      -> which pixels are ink: Otsu threshold, specks dropped
+    ink_of_photo  -> both, of the part of a large photo that has writing, at full detail
+    to_mnist      one digit's ink -> uint8 (28, 28), strokes thickened to MNIST's width
+    (a written number: cnnlab.handwriting.number, one mask per digit by cnnlab.handwriting.segment)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from cnnlab.data.user import ImageTooLargeError, UnreadableImageError, read_grey
+from cnnlab.errors import CnnlabError
+
+__all__ = ["ImageTooLargeError", "NoInkError", "UnreadableImageError", "digit_to_mnist", "ink_image", "ink_mask",
+           "load_for_model", "plain_resize", "read_grey", "to_mnist"]
+
+WORK_SIDE = 400  # photos are reduced to at most this many pixels a side first: speed, and less noise
+MNIST_BOX = 20  # MNIST fits each digit into a 20x20 box ...
+MNIST_SIDE = 28  # ... centred by mass in a 28x28 frame
+# Stroke width as stroke_width() measures it on MNIST's ink (>= 128): median 4.7, 98% of digits in 4.02-6.9.
+MNIST_STROKE_RANGE = (4.02, 6.9)
+MNIST_PEN = 2.6  # the true pen width, in 28x28 pixels, that measures 4.7 there (lines drawn at 1000 px)
+MIN_CONTRAST = 0.12  # ink must differ from the paper by this fraction of the full range
+NOISE_BLUR = 1.5  # px of the work image: a lone hot pixel keeps under 7% of its contrast, a pen line half
+PAPER_SCALE = 0.5  # x the picture's height: anything thinner that stands out from the paper is writing
+SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
+CROP_MARGIN = 0.25  # the writing's part of a large photo is looked at again with this margin (x its size)
+RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
+
+
+class NoInkError(CnnlabError):
+    """The image holds nothing that looks like writing."""
+
+
+def shrink(grey: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    """``grey`` reduced by area averaging so its longer side is at most ``side``."""
+    height, width = grey.shape
+    factor = side / max(height, width)
+    if factor >= 1:
+        return grey
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    return np.asarray(Image.fromarray(grey, mode="F").resize(size, Image.Resampling.BOX))
+
+
+def ink_image(grey: np.ndarray) -> np.ndarray:
+    """Grey 0-1 ``(H, W)`` -> ink 0-1, bright on black, the paper's light and shade removed.
+
+    Pen strokes are thin: the paper is what is left when everything thinner than ``PAPER_SCALE``
+    of the picture's height is removed, a grey closing (dark ink filled in with the paper around
+    it) or opening (light ink worn away). Unlike a smooth surface fitted to the paper, this
+    follows a shadow's edge, sharp or soft. Dark ink is measured against the paper's brightness
+    where it lies, so a digit half in shadow keeps one contrast. Which ink it is: see
+    :func:`_ink_is_dark`. Raises :class:`NoInkError` when nothing stands out from the paper.
+    """
+    smooth = ndimage.gaussian_filter(grey, sigma=NOISE_BLUR)
+    if smooth.max() - smooth.min() < MIN_CONTRAST:  # not the 1st-99th percentiles: a number can be under 1%
+        raise NoInkError("no ink found: the image is blank or has no contrast")
+    size = max(3, round(PAPER_SCALE * grey.shape[0]))
+    paper_under_dark_ink = _without_thin_strokes(smooth, size, ndimage.grey_closing)
+    paper_under_light_ink = _without_thin_strokes(smooth, size, ndimage.grey_opening)
+    if _ink_is_dark(smooth, paper_under_dark_ink, paper_under_light_ink, size):
+        ink = (paper_under_dark_ink - grey) / np.maximum(paper_under_dark_ink, 0.05)
+    else:
+        ink = grey - paper_under_light_ink
+    ink = np.clip(ink, 0, None)
+    top = np.percentile(ink[ink > _otsu(ink)], 90) if ink.max() > 0 else 0
+    if top < MIN_CONTRAST:
+        raise NoInkError("no ink found: nothing stands out from the paper")
+    return np.clip(ink / top, 0, 1).astype(np.float32)
+
+
+def _without_thin_strokes(image: np.ndarray, size: int, operation: Callable[..., np.ndarray]) -> np.ndarray:
+    """A grey closing or opening of ``size`` x ``size``, of the picture continued by its edge pixels.
+
+    scipy extends the picture afresh before each of the two steps, and that puts false ink where a
+    shadow's edge meets the border; padding once, by half the size, keeps that edge straight.
+    """
+    margin = size // 2 + 1
+    padded = np.pad(image, margin, mode="edge")
+    return operation(padded, size=(size, size), mode="nearest")[margin:-margin, margin:-margin]
+
+
+def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_under_light_ink: np.ndarray,
+                 size: int) -> bool:
+    """Whether the ink is darker than the paper, by a vote of the ``size`` x ``size`` tiles with writing.
+
+    Around writing the paper is most of what is seen, so a tile's median is paper; a tile votes
+    for dark ink by how much further its darkest pixel is from that median than its lightest.
+    Only tiles where something thinner than ``size`` stands out vote: a shadow's edge alone, which
+    neither paper estimate removes, is not writing (the whole picture's median was, where a
+    shadow covered most of it).
+    """
+    stands_out = np.maximum(paper_under_dark_ink - smooth, smooth - paper_under_light_ink)
+    vote = 0.0
+    for top in range(0, smooth.shape[0], size):
+        for left in range(0, smooth.shape[1], size):
+            tile = (slice(top, top + size), slice(left, left + size))
+            if stands_out[tile].max() >= MIN_CONTRAST:
+                low, median, high = smooth[tile].min(), np.median(smooth[tile]), smooth[tile].max()
+                vote += (median - low) - (high - median)
+    return vote > 0
+
+
+def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """A whole photo, grey 0-1 ``(H, W)`` -> ``(ink, labels, count)``: :func:`ink_image` of the
+    part with writing on it, and :func:`ink_mask` of that.
+
+    A large photo is first looked at reduced to ``WORK_SIDE``; where the writing fills only a
+    small part of it (a number in the middle of a photographed sheet), that part, with a margin,
+    is cut from the full-size photo and looked at again, so the digits keep their detail.
+    """
+    ink = ink_image(shrink(grey))
+    labels, count = ink_mask(ink)
+    factor = max(grey.shape) / max(ink.shape)
+    if factor < 1.5:  # little detail was lost to the reduction
+        return ink, labels, count
+    rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
+    margin = CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 2
+    top, bottom = (int(np.clip(v * factor, 0, grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
+    left, right = (int(np.clip(v * factor, 0, grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))
+    if max(bottom - top, right - left) > max(grey.shape) / 1.5:
+        return ink, labels, count
+    ink = ink_image(shrink(grey[top:bottom, left:right]))
+    return (ink, *ink_mask(ink))
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold: the cut of a 0-1 histogram that best separates two classes."""
+    histogram, edges = np.histogram(values, bins=256, range=(0, max(float(values.max()), 1e-6)))
+    weight = np.cumsum(histogram)
+    mass = np.cumsum(histogram * edges[:-1])
+    total, total_mass = weight[-1], mass[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total_mass * weight / total - mass) ** 2 / (weight * (total - weight))
+    return float(edges[int(np.nanargmax(between[:-1])) + 1]) if total else 0.0  # the upper edge of the cut bin
+
+
+def ink_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
+    """Which pixels are ink: ``(labels, count)``, connected blobs numbered 1..count, specks dropped.
+
+    A light blur before Otsu's threshold keeps paper grain and sensor noise from forming blobs;
+    blobs smaller than ``SPECK_FRACTION`` of the largest are dropped, and so are the ruled lines
+    of notebook paper: blobs at least ``RULE_LENGTH`` of the image wide and ``RULE_ASPECT`` times
+    wider than tall (no digit is), which a lone faint digit's threshold can let through.
+    """
+    smooth = ndimage.gaussian_filter(ink, sigma=max(0.6, max(ink.shape) / 400))
+    mask = smooth > max(_otsu(smooth), 0.25)
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    boxes = ndimage.find_objects(labels, max_label=count)
+    rules = [i + 1 for i, (rows, cols) in enumerate(boxes) if cols.stop - cols.start >= RULE_LENGTH * ink.shape[1]
+             and cols.stop - cols.start >= RULE_ASPECT * (rows.stop - rows.start)]
+    labels[np.isin(labels, rules)] = 0
+    if not labels.any():
+        raise NoInkError("no ink found: nothing stands out from the paper")
+    areas = np.bincount(labels.ravel())[1:]
+    keep = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
+    labels = np.where(np.isin(labels, keep), labels, 0)
+    relabelled, count = ndimage.label(labels > 0, structure=np.ones((3, 3)))
+    return relabelled, count
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Estimated pen width in pixels: 4 x the mean distance from an ink pixel to the paper."""
+    if not mask.any():
+        return 0.0
+    return float(4 * ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][mask].mean())
+
+
+def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One digit's ``ink`` (0-1, bright) where ``mask`` is set -> uint8 ``(28, 28)`` as in MNIST.
+
+    Crops to the ink, fits the longer side to 20 pixels keeping the aspect ratio, and centres by
+    mass. When the strokes come out thinner than nearly all of MNIST's (a fine pen on a large
+    photo), the ink is grown at full size and the digit made again. Thick strokes are left as they
+    are: wearing them away erased blurred digits.
+    """
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    near = ndimage.binary_dilation(mask[box], iterations=2)  # keep the strokes' soft edges
+    digit = ink[box] * near
+    scale = MNIST_BOX / max(digit.shape)
+    small = _fit_box(digit, scale)
+    width = stroke_width(small >= 0.5)
+    if width < MNIST_STROKE_RANGE[0]:
+        # The 28x28 estimate saturates for lines a pixel thin, so the growth is worked out at full size.
+        grow = round(MNIST_PEN / scale - stroke_width(mask[box]))
+        if grow > 0:
+            digit = ndimage.grey_dilation(np.pad(digit, grow // 2 + 1), size=(grow + 1, grow + 1))
+            small = _fit_box(digit, MNIST_BOX / max(digit.shape))
+    # Blur leaves a small digit's strokes grey; MNIST's cores are saturated, so stretch them to white.
+    core = small[small > 0.2]
+    if core.size:
+        small = np.clip(small / max(np.percentile(core, 90), 0.2), 0, 1)
+    return _centre_by_mass(small)
+
+
+def _fit_box(digit: np.ndarray, scale: float) -> np.ndarray:
+    """``digit`` resized by ``scale`` (area averaging when shrinking), 0-1."""
+    height, width = digit.shape
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
+    return np.clip(np.asarray(Image.fromarray(digit.astype(np.float32), mode="F").resize(size, resample)), 0, 1)
+
+
+def _centre_by_mass(small: np.ndarray) -> np.ndarray:
+    """Place ``small`` (at most 20x20, 0-1) in a black 28x28 with its centre of mass at pixel (14, 14)."""
+    frame = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
+    height, width = small.shape
+    centre_y, centre_x = ndimage.center_of_mass(small) if small.sum() > 0 else (height / 2, width / 2)
+    top = int(np.clip(round(MNIST_SIDE / 2 - centre_y), 0, MNIST_SIDE - height))
+    left = int(np.clip(round(MNIST_SIDE / 2 - centre_x), 0, MNIST_SIDE - width))
+    frame[top : top + height, left : left + width] = small
+    return np.round(frame * 255).astype(np.uint8)
+
+
+def digit_to_mnist(grey: np.ndarray) -> np.ndarray:
+    """A photo or scan of one digit (grey 0-1) -> uint8 ``(28, 28)``; all ink blobs are the digit."""
+    ink, labels, _ = ink_of_photo(grey)
+    return to_mnist(ink, labels > 0)
+
+
+def plain_resize(grey: np.ndarray, image_size: int) -> np.ndarray:
+    """For models not trained on digits (e.g. Fashion-MNIST): resize, light on dark, no cropping."""
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    grey = 1 - grey if border.mean() > 0.5 else grey
+    image = Image.fromarray(np.round(grey * 255).astype(np.uint8)).resize((image_size, image_size),
+                                                                          Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def load_for_model(source: str | Path | bytes, image_size: int = MNIST_SIDE, digits: bool = True,
+                   name: str | None = None) -> np.ndarray:
+    """One image file (or its bytes) -> uint8 ``(image_size, image_size)``, as the model's training images.
+
+    ``digits``: the MNIST digit steps (:func:`digit_to_mnist`); otherwise :func:`plain_resize`.
+    """
+    grey = read_grey(source, name)
+    if digits and image_size == MNIST_SIDE:
+        return digit_to_mnist(grey)
+    return plain_resize(grey, image_size)

@@ -1,0 +1,221 @@
+"""Model files, written atomically and loaded without executing code.
+
+A trained model is two files: ``model.safetensors`` (tensors only) and ``model.json``
+(architecture name or layer spec, class names, input size, normalisation). Loading checks
+``model.json`` against the shapes in the safetensors header before anything is allocated, so a
+tampered or mismatched pair gives a clear error, never a huge allocation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save
+
+from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_bytes, write_json
+from cnnlab.models.layers import build_spec, plan
+from cnnlab.models.registry import MODELS
+
+MODEL_FILE = "model.safetensors"
+MODEL_META = "model.json"
+FORMAT_VERSION = 1
+SPEC_ARCHITECTURE = "spec"  # model.json's architecture for a network given as a layer spec
+PYTHON_ARCHITECTURE = "python:"  # ... and the prefix for a module of the user's own class
+MAX_IMAGE_SIDE = 2048
+MAX_CLASSES = 100_000
+MAX_CHANNELS = 64
+
+
+@dataclass
+class ModelInfo:
+    """What ``model.json`` says about a trained model.
+
+    ``architecture``: a registry name, ``"spec"`` (then ``spec`` holds the layer spec), or
+    ``"python:module.Class"`` for a network of the user's own class (loaded with ``model=``).
+    """
+
+    architecture: str
+    class_names: list[str]
+    image_size: int = 28
+    mean: float = 0.0
+    std: float = 1.0
+    dataset: str = ""
+    test_accuracy: float | None = None
+    spec: str | None = None
+    in_channels: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "architecture": self.architecture,
+            "spec": self.spec,
+            "arguments": {"num_classes": len(self.class_names), "image_size": self.image_size},
+            "class_names": self.class_names,
+            "input": {"channels": self.in_channels, "height": self.image_size, "width": self.image_size},
+            "normalization": {"mean": self.mean, "std": self.std, "scale": 1 / 255},
+            "dataset": self.dataset,
+            "test_accuracy": self.test_accuracy,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: str) -> ModelInfo:
+        try:
+            spec = data.get("spec")
+            info = cls(
+                architecture=str(data["architecture"]),
+                class_names=[str(c) for c in data["class_names"]],
+                image_size=int(data["arguments"]["image_size"]),
+                mean=float(data["normalization"]["mean"]),
+                std=float(data["normalization"]["std"]),
+                dataset=str(data.get("dataset", "")),
+                test_accuracy=data.get("test_accuracy"),
+                spec=None if spec is None else str(spec),
+                in_channels=int(data.get("input", {}).get("channels", 1)),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CnnlabError(f"{source}: not a cnnlab model.json (missing or bad {exc})") from None
+        info.check(source)
+        return info
+
+    def check(self, source: str) -> None:
+        """Refuse numbers no real model has, before anything is sized by them."""
+        limits = [("image_size", self.image_size, MAX_IMAGE_SIDE), ("the class count", len(self.class_names),
+                   MAX_CLASSES), ("input channels", self.in_channels, MAX_CHANNELS)]
+        for name, value, most in limits:
+            if not 1 <= value <= most:
+                raise CnnlabError(f"{source}: {name} {value} is out of range (1 to {most}); "
+                                  "this model.json was changed or is not cnnlab's")
+        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+            raise CnnlabError(f"{source}: normalization mean {self.mean} / std {self.std} is not usable "
+                              "(std must be a positive number)")
+
+    def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The architecture this describes, freshly initialised (on ``"meta"``: shapes only, nothing allocated)."""
+        classes = len(self.class_names)
+        if self.spec is not None:
+            plan(self.spec, classes, self.in_channels, self.image_size)  # size checks before any allocation
+            with torch.device(device):
+                return build_spec(self.spec, classes, self.in_channels, self.image_size)
+        if self.architecture not in MODELS:
+            raise CnnlabError(f"unknown model '{self.architecture}' in model.json: use one of {', '.join(MODELS)}")
+        with torch.device(device):
+            return MODELS[self.architecture].make(classes, self.image_size, self.in_channels)
+
+
+def architecture_of(model: str) -> tuple[str, str | None]:
+    """``(architecture, spec)`` for model.json: a registry name and its spec (None for a class),
+    ``("spec", text)`` for a spec, or ``("python:...", None)`` for the user's own class."""
+    if model in MODELS:
+        return model, MODELS[model].spec
+    if model.startswith(PYTHON_ARCHITECTURE):
+        return model, None
+    return SPEC_ARCHITECTURE, model
+
+
+def save_model(folder: str | Path, model: torch.nn.Module, info: ModelInfo) -> None:
+    """Write ``model.safetensors`` and ``model.json`` into ``folder``."""
+    folder = Path(folder)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / MODEL_FILE, save(tensors))
+    write_json(folder / MODEL_META, info.to_json())
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, meta)`` for a run directory or a ``model.safetensors`` path."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+    if path.suffix != ".safetensors":
+        raise CnnlabError(f"{path}: give a run directory, a .safetensors or an .onnx model file")
+    meta = path.with_name(MODEL_META)
+    for needed in (path, meta):
+        if not needed.is_file():
+            raise CnnlabError(f"{needed}: not found; train a model first with 'cnnlab train --out DIR'")
+    return path, meta
+
+
+def read_model_info(meta: Path) -> ModelInfo:
+    """The :class:`ModelInfo` in a ``model.json``, or a :class:`CnnlabError` saying what is wrong with it."""
+    try:
+        return ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"{meta}: not valid JSON ({exc})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", model: torch.nn.Module | None = None
+               ) -> tuple[torch.nn.Module, ModelInfo]:
+    """Load a trained model in eval mode from a run directory or a ``.safetensors`` file (or an
+    exported ``.onnx``, run by onnxruntime on the CPU).
+
+    ``model``: for a run of a network of your own class (``model.json`` says ``python:...``), a
+    fresh instance of that class, into which the weights are loaded. Nothing in the files is run
+    as code: the network is built from its registry name or layer spec, and ``model.json`` is
+    checked against the tensor shapes in the weights file's header before anything is allocated.
+    """
+    if Path(path).suffix == ".onnx":
+        return load_onnx(path)
+    weights, meta = model_paths(path)
+    info = read_model_info(meta)
+    if model is None and info.architecture.startswith(PYTHON_ARCHITECTURE):
+        name = info.architecture.removeprefix(PYTHON_ARCHITECTURE)
+        raise CnnlabError(f"{path} holds a network of your own class ({name}); load it in Python with "
+                          f"cnnlab.load_model({str(path)!r}, model={name.rsplit('.', 1)[-1]}())")
+    shell = model if model is not None else info.build("meta")
+    _check_shapes(_shapes(shell.state_dict()), _header_shapes(weights), weights, meta)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CnnlabError(f"{weights}: not a readable safetensors file ({exc})") from None
+    if model is None:
+        model = shell.to_empty(device="cpu")
+    model.load_state_dict(state)
+    return model.to(device).eval(), info
+
+
+def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file declares, read from its header alone."""
+    try:
+        with safe_open(weights, "pt") as handle:
+            return {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CnnlabError(f"{weights}: not a readable safetensors file ({exc})") from None
+
+
+def _check_shapes(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], weights: Path,
+                  meta: Path) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = [k for k in expected if k in found and found[k] != expected[k]]
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {missing[:3]}" if missing
+            else f"unexpected {unexpected[:3]}" if unexpected
+            else f"{wrong[0]} has shape {found[wrong[0]]}, expected {expected[wrong[0]]}"
+        )
+        raise CnnlabError(
+            f"{weights} does not match the architecture in {meta} ({detail}); "
+            "keep the two files from the same run together"
+        )
+
+
+def load_onnx(path: str | Path) -> tuple[torch.nn.Module, ModelInfo]:
+    """An exported model and its ``model.json`` (which must sit beside it)."""
+    path, meta = Path(path), Path(path).with_name(MODEL_META)
+    for needed in (path, meta):
+        if not needed.is_file():
+            raise CnnlabError(f"{needed}: not found; make it with 'cnnlab export RUN --format onnx'")
+    from cnnlab.models.onnx import OnnxClassifier  # onnxruntime is an optional extra
+
+    info = read_model_info(meta)
+    return OnnxClassifier(path).eval(), info

@@ -1,0 +1,83 @@
+"""Scoring a model: loss, accuracy, per-class accuracy and the confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.data import load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.models.files import ModelInfo, load_model
+from cnnlab.models.inference import images_logits
+
+
+def score(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """``(mean cross-entropy loss, accuracy)`` as Python floats."""
+    labels = labels.to(logits.device)
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(1) == labels).float().mean().item()
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict[str, Any]:
+    """Test metrics as saved in ``metrics.json``.
+
+    Returns a dict with ``test_loss``, ``test_accuracy`` (a fraction), ``test_error`` (a
+    fraction), ``per_class_accuracy`` (class name -> fraction) and ``confusion_matrix``
+    (rows: true class, columns: predicted class, counts).
+    """
+    labels = labels.to(logits.device)
+    loss, accuracy = score(logits, labels)
+    n = len(class_names)
+    confusion = torch.bincount(labels * n + logits.argmax(1), minlength=n * n).reshape(n, n).cpu()
+    totals = confusion.sum(1).clamp(min=1)
+    per_class = (confusion.diag().float() / totals).tolist()
+    return {
+        "test_loss": loss,
+        "test_accuracy": accuracy,
+        "test_error": 1 - accuracy,
+        "per_class_accuracy": dict(zip(class_names, per_class, strict=True)),
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def chance_level_warning(accuracy: float, num_classes: int, lr: float | None) -> str | None:
+    """A plain sentence when a test ``accuracy`` (a fraction) is near guessing, else None.
+
+    Near means within a tenth of the way from chance (1 / ``num_classes``) to perfect: under
+    19% for 10 classes. A run that ends there learned nothing, most often from a learning rate
+    ``lr`` (None: the optimizer's default) too high for the network.
+    """
+    chance = 1 / num_classes
+    if accuracy >= chance + 0.1 * (1 - chance):
+        return None
+    rate = f"the learning rate {lr:g} is likely too high" if lr else "the learning rate is likely wrong"
+    return (f"accuracy {100 * accuracy:.1f}% is chance level for {num_classes} classes: {rate}; "
+            "try a learning rate (--lr) a tenth of it")
+
+
+def evaluate_model(
+    model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor,
+    device: str | torch.device = "cpu", tta: bool = False,
+) -> dict[str, Any]:
+    """Metrics of a trained model on uint8 images ``(N, H, W)`` and int labels ``(N,)``;
+    ``tta``: average over shifted copies (:func:`predict_logits_tta`)."""
+    return classification_metrics(images_logits(model, info, images, device, tta), labels, info.class_names)
+
+
+def evaluate(
+    model_path: str | Path, dataset: str | Path | None = None, data_dir: str | Path | None = None,
+    limit: int | None = None, tta: bool = False,
+) -> dict[str, Any]:
+    """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on),
+    with test-time augmentation if ``tta``."""
+    model, info = load_model(model_path)
+    ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size)
+    if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:
+        raise CnnlabError(
+            f"the model expects {len(info.class_names)} classes of {info.image_size}x{info.image_size} images "
+            f"but '{ds.name}' has {ds.num_classes} classes of {ds.image_size}x{ds.image_size}"
+        )
+    return evaluate_model(model, info, ds.test_images, ds.test_labels, tta=tta)

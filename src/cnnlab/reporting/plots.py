@@ -1,0 +1,181 @@
+"""Pictures: sample grids, training curves and confusion matrices, written as PNG."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from cnnlab.files import atomic_write_bytes
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def _tile(images: np.ndarray, columns: int, pad: int = 2, fill: float = 0.0) -> tuple[np.ndarray, list]:
+    """Images ``(N, H, W)`` laid out in one array with ``pad`` pixels between them.
+
+    One imshow of the mosaic is many times faster than a matplotlib axes per image, which
+    keeps the pictures of a run to a fraction of a second. Returns the mosaic and each image's
+    top-left ``(x, y)``.
+    """
+    count, height, width = images.shape
+    rows = max(1, -(-count // columns))
+    mosaic = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), fill, dtype=np.float32)
+    corners = []
+    for i, image in enumerate(images):
+        y, x = pad + (i // columns) * (height + pad), pad + (i % columns) * (width + pad)
+        mosaic[y : y + height, x : x + width] = image
+        corners.append((x, y))
+    return mosaic, corners
+
+
+def _mosaic_figure(mosaic: np.ndarray, scale: float = 0.045) -> tuple[plt.Figure, plt.Axes]:
+    fig, ax = plt.subplots(figsize=(max(3.0, mosaic.shape[1] * scale), max(1.5, mosaic.shape[0] * scale + 0.6)))
+    ax.axis("off")
+    return fig, ax
+
+
+def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], path: str | Path,
+                title: str = "", columns: int = 8) -> Path:
+    """A labelled grid of uint8 images ``(N, H, W)``, white ink on black as the network sees them."""
+    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=8)
+    fig, ax = _mosaic_figure(mosaic)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    for (x, y), label in zip(corners, labels, strict=False):
+        ax.text(x, y - 1, class_names[int(label)], color="white", fontsize=7, va="bottom")
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def training_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, training against validation."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, key, label in ((ax_loss, "loss", "loss (cross-entropy)"), (ax_acc, "accuracy", "accuracy")):
+        ax.plot(epochs, [row[key] for row in history], "o-", label="train")
+        if "val_" + key in history[0]:
+            ax.plot(epochs, [row["val_" + key] for row in history], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "Training curves")
+    return _save(fig, path)
+
+
+def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> Path:
+    """Counts of true (rows) against predicted (columns) classes, with the counts written in."""
+    counts = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    shown = np.log1p(counts)  # log scale so the few errors are visible next to the diagonal
+    ax.imshow(shown, cmap="Blues")
+    ticks = range(len(class_names))
+    ax.set_xticks(ticks, class_names, rotation=45 if max(map(len, class_names)) > 2 else 0, ha="right")
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    for (i, j), value in np.ndenumerate(counts):
+        if value:
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if shown[i, j] > shown.max() * 0.6 else "black")
+    ax.set_title(title or "Confusion matrix (test set)")
+    return _save(fig, path)
+
+
+def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path: str | Path,
+                        target: float | None = None) -> Path:
+    """Test accuracy after each epoch against cumulative training seconds, one line per recipe."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, (seconds, accuracy) in curves.items():
+        ax.plot(seconds, [100 * a for a in accuracy], "o-", label=name, markersize=4)
+    if target is not None:
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1, label=f"{100 * target:.1f}%")
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    lowest = min((100 * min(a) for _, a in curves.values()), default=90)
+    ax.set_ylim(max(lowest - 0.5, 90), 100)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    ax.set_title("Time to accuracy on MNIST, this machine")
+    return _save(fig, path)
+
+
+def per_class_accuracy(per_class: dict[str, float], path: str | Path, title: str = "") -> Path:
+    """Test accuracy of each class as bars, the worst class marked, the axis zoomed to the spread."""
+    names, values = list(per_class), [100 * v for v in per_class.values()]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(names) + 2), 3.8))
+    worst = int(np.argmin(values))
+    bars = ax.bar(names, values, color=["tab:red" if i == worst else "tab:blue" for i in range(len(values))])
+    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_ylim(max(0.0, min(values) - 2), 100.5)
+    ax.set_xlabel("class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.tick_params(axis="x", rotation=45 if max(map(len, names)) > 2 else 0)
+    ax.set_title(title or "Accuracy per class (worst in red)")
+    return _save(fig, path)
+
+
+def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str], confidence: list[float],
+                      path: str | Path, title: str = "", columns: int = 8) -> Path:
+    """uint8 images ``(N, H, W)`` the model got wrong, each labelled 'true -> predicted (confidence)'."""
+    if not len(images):
+        images = torch.zeros(1, 28, 28)
+        title = "No test image was misclassified"
+    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=12)
+    fig, ax = _mosaic_figure(mosaic, scale=0.05)
+    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    for (x, y), t, p, c in zip(corners, true, predicted, confidence, strict=False):
+        ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tomato", fontsize=8, va="bottom")
+    ax.set_title(title or "Most confidently wrong test images: true -> predicted (confidence)")
+    return _save(fig, path)
+
+
+def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Path:
+    """First-layer kernels ``(maps, 1, k, k)``, each on its own symmetric scale (red +, blue -)."""
+    kernels = weight.detach().float().cpu()[:, 0].numpy()
+    kernels = kernels / np.maximum(np.abs(kernels).max(axis=(1, 2), keepdims=True), 1e-12)
+    mosaic, _ = _tile(kernels, min(8, len(kernels)), pad=1)
+    fig, ax = _mosaic_figure(mosaic, scale=0.25)
+    ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_title(title or "First-layer filters\n(red: weight on ink, blue: on background)", fontsize=9)
+    return _save(fig, path)
+
+
+def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path: str | Path, title: str = "",
+                 per_layer: int = 8) -> Path:
+    """One input image, then the first ``per_layer`` maps ``(C, H, W)`` of each conv layer, a row a layer.
+
+    Every map is scaled to the input's size and to its own 0-1 range, so weak layers stay visible.
+    """
+    size = image.shape[-1]
+    rows = [np.pad(image.numpy().astype(np.float32)[None] / 255, ((0, per_layer - 1), (0, 0), (0, 0)))]
+    for _, activation in maps:
+        chosen = activation[:per_layer].float()[None]
+        scaled = torch.nn.functional.interpolate(chosen, size=(size, size), mode="nearest")[0].numpy()
+        low = scaled.min(axis=(1, 2), keepdims=True)
+        scaled = (scaled - low) / np.maximum(scaled.max(axis=(1, 2), keepdims=True) - low, 1e-12)
+        rows.append(np.pad(scaled, ((0, per_layer - len(scaled)), (0, 0), (0, 0))))
+    mosaic, corners = _tile(np.concatenate(rows), per_layer, pad=4)
+    fig, ax = _mosaic_figure(mosaic, scale=0.06)
+    ax.imshow(mosaic, cmap="magma", vmin=0, vmax=1)
+    names = ["input", *(name for name, _ in maps)]
+    for row, name in enumerate(names):
+        x, y = corners[row * per_layer]
+        ax.text(x, y - 0.5, name, color="white", fontsize=8, va="bottom")
+    ax.set_title(title or "Feature maps of one test image after each conv layer", fontsize=9)
+    return _save(fig, path)

@@ -1,0 +1,175 @@
+"""A run's pictures and its self-contained ``report.html`` (every PNG embedded, nothing fetched).
+
+    samples.png      test images with their labels
+    curves.png       loss and accuracy per epoch, train against validation
+    confusion.png    true against predicted class on the test set
+    per_class.png    test accuracy of each class
+    mistakes.png     the most confidently wrong test images
+    filters.png      the first conv layer's kernels
+    feature_maps.png one test image after each conv layer
+
+``cnnlab train`` writes them all; ``cnnlab report RUN`` makes them again from the saved model.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_text, write_csv, write_json
+from cnnlab.models.files import ModelInfo, load_model, save_model
+from cnnlab.models.inference import images_logits, to_input
+
+PICTURES = {
+    "samples.png": "Test images",
+    "curves.png": "Training curves",
+    "confusion.png": "Confusion matrix",
+    "per_class.png": "Accuracy per class",
+    "mistakes.png": "Most confidently wrong",
+    "filters.png": "First-layer filters",
+    "feature_maps.png": "Feature maps",
+}
+MISTAKES = 24
+
+
+def first_network(model: nn.Module) -> nn.Module:
+    """The model itself, or an ensemble's first member (its pictures stand for the others)."""
+    members = getattr(model, "members", None)
+    return members[0] if isinstance(members, nn.ModuleList) else model
+
+
+@torch.no_grad()
+def conv_activations(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """``(layer name, output (N, C, H, W))`` of every Conv2d for normalised ``inputs``, in order."""
+    found: list[tuple[str, torch.Tensor]] = []
+    network = first_network(model)
+    hooks = [layer.register_forward_hook(lambda _m, _i, out, name=name: found.append((name, out.detach())))
+             for name, layer in network.named_modules() if isinstance(layer, nn.Conv2d)]
+    was_training = network.training
+    try:
+        network.eval()(inputs)
+    finally:
+        network.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return [(f"conv {i + 1} ({name})", out) for i, (name, out) in enumerate(found)]
+
+
+def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[dict[str, float]],
+              metrics: dict[str, Any], config: dict[str, Any], device: torch.device, test_images: torch.Tensor,
+              test_labels: torch.Tensor, test_logits: torch.Tensor | None = None) -> None:
+    """Write a trained run's directory: model files, history, metrics, ``config`` (every option,
+    plus the threads and device used), pictures and report.html. ``test_logits``: the model's
+    scores of ``test_images`` as the metrics were computed, if the caller has them."""
+    save_model(out, model, info)
+    write_csv(out / "history.csv", history)
+    write_json(out / "metrics.json", metrics)
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    write_json(out / "config.json", {**config, "device_used": str(device), "versions": versions})
+    on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
+    write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels, test_logits)
+    write_html(out)
+
+
+def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[dict[str, float]],
+                   metrics: dict[str, Any], test_images: torch.Tensor, test_labels: torch.Tensor,
+                   test_logits: torch.Tensor | None = None) -> None:
+    """Write every picture of :data:`PICTURES` into ``run``.
+
+    Curves, confusion matrix and per-class accuracy come from the run's ``history`` and
+    ``metrics`` (so they match ``metrics.json``, test-time augmentation included); the rest
+    need the model and the test images. ``test_logits`` ``(N, classes)``: the model's scores of
+    ``test_images`` as the metrics had them; scored again here when not given.
+    """
+    from cnnlab.reporting import plots  # matplotlib loads only when pictures are drawn
+
+    names = info.class_names
+    if history:
+        plots.training_curves(history, run / "curves.png", f"{info.architecture} on {info.dataset}")
+    plots.confusion_matrix(metrics["confusion_matrix"], names, run / "confusion.png",
+                           f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
+    plots.per_class_accuracy(metrics["per_class_accuracy"], run / "per_class.png")
+    plots.sample_grid(test_images[:32], test_labels[:32], names, run / "samples.png", "First 32 test images")
+    # Scored as the metrics were (test-time augmentation included), so the mistakes shown are the counted ones.
+    if test_logits is None:
+        test_logits = images_logits(model, info, test_images, tta=bool(metrics.get("tta")))
+    probabilities = test_logits.softmax(1)
+    confidence, predicted = probabilities.max(1)
+    wrong = torch.nonzero(predicted != test_labels).flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)][:MISTAKES]
+    plots.labelled_mistakes(test_images[wrong], [names[int(k)] for k in test_labels[wrong]],
+                            [names[int(k)] for k in predicted[wrong]], confidence[wrong].tolist(),
+                            run / "mistakes.png")
+    maps = conv_activations(model, to_input(test_images[:1], info.mean, info.std))
+    if maps:
+        first_conv = next(m for m in first_network(model).modules() if isinstance(m, nn.Conv2d))
+        plots.conv_filters(first_conv.weight, run / "filters.png")
+        plots.feature_maps(test_images[0], [(name, out[0]) for name, out in maps], run / "feature_maps.png")
+
+
+def write_html(run: Path) -> Path:
+    """``run/report.html``: the run's figures, settings and every picture in the folder, embedded."""
+    metrics = _read_json(run / "metrics.json")
+    config = _read_json(run / "config.json")
+    rows = [("test accuracy", f"{100 * metrics['test_accuracy']:.2f}%"),
+            ("test error", f"{100 * metrics['test_error']:.2f}%")]
+    rows += [(key, str(config[key])) for key in ("preset", "model", "dataset", "epochs", "batch_size", "augment",
+                                                  "seed") if key in config]
+    if "train_seconds" in metrics:
+        rows.append(("training seconds", f"{metrics['train_seconds']:.1f}"))
+    table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    figures = "\n".join(
+        f'<figure><figcaption>{html.escape(caption)}</figcaption><img alt="{html.escape(caption)}" '
+        f'src="data:image/png;base64,{base64.b64encode((run / name).read_bytes()).decode()}"></figure>'
+        for name, caption in PICTURES.items() if (run / name).is_file())
+    title = html.escape(f"cnnlab run: {config.get('model', '')} on {config.get('dataset', '')}")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
+th{{text-align:left;padding-right:1.5em}}figure{{margin:2em 0}}img{{max-width:100%}}
+figcaption{{font-weight:bold;margin-bottom:.5em}}</style></head>
+<body><h1>{title}</h1><table>{table}</table>
+{figures}
+</body></html>
+"""
+    atomic_write_text(run / "report.html", page)
+    return run / "report.html"
+
+
+def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Path | None = None) -> Path:
+    """Make a run's pictures and ``report.html`` again from its saved model and test data."""
+    run = Path(run)
+    if not (run / "metrics.json").is_file():
+        raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
+    model, info = load_model(run)
+    data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size)
+    write_pictures(run, model, info, _read_history(run / "history.csv"), _read_json(run / "metrics.json"),
+                   data.test_images, data.test_labels)
+    return write_html(run)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CnnlabError(f"{path}: cannot read it ({exc}); train the run again") from None
+
+
+def _read_history(path: Path) -> list[dict[str, float]]:
+    import csv
+
+    if not path.is_file():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]

@@ -1,0 +1,1 @@
+"""The web page and JSON API of ``cnnlab serve`` (FastAPI, uvicorn)."""

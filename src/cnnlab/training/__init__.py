@@ -1,0 +1,15 @@
+"""Training: one run, from its options to its run directory.
+
+    config      TrainConfig, every option of a run
+    presets     fast, accurate, best: the recipes behind --preset
+    loop        train(): the whole story top to bottom, with the speed tricks named
+    augment     random warps of each batch, on the tensors
+    checkpoint  what --resume needs back, saved after every epoch
+    distributed torchrun: one process per GPU or per CPU socket
+    system      threads, device and memory of this machine
+"""
+
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.loop import TrainResult, resume_training, train
+
+__all__ = ["TrainConfig", "TrainResult", "resume_training", "train"]

@@ -1,0 +1,88 @@
+"""Every option of a training run, in one plain dataclass (saved as ``config.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import require
+from cnnlab.models.files import PYTHON_ARCHITECTURE
+from cnnlab.models.registry import resolve_model
+from cnnlab.training.augment import get_level
+from cnnlab.training.presets import get_preset
+
+OPTIMIZERS = ("adam", "sgd", "adadelta")
+SCHEDULES = ("onecycle", "step", "constant")
+DEFAULT_LR = {"adam": 1e-2, "sgd": 0.05, "adadelta": 1.0}
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; saved as ``config.json`` in the run directory.
+
+    The defaults are the ``fast`` preset (cnnlab.presets); :meth:`from_preset` starts from
+    another preset instead. Options a preset does not set keep these defaults.
+    """
+
+    model: str = "cnn-fast"  # a registry name, a layer spec, or a file holding one (cnnlab.models.layers)
+    dataset: str = "mnist"
+    epochs: int = 1
+    batch_size: int = 128
+    lr: float | None = None  # None: the optimizer's default from DEFAULT_LR
+    optimizer: str = "adam"
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.1  # target 0.9 on the true class, 0.1 spread over all classes
+    seed: int = 0
+    val_split: float = 0.1
+    normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
+    augment: str = "light"  # none, light or strong (cnnlab.augment)
+    tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
+    ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
+    preset: str = "fast"  # the preset these settings started from (recorded, not applied)
+    limit: int | None = None
+    device: str = "auto"
+    threads: int | None = None  # None: one per free core
+    data_dir: str | None = None
+    out: str | None = None
+
+    @classmethod
+    def from_preset(cls, name: str = "fast", **overrides: Any) -> TrainConfig:
+        """The preset's settings (cnnlab.presets), with ``overrides`` on top."""
+        return cls(**{**get_preset(name).settings, **overrides, "preset": name})
+
+    def validate(self) -> None:
+        """Raise :class:`CnnlabError` naming the first bad option."""
+        if not self.model.startswith(PYTHON_ARCHITECTURE):  # a module of the user's own class: train(model=...)
+            self.model = resolve_model(self.model)  # a registry name, or a spec's text (read from its file)
+        require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
+        require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
+        require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
+        require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
+        require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
+        get_level(self.augment)
+        get_preset(self.preset)
+
+
+def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> tuple[TrainConfig, nn.Module | None]:
+    """``config`` (or the preset named by ``options["preset"]``, or the defaults) with ``options``
+    on top, validated; and the network if ``model`` is a ``torch.nn.Module`` rather than a name or
+    spec (``config.model`` then says ``python:`` and its class)."""
+    network = options.get("model", config.model if config else None)
+    if isinstance(network, nn.Module):
+        kind = type(network)
+        options["model"] = f"{PYTHON_ARCHITECTURE}{kind.__module__}.{kind.__qualname__}"
+        if config is not None:
+            config = replace(config, model=options["model"])
+    else:
+        network = None
+    preset = options.pop("preset", None)
+    base = TrainConfig.from_preset(preset) if preset else config or TrainConfig()
+    config = TrainConfig(**{**asdict(base), **options})
+    config.validate()
+    return config, network

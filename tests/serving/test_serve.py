@@ -1,0 +1,132 @@
+"""The web app and API (cnnlab.serving.serve) through FastAPI's TestClient, with a small MNIST model."""
+
+import base64
+import io
+import re
+import socket
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.predict import png_bytes, predict_files
+from cnnlab.serving.serve import check_port_free, create_app
+from cnnlab.training.loop import train
+from tests.helpers import png_claiming
+from tests.photolike import compose_number, render_photo
+
+
+@pytest.fixture(scope="module")
+def mnist_run(mnist_dir, tmp_path_factory):
+    """cnn-fast on 6,000 MNIST images: a real digit model in a few seconds."""
+    out = tmp_path_factory.mktemp("serve") / "run"
+    train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(out), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(mnist_run):
+    return TestClient(create_app(mnist_run))
+
+
+@pytest.fixture(scope="module")
+def digit_photo(mnist):
+    return render_photo(mnist.test_images[0].numpy(), np.random.default_rng(1), 120)
+
+
+def test_page_and_assets_are_served_and_nothing_comes_from_elsewhere(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<canvas id="pad"' in page.text and 'id="clear"' in page.text and 'type="file"' in page.text
+    assert 'name="viewport"' in page.text  # phone-sized screens
+    assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+    assert sorted(assets) == ["/static/app.css", "/static/app.js"]
+    for text in [page.text, *(client.get(a).text for a in assets)]:
+        assert not re.search(r"https?://|//cdn|@import|fonts\.", text), "every asset must come from the app"
+
+
+def test_health_and_model_facts(client, mnist_run):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    facts = client.get("/api/model").json()
+    assert facts["architecture"] == "cnn-fast" and facts["classes"] == [str(d) for d in range(10)]
+    assert facts["parameters"] == 139_002 and 0.9 < facts["test_accuracy"] <= 1 and facts["name"] == "run"
+
+
+def test_multipart_upload_answers_as_cnnlab_predict_does(client, mnist_run, digit_photo, tmp_path):
+    reply = client.post("/api/predict", files={"file": ("seven.jpg", digit_photo, "image/jpeg")})
+    assert reply.status_code == 200
+    answer = reply.json()
+    (tmp_path / "seven.jpg").write_bytes(digit_photo)
+    same, = predict_files(mnist_run, [tmp_path / "seven.jpg"])
+    assert answer["label"] == same.label == "7" and answer["confidence"] == pytest.approx(same.confidence, abs=1e-5)
+    assert list(answer["probabilities"]) == [str(d) for d in range(10)]
+    assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    seen = Image.open(io.BytesIO(base64.b64decode(answer["preprocessed"])))
+    assert seen.size == (28, 28) and seen.format == "PNG"
+
+
+def test_json_base64_and_data_urls_give_the_same_answer(client, digit_photo):
+    by_file = client.post("/api/predict", files={"file": ("d.jpg", digit_photo)}).json()
+    encoded = base64.b64encode(digit_photo).decode()
+    for image in (encoded, "data:image/jpeg;base64," + encoded):
+        assert client.post("/api/predict", json={"image": image}).json() == by_file
+
+
+def test_number_mode_reads_every_digit(client, mnist, mnist_run, tmp_path):
+    digits = [mnist.test_images[i].numpy() for i in (0, 1, 2)]  # MNIST's first test digits: 7, 2, 1
+    photo = render_photo(compose_number(digits, np.random.default_rng(0)), np.random.default_rng(0), 90)
+    answer = client.post("/api/predict?number=true", files={"file": ("n.png", photo)}).json()
+    (tmp_path / "n.png").write_bytes(photo)
+    same, = predict_files(mnist_run, [tmp_path / "n.png"], number=True)
+    assert answer["number"] == same.number and len(answer["digits"]) == 3
+    assert Image.open(io.BytesIO(base64.b64decode(answer["preprocessed"]))).size == (3 * 28, 28)
+    assert {"label", "confidence", "probabilities", "preprocessed"} <= set(answer["digits"][0])
+
+
+def test_over_the_upload_limit_is_413(mnist_run):
+    small = TestClient(create_app(mnist_run, max_upload_mb=0.01))
+    reply = small.post("/api/predict", files={"file": ("big.png", b"\0" * 20_000)})
+    assert reply.status_code == 413 and "limit" in reply.json()["error"]
+
+
+@pytest.mark.parametrize(("send", "status", "words"), [
+    (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "multipart/form-data"),
+    (dict(content=b"hello"), 415, "without a content type"),
+    (dict(files={"file": ("x.png", b"not an image at all")}), 415, "not a readable image"),
+    (dict(files={"other": ("x.png", b"abc")}), 400, "no file field"),
+    (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "not valid JSON"),
+    (dict(json={"picture": "abc"}), 400, 'no "image"'),
+    (dict(json={"image": "%%% not base64"}), 400, "not valid base64"),
+    (dict(files={"file": ("bomb.png", png_claiming(20_000, 20_000))}), 413, "too many pixels"),
+    (dict(files={"file": ("blank.png", png_bytes(np.full((50, 50), 230, np.uint8)))}), 422, "no ink"),
+])
+def test_bad_requests_get_a_json_error_with_the_right_status(client, send, status, words):
+    reply = client.post("/api/predict", **send)
+    assert reply.status_code == status and words in reply.json()["error"]
+
+
+def test_bad_parameters_and_unknown_paths_are_json_errors(client, digit_photo):
+    reply = client.post("/api/predict?number=maybe", files={"file": ("d.jpg", digit_photo)})
+    assert reply.status_code == 400 and "number" in reply.json()["error"]
+    assert client.get("/nowhere").json() == {"error": "Not Found"}
+
+
+def test_openapi_docs_describe_both_request_forms(client):
+    assert client.get("/docs").status_code == 200
+    body = client.get("/openapi.json").json()["paths"]["/api/predict"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+
+
+def test_a_busy_port_is_a_clear_error(mnist_run, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CnnlabError, match="choose another --port"):
+            check_port_free("127.0.0.1", port)
+        assert main(["serve", str(mnist_run), "--port", str(port)]) == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+    assert main(["serve", str(mnist_run), "--port", "70000"]) == 2

@@ -1,0 +1,88 @@
+"""End to end in a real browser: `cnnlab serve` on a free loopback port, headless Chromium draws a
+digit with mouse events, and the page must show a prediction and 10 bars.
+
+Chromium is Debian's (``make test`` installs the ``chromium`` package when it is missing), driven by
+the playwright package with ``executable_path``: no browser is downloaded. The screenshot is kept as
+a test artefact in ``test-artifacts/serve-page.png``.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cnnlab.training.loop import train
+from tests.helpers import free_port, wait_until_up
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+# Chromium flags for a sandboxed, offline machine: no background connections, no GPU, a fresh profile.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str:
+    found = os.environ.get("CNNLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not found:
+        pytest.fail("Chromium not found: install Debian's 'chromium' package (make test does) or set CNNLAB_CHROMIUM")
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(mnist_dir, tmp_path_factory):
+    """`cnnlab serve` in its own process, on a free port; yields the page's URL."""
+    run = tmp_path_factory.mktemp("browser") / "run"
+    train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(run), progress=False)
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_up(url + "healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
+        failed = []
+        page.on("requestfailed", lambda request: failed.append(request.url))
+        page.goto(server)
+        expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
+        box = page.locator("#pad").bounding_box()
+        assert box["x"] + box["width"] <= 390, "the canvas must fit a phone's width"
+        draw_a_one(page, box)
+        expect(page.locator("#label")).to_have_text("1", timeout=10_000)
+        bars = page.locator("#bars .bar")
+        expect(bars).to_have_count(10)
+        top = page.locator("#bars .bar.top")
+        assert top.get_attribute("data-label") == "1"
+        page.wait_for_timeout(300)  # the bars' width transition
+        fill, track = (top.locator(part).bounding_box()["width"] for part in (".fill", ".track"))
+        assert fill > 0.5 * track, "the most likely class's bar is drawn at its probability's length"
+        assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
+        page.click("#clear")
+        expect(page.locator("#label")).to_have_text("\u2013")
+        browser.close()
+    assert not failed, f"requests failed: {failed}"
+
+
+def draw_a_one(page, box: dict) -> None:
+    """A vertical stroke down the middle of the canvas, with mouse events."""
+    x = box["x"] + box["width"] / 2
+    top, bottom = box["y"] + box["height"] * 0.15, box["y"] + box["height"] * 0.85
+    page.mouse.move(x, top)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(x + step * 0.4, top + (bottom - top) * step / 20)
+    page.mouse.up()

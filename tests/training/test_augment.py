@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from cnnlab.errors import CnnlabError
+from cnnlab.training.augment import LEVELS, Augmenter, augment_uint8, get_level
+from cnnlab.training.loop import train
+
+
+def digit_batch(n=16):
+    images = torch.zeros(n, 28, 28, dtype=torch.uint8)
+    images[:, 8:20, 12:16] = 255  # a vertical bar, centred
+    return images
+
+
+@pytest.mark.parametrize(("level", "max_area_change"), [("light", 0.3), ("strong", 0.7)])
+def test_augmentation_moves_ink_but_keeps_it(level, max_area_change):
+    images = digit_batch()
+    warped = augment_uint8(images, level, seed=1)
+    assert warped.shape == images.shape and warped.dtype == torch.uint8
+    assert not torch.equal(warped, images)
+    ink_before, ink_after = images.float().sum((1, 2)), warped.float().sum((1, 2))
+    # Scaling by s changes the ink's area by s^2 (light: 0.81-1.21); the elastic field of
+    # 'strong' stretches thin strokes further. Ink is moved, never lost or multiplied.
+    assert ((ink_after / ink_before) - 1).abs().max() < max_area_change
+    assert not torch.equal(warped[0], warped[1])  # each image draws its own transform
+
+
+def test_same_seed_same_warps_and_none_is_identity():
+    images = digit_batch()
+    assert torch.equal(augment_uint8(images, "strong", 3), augment_uint8(images, "strong", 3))
+    assert not torch.equal(augment_uint8(images, "strong", 3), augment_uint8(images, "strong", 4))
+    assert torch.equal(augment_uint8(images, "none"), images)
+
+
+def test_background_stays_background_after_normalisation():
+    background = -0.4242
+    batch = torch.full((4, 1, 28, 28), background)
+    out = Augmenter(LEVELS["strong"], background, 0)(batch)
+    assert torch.allclose(out, batch, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_unknown_level():
+    with pytest.raises(CnnlabError, match="--augment must be one of none, light, strong"):
+        get_level("heavy")
+
+
+def test_training_with_augmentation(toy_dataset):
+    plain = train(model="cnn", epochs=2, batch_size=32, dataset=toy_dataset, augment="none", progress=False)
+    augmented = train(model="cnn", epochs=2, batch_size=32, dataset=toy_dataset, augment="light", progress=False)
+    assert augmented.history[0]["loss"] != plain.history[0]["loss"]
+    assert augmented.metrics["test_accuracy"] > 0.8
+
+
+def test_closed_form_grid_equals_affine_grid():
+    import math
+
+    import torch.nn.functional as F
+
+    from cnnlab.training.augment import AugmentSpec
+
+    spec = AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3)
+    grid = Augmenter(spec, seed=5).grid(8, 28)
+    draws = Augmenter(spec, seed=5)  # replay the same random numbers
+    angle = draws._uniform(8, 1, 1).view(8) * math.radians(15)
+    scale = 1 + draws._uniform(8, 1, 1).view(8) * 0.15
+    shift = draws._uniform(2, 8, 1, 1).view(2, 8) * 3 * 2 / 28
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
+    assert torch.allclose(F.affine_grid(theta, [8, 1, 28, 28], align_corners=False), grid, atol=1e-6)

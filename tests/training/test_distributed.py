@@ -1,0 +1,63 @@
+"""Data-parallel training under torchrun (cnnlab.training.distributed): 2 CPU processes with gloo."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.training.distributed import SINGLE, World, shard
+from tests.helpers import wait_until_mid_epoch
+
+
+def test_each_rank_takes_an_equal_disjoint_shard():
+    order = torch.randperm(11)
+    parts = [shard(order, World(rank, 3, rank, 3)) for rank in range(3)]
+    assert all(len(p) == 3 for p in parts) and len(set(torch.cat(parts).tolist())) == 9
+    assert torch.equal(shard(order, SINGLE), order)
+
+
+def launch(*args: str, processes: int = 2) -> subprocess.Popen:
+    """``torchrun --nproc-per-node=N -m cnnlab ...`` in a session of its own (killed as a group)."""
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", "-m", "cnnlab", *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "CNNLAB_OFFLINE": "1"})
+
+
+def finish(process: subprocess.Popen) -> str:
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output
+    return output
+
+
+@pytest.mark.slow
+def test_two_processes_reach_the_single_process_accuracy_band(mnist_dir, tmp_path):
+    common = ["--model", "cnn-fast", "--epochs", "2", "--limit", "12000", "--data-dir", str(mnist_dir)]
+    output = finish(launch("train", *common, "--batch-size", "64", "--out", str(tmp_path / "ddp")))
+    single = subprocess.run([sys.executable, "-m", "cnnlab", "train", *common, "--batch-size", "128", "--out",
+                             str(tmp_path / "one")], capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr
+    assert output.count("Training cnn-fast") == 1 and output.count("Test error") == 1  # rank 0 speaks alone
+    assert "in each of 2 processes (batch 64 each)" in output
+    ddp, one = (json.loads((tmp_path / run / "metrics.json").read_text())["test_accuracy"] for run in ("ddp", "one"))
+    assert ddp > 0.97 and one > 0.97 and abs(ddp - one) < 0.01
+
+
+@pytest.mark.slow
+def test_resume_works_under_torchrun(mnist_dir, tmp_path):
+    args = ["--model", "cnn", "--epochs", "3", "--limit", "20000", "--augment", "light", "--seed", "2",
+            "--data-dir", str(mnist_dir)]
+    finish(launch("train", *args, "--out", str(tmp_path / "whole")))
+    victim = launch("train", *args, "--out", str(tmp_path / "broken"))
+    wait_until_mid_epoch(victim, tmp_path / "broken", 1.0)
+    os.killpg(victim.pid, signal.SIGKILL)  # the launcher and both workers
+    victim.wait()
+    assert len(load_checkpoint(tmp_path / "broken")["generators"]) == 2  # each rank's own random state
+    assert "Resuming" in finish(launch("train", "--resume", str(tmp_path / "broken")))
+    expected, got = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "broken"))
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
