@@ -32,6 +32,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "predict_files": ("cnnlab.predict", "predict_files"), "predict_images": ("cnnlab.predict", "predict_images"),
     "digit_to_mnist": ("cnnlab.handwriting.digit", "digit_to_mnist"),
     "number_to_mnist": ("cnnlab.handwriting.number", "number_to_mnist"),
+    "summary": ("cnnlab.models.summary", "summary"),
     "read_grey": ("cnnlab.data.user", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
 }
 
@@ -50,5 +51,5 @@ __all__ = [
     "DATASETS", "MODELS", "CnnlabError", "Dataset", "ModelInfo", "TrainConfig", "TrainResult", "build", "build_model",
     "count_parameters", "describe", "digit_to_mnist", "evaluate", "evaluate_model", "flops_per_image",
     "load_dataset", "load_model", "number_to_mnist", "predict_files", "predict_images", "read_grey",
-    "rebuild_report", "reproduce_article", "save_model", "train",
+    "rebuild_report", "reproduce_article", "save_model", "summary", "train",
 ]

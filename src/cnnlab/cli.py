@@ -36,7 +36,8 @@ PRESET_DEFAULT = "[default: from --preset]"
 @command("train")
 def train_command(
     preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate or best")] = "fast",
-    model: Annotated[Optional[str], typer.Option(help=f"Architecture, see 'cnnlab models' {PRESET_DEFAULT}")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"A name from 'cnnlab models', a layer spec ('conv32k3 maxpool "
+                                                     f"dense128') or a file holding one {PRESET_DEFAULT}")] = None,
     dataset: DatasetOpt = "mnist",
     epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training set {PRESET_DEFAULT}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per training step {PRESET_DEFAULT}")] = None,
@@ -258,6 +259,24 @@ def models_command(as_json: JsonOpt = False) -> None:
     print("\nAs layer specs ('--model' takes a spec of your own too; docs/reference/layers.md):")
     for r in rows:
         print(f"  {r['name']:<20}{r['spec'] or '(a class: no spec can say it)'}")
+
+
+@command("summary")
+def summary_command(
+    model: Annotated[str, typer.Argument(help="A registry name, a layer spec, a spec file or a run directory")],
+    image_size: Annotated[int, typer.Option(help="Side of the square input images (a run: its own)")] = 28,
+    channels: Annotated[int, typer.Option(help="Channels of the input images (a run: its own)")] = 1,
+    classes: Annotated[int, typer.Option(help="Classes, the output layer's size (a run: its own)")] = 10,
+    batch_size: Annotated[Optional[int], typer.Option(help="For the memory estimate [default: the run's, or 128]")]
+    = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from cnnlab.models.summary import summary
+
+    require(image_size >= 1 and channels >= 1 and classes >= 1, "--image-size, --channels and --classes must be "
+            "at least 1")
+    table = summary(model, classes, channels, image_size, batch_size)
+    print(json.dumps(table.to_dict()) if as_json else table)
 
 
 @command("reproduce")

@@ -87,10 +87,20 @@ COMMANDS = {
         "cnnlab info --dataset my-photos/ --json",
     ),
     "models": _help(
-        "List the architectures with their size and cost.",
-        "Parameters and multiply-adds per image (MFLOPs) of every model --model accepts.",
+        "List the architectures with their size, cost and layer spec.",
+        "Parameters and multiply-adds per image (MFLOPs) of every registry model, then each one's layer "
+        "spec. --model also takes a spec of your own (docs: the layer language).",
         "cnnlab models",
         "cnnlab models --json",
+    ),
+    "summary": _help(
+        "Describe a network layer by layer, as Keras' summary does.",
+        "One row per layer: output shape, parameters, MFLOPs per image and receptive field; then the "
+        "totals and the memory for the weights and for training's activations. MODEL is a registry name, "
+        "a layer spec, a file holding one, or a run directory.",
+        "cnnlab summary seed-cnn",
+        'cnnlab summary "conv32k3 conv32k3 maxpool dropout0.25 dense128"',
+        "cnnlab summary runs/fast-mnist-seed0 --json",
     ),
     "reproduce": _help(
         "Train the beginner's article's models and compare errors.",

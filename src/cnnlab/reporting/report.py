@@ -27,8 +27,9 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, write_csv, write_json
-from cnnlab.models.files import ModelInfo, load_model, save_model
+from cnnlab.models.files import SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
 from cnnlab.models.inference import images_logits, to_input
+from cnnlab.models.summary import summarize
 
 PICTURES = {
     "samples.png": "Test images",
@@ -77,8 +78,16 @@ def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[
     versions = {"python": platform.python_version(), "torch": torch.__version__}
     write_json(out / "config.json", {**config, "device_used": str(device), "versions": versions})
     on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
+    write_summary(out, on_cpu, info, config.get("batch_size", 128))
     write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels, test_logits)
     write_html(out)
+
+
+def write_summary(run: Path, model: nn.Module, info: ModelInfo, batch_size: int) -> None:
+    """``run/summary.txt``: the network's table, as ``cnnlab summary RUN`` prints it."""
+    name = info.spec if info.architecture == SPEC_ARCHITECTURE else info.architecture
+    table = summarize(model, name, info.in_channels, info.image_size, batch_size, info.spec)
+    atomic_write_text(run / "summary.txt", f"{table}\n")
 
 
 def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[dict[str, float]],
@@ -133,13 +142,16 @@ def write_html(run: Path) -> Path:
         f'src="data:image/png;base64,{base64.b64encode((run / name).read_bytes()).decode()}"></figure>'
         for name, caption in PICTURES.items() if (run / name).is_file())
     title = html.escape(f"cnnlab run: {config.get('model', '')} on {config.get('dataset', '')}")
+    layers = (f"<h2>Layers</h2><pre>{html.escape((run / 'summary.txt').read_text())}</pre>"
+              if (run / "summary.txt").is_file() else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
 th{{text-align:left;padding-right:1.5em}}figure{{margin:2em 0}}img{{max-width:100%}}
-figcaption{{font-weight:bold;margin-bottom:.5em}}</style></head>
+figcaption{{font-weight:bold;margin-bottom:.5em}}pre{{overflow-x:auto}}</style></head>
 <body><h1>{title}</h1><table>{table}</table>
+{layers}
 {figures}
 </body></html>
 """
@@ -154,6 +166,7 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
         raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
     model, info = load_model(run)
     data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size)
+    write_summary(run, model, info, _read_json(run / "config.json").get("batch_size", 128))
     write_pictures(run, model, info, _read_history(run / "history.csv"), _read_json(run / "metrics.json"),
                    data.test_images, data.test_labels)
     return write_html(run)
