@@ -51,6 +51,8 @@ def train_command(
     augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong {PRESET_DEFAULT}")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help=f"Test-time augmentation {PRESET_DEFAULT}")] = (
         None),
+    patience: Annotated[Optional[int], typer.Option(help="Stop when val_loss has not improved for N epochs, and keep "
+                                                    "the best epoch's weights [default: train every epoch]")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Keep a moving average of the weights with this per-step "
                                                   f"decay (e.g. 0.999), 0 for none {PRESET_DEFAULT}")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
@@ -70,12 +72,13 @@ def train_command(
         return interruptible(lambda: resume_training(resume), resume)
 
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
-                  label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, val_split=val_split, limit=limit,
+                  label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
+                  val_split=val_split, limit=limit,
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    name = model or preset
+    name = run_label(model) if model else preset
     out = out or new_run_dir(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
     if (out / "model.safetensors").exists() and not overwrite:
         raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
@@ -84,6 +87,15 @@ def train_command(
                           "or pass --overwrite to start again")
     config.out = str(out)
     interruptible(lambda: train(config), out)
+
+
+def run_label(model: str) -> str:
+    """A run directory's name for ``--model``: a registry name, a spec file's stem, or 'spec'."""
+    from cnnlab.models.registry import MODELS
+
+    if model in MODELS:
+        return model
+    return Path(model).stem if Path(model).is_file() else "spec"
 
 
 def interruptible(run: Callable[[], TrainResult], out: Path) -> None:

@@ -24,6 +24,7 @@ from cnnlab.files import atomic_write_bytes
 from cnnlab.training.augment import Augmenter
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.distributed import World, gather
+from cnnlab.training.early_stopping import BestEpoch
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -62,6 +63,7 @@ class TrainingParts:
     shuffler: torch.Generator
     augmenter: Augmenter | None
     ongoing: dict[str, Any] | None = None  # where an interrupted epoch stood (see StopRequested)
+    best: BestEpoch | None = None  # early stopping's best epoch so far (--patience)
 
     def generator_states(self) -> dict[str, torch.Tensor | None]:
         """This process's random generators (each rank of a torchrun has its own augmentation)."""
@@ -78,7 +80,7 @@ class TrainingParts:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators,
-                "ongoing": self.ongoing}
+                "ongoing": self.ongoing, "best": self.best.state() if self.best else None}
 
     def restore(self, state: dict[str, Any], rank: int = 0) -> list[dict[str, float]]:
         """Load a checkpoint made by :meth:`state` into rank ``rank``; returns the history of the
@@ -97,6 +99,8 @@ class TrainingParts:
         if self.augmenter is not None and generators["augment"] is not None:
             self.augmenter.generator.set_state(generators["augment"])
         self.ongoing = state.get("ongoing")
+        if self.best is not None:
+            self.best.restore(state.get("best"))
         return [dict(row) for row in state["history"]]
 
 

@@ -39,6 +39,7 @@ class TrainConfig:
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
     augment: str = "light"  # none, light or strong (cnnlab.augment)
     tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
+    patience: int | None = None  # stop when val_loss has not improved for this many epochs; None: never
     ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
     preset: str = "fast"  # the preset these settings started from (recorded, not applied)
     limit: int | None = None
@@ -61,6 +62,7 @@ class TrainConfig:
         require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
+        require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
         require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")

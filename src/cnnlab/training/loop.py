@@ -63,6 +63,7 @@ from cnnlab.training.distributed import (
     total,
     wrap,
 )
+from cnnlab.training.early_stopping import BestEpoch
 from cnnlab.training.system import keep_freed_memory, select_device, set_threads, threads_label
 
 
@@ -110,6 +111,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
 
     warm_up.join()
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
+    require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
     parts = make_parts(config, data, -mean / std, device, world, steps, network)
     model, averaged = parts.model, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
@@ -131,11 +133,16 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
             history.append(row)
             say(epoch_line(row, config.epochs, threads), flush=True)
             paused = time.perf_counter()
+            stop_early = parts.best is not None and parts.best.update(row, trained, config.epochs)
             save_progress(config, parts, history, threads, world)
             if on_epoch is not None:
                 on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
             loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
+            if stop_early:
+                break
     train_seconds = time.perf_counter() - loop_started
+    if parts.best is not None:
+        say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
 
     architecture, spec = architecture_of(config.model)
     info = ModelInfo(architecture, data.class_names, data.image_size, mean, std, dataset_source(config, dataset),
@@ -185,7 +192,8 @@ def make_parts(config: TrainConfig, data: Dataset, background: float, device: to
     spec = get_level(config.augment)
     augmenter = Augmenter(spec, background, config.seed + 1 + world.rank) if spec else None
     return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
-                         torch.Generator().manual_seed(config.seed), augmenter)
+                         torch.Generator().manual_seed(config.seed), augmenter,
+                         best=BestEpoch(config.patience) if config.patience else None)
 
 
 def resume_training(run: str | Path, dataset: Dataset | None = None, progress: bool | None = None,
@@ -201,6 +209,8 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     except (KeyError, TypeError) as exc:
         raise CnnlabError(f"{run}: the checkpoint does not hold a cnnlab training state ({exc})") from None
     require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
+    require(not (state.get("best") or {}).get("stopped"), f"{run}: it stopped early after epoch {done} "
+            f"(--patience {config.patience}); nothing to resume")
     if is_first_rank():  # under torchrun, every rank resumes; one says so
         print(f"Resuming {run} after epoch {done} of {config.epochs}")
     if config.model.startswith(PYTHON_ARCHITECTURE) and model is None:

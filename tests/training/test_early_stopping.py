@@ -1,0 +1,76 @@
+"""--patience (cnnlab.training.early_stopping): the run stops when val_loss stops falling, the best
+epoch's weights are delivered and marked in history.csv, and a resumed run stops where an unbroken one would."""
+
+import csv
+
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
+from cnnlab.training import loop
+from cnnlab.training.loop import resume_training, train
+
+VAL_LOSSES = [0.50, 0.40, 0.45, 0.30, 0.20, 0.10]  # epoch 3 is worse than epoch 2: patience 1 stops there
+
+
+@pytest.fixture
+def scripted_validation(monkeypatch):
+    """Validation losses as scripted, whatever the network: the stopping rule is what is tested."""
+    real = loop.validate
+
+    def scripted(model, x, y):
+        row = real(model, x, y)
+        scripted.epoch += 1
+        return {**row, "val_loss": VAL_LOSSES[scripted.epoch - 1]}
+
+    scripted.epoch = 0
+    monkeypatch.setattr(loop, "validate", scripted)
+    return scripted
+
+
+def weights_after_each_epoch():
+    seen = {}
+
+    def on_epoch(row, model, _):
+        seen[row["epoch"]] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    return seen, on_epoch
+
+
+def test_patience_stops_and_keeps_the_best_epoch(toy_dataset, tmp_path, scripted_validation, capsys):
+    seen, on_epoch = weights_after_each_epoch()
+    result = train(model="cnn", epochs=6, patience=1, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "r"),
+                   progress=False, on_epoch=on_epoch)
+    assert [row["epoch"] for row in result.history] == [1, 2, 3]
+    assert [row["kept"] for row in result.history] == [0, 1, 0]
+    assert all(torch.equal(v, seen[2][k]) for k, v in result.model.state_dict().items())
+    with open(tmp_path / "r" / "history.csv") as handle:
+        assert [row["kept"] for row in csv.DictReader(handle)] == ["0", "1", "0"]
+    assert "Stopped early: val_loss did not improve for 1 epoch; keeping epoch 2's weights" in capsys.readouterr().out
+    with pytest.raises(CnnlabError, match="stopped early after epoch 3"):
+        resume_training(tmp_path / "r")
+
+
+def test_a_resumed_run_stops_where_an_unbroken_one_does(toy_dataset, tmp_path, scripted_validation):
+    unbroken = train(model="cnn", epochs=6, patience=1, batch_size=32, dataset=toy_dataset, progress=False,
+                     out=str(tmp_path / "unbroken"))
+
+    def stop_after_two(row, model, _):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    scripted_validation.epoch = 0
+    with pytest.raises(KeyboardInterrupt):
+        train(model="cnn", epochs=6, patience=1, batch_size=32, dataset=toy_dataset, progress=False,
+              out=str(tmp_path / "broken"), on_epoch=stop_after_two)
+    resumed = resume_training(tmp_path / "broken", dataset=toy_dataset, progress=False)
+    assert [r["kept"] for r in resumed.history] == [r["kept"] for r in unbroken.history] == [0, 1, 0]
+    assert all(torch.equal(v, unbroken.model.state_dict()[k]) for k, v in resumed.model.state_dict().items())
+
+
+def test_bad_patience_is_one_line(capsys, tmp_path):
+    assert main(["train", "--patience", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--patience must be at least 1" in capsys.readouterr().err
+    with pytest.raises(CnnlabError, match="--patience needs validation images"):
+        train(model="cnn", epochs=2, patience=1, val_split=0, dataset=None, limit=100, progress=False)
