@@ -60,19 +60,30 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[st
     return _save(fig, path)
 
 
-def training_curves(history: list[dict[str, float]], path: str | Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, training against validation."""
+def training_curves(history: list[dict[str, float]], path: str | Path, title: str = "",
+                    points: list[dict[str, float]] | None = None, train_loss_label: str = "train loss") -> Path:
+    """Loss and accuracy, training against validation: per epoch, and for a short run also at the
+    ``points`` taken during each epoch (fractional epochs). The training loss is labelled as what
+    was minimized (``train_loss_label``); ``train_ce``, its plain cross-entropy, is drawn beside it."""
+    rows = points or history  # points: the batches since the last point, validation on its first images
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    series = ((ax_loss, "loss", train_loss_label, "-"), (ax_loss, "train_ce", "train cross-entropy", "--"),
+              (ax_loss, "val_loss", "validation cross-entropy", "-"), (ax_acc, "accuracy", "train", "-"),
+              (ax_acc, "val_accuracy", "validation", "-"))
+    marker = "." if points else "o"
+    for ax, key, label, style in series:
+        if key == "train_ce" and "label-smoothed" not in train_loss_label and "augmented" not in train_loss_label:
+            continue  # the same as the loss
+        shown = [row for row in rows if key in row]
+        if shown:
+            ax.plot([r["epoch"] for r in shown], [r[key] for r in shown], style, marker=marker, label=label)
     epochs = [row["epoch"] for row in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, key, label in ((ax_loss, "loss", "loss (cross-entropy)"), (ax_acc, "accuracy", "accuracy")):
-        ax.plot(epochs, [row[key] for row in history], "o-", label="train")
-        if "val_" + key in history[0]:
-            ax.plot(epochs, [row["val_" + key] for row in history], "s-", label="validation")
-        ax.set_xlabel("epoch")
+    for ax, label in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch" + (" (a point every 1/8 epoch)" if points else ""))
         ax.set_ylabel(label)
-        ax.set_xticks(epochs)
+        ax.set_xticks(range(0, int(max(epochs, default=1)) + 1) if points else epochs)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.suptitle(title or "Training curves")
     return _save(fig, path)
 

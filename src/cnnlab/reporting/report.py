@@ -18,6 +18,7 @@ import copy
 import html
 import json
 import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +67,54 @@ def conv_activations(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, 
     return [(f"conv {i + 1} ({name})", out) for i, (name, out) in enumerate(found)]
 
 
-def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, history: list[dict[str, float]],
-              metrics: dict[str, Any], config: dict[str, Any], device: torch.device, test_images: torch.Tensor,
-              test_labels: torch.Tensor, test_logits: torch.Tensor | None = None) -> None:
-    """Write a trained run's directory: model files, history, metrics, ``config`` (every option,
-    plus the threads and device used), pictures and report.html. ``test_logits``: the model's
-    scores of ``test_images`` as the metrics were computed, if the caller has them."""
+@dataclass
+class RunRecord:
+    """What a finished training leaves beside its model: the per-epoch ``history``, the test
+    ``metrics``, every option in ``config``, and a short run's ``points`` taken during its epochs."""
+
+    history: list[dict[str, float]]
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    points: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def read(cls, run: Path) -> RunRecord:
+        return cls(_read_csv(run / "history.csv"), _read_json(run / "metrics.json"), _read_json(run / "config.json"),
+                   _read_csv(run / "points.csv"))
+
+
+@dataclass
+class TestSet:
+    """uint8 test ``images`` ``(N, H, W)``, their ``labels`` ``(N,)``, and the model's ``logits``
+    ``(N, classes)`` as the metrics were computed (None: scored again when needed)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord, test: TestSet,
+              device: torch.device) -> None:
+    """Write a trained run's directory: model files, history (and a short run's points), metrics,
+    config (plus the device and versions used), the summary, pictures and report.html."""
     save_model(out, model, info)
-    write_csv(out / "history.csv", history)
-    write_json(out / "metrics.json", metrics)
+    write_csv(out / "history.csv", record.history)
+    if record.points:
+        write_csv(out / "points.csv", record.points)
+    write_json(out / "metrics.json", record.metrics)
     versions = {"python": platform.python_version(), "torch": torch.__version__}
-    write_json(out / "config.json", {**config, "device_used": str(device), "versions": versions})
+    write_json(out / "config.json", {**record.config, "device_used": str(device), "versions": versions})
     on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
-    write_summary(out, on_cpu, info, config.get("batch_size", 128))
-    write_pictures(out, on_cpu, info, history, metrics, test_images, test_labels, test_logits)
+    write_summary(out, on_cpu, info, record.config.get("batch_size", 128))
+    write_pictures(out, on_cpu, info, record, test)
     write_html(out)
+
+
+def train_loss_label(config: dict[str, Any]) -> str:
+    """What the plotted training loss is, from the run's options."""
+    parts = (["label-smoothed"] if config.get("label_smoothing") else []) + (
+        ["augmented batches"] if config.get("augment", "none") != "none" else [])
+    return f"train loss ({', '.join(parts)})" if parts else "train loss"
 
 
 def write_summary(run: Path, model: nn.Module, info: ModelInfo, batch_size: int) -> None:
@@ -90,21 +124,20 @@ def write_summary(run: Path, model: nn.Module, info: ModelInfo, batch_size: int)
     atomic_write_text(run / "summary.txt", f"{table}\n")
 
 
-def write_pictures(run: Path, model: nn.Module, info: ModelInfo, history: list[dict[str, float]],
-                   metrics: dict[str, Any], test_images: torch.Tensor, test_labels: torch.Tensor,
-                   test_logits: torch.Tensor | None = None) -> None:
+def write_pictures(run: Path, model: nn.Module, info: ModelInfo, record: RunRecord, test: TestSet) -> None:
     """Write every picture of :data:`PICTURES` into ``run``.
 
-    Curves, confusion matrix and per-class accuracy come from the run's ``history`` and
-    ``metrics`` (so they match ``metrics.json``, test-time augmentation included); the rest
-    need the model and the test images. ``test_logits`` ``(N, classes)``: the model's scores of
-    ``test_images`` as the metrics had them; scored again here when not given.
+    Curves, confusion matrix and per-class accuracy come from the run's ``record`` (so they match
+    ``metrics.json``, test-time augmentation included); the rest need the model and the test set.
     """
     from cnnlab.reporting import plots  # matplotlib loads only when pictures are drawn
 
+    history, metrics = record.history, record.metrics
+    test_images, test_labels, test_logits = test.images, test.labels, test.logits
     names = info.class_names
     if history:
-        plots.training_curves(history, run / "curves.png", f"{info.architecture} on {info.dataset}")
+        plots.training_curves(history, run / "curves.png", f"{info.architecture} on {info.dataset}",
+                              record.points, train_loss_label(record.config))
     plots.confusion_matrix(metrics["confusion_matrix"], names, run / "confusion.png",
                            f"Confusion matrix, test error {100 * metrics['test_error']:.2f}%")
     plots.per_class_accuracy(metrics["per_class_accuracy"], run / "per_class.png")
@@ -167,8 +200,7 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
     model, info = load_model(run)
     data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size)
     write_summary(run, model, info, _read_json(run / "config.json").get("batch_size", 128))
-    write_pictures(run, model, info, _read_history(run / "history.csv"), _read_json(run / "metrics.json"),
-                   data.test_images, data.test_labels)
+    write_pictures(run, model, info, RunRecord.read(run), TestSet(data.test_images, data.test_labels))
     return write_html(run)
 
 
@@ -179,7 +211,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise CnnlabError(f"{path}: cannot read it ({exc}); train the run again") from None
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
+def _read_csv(path: Path) -> list[dict[str, float]]:
     import csv
 
     if not path.is_file():

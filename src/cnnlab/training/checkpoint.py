@@ -23,6 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.training.augment import Augmenter
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.curves import EpochPoints
 from cnnlab.training.distributed import World, gather
 from cnnlab.training.early_stopping import BestEpoch
 
@@ -64,6 +65,7 @@ class TrainingParts:
     augmenter: Augmenter | None
     ongoing: dict[str, Any] | None = None  # where an interrupted epoch stood (see StopRequested)
     best: BestEpoch | None = None  # early stopping's best epoch so far (--patience)
+    points: EpochPoints | None = None  # the curves' points during each epoch of a short run
 
     def generator_states(self) -> dict[str, torch.Tensor | None]:
         """This process's random generators (each rank of a torchrun has its own augmentation)."""
@@ -80,7 +82,8 @@ class TrainingParts:
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators,
-                "ongoing": self.ongoing, "best": self.best.state() if self.best else None}
+                "ongoing": self.ongoing, "best": self.best.state() if self.best else None,
+                "points": self.points.rows if self.points else None}
 
     def restore(self, state: dict[str, Any], rank: int = 0) -> list[dict[str, float]]:
         """Load a checkpoint made by :meth:`state` into rank ``rank``; returns the history of the
@@ -101,6 +104,8 @@ class TrainingParts:
         self.ongoing = state.get("ongoing")
         if self.best is not None:
             self.best.restore(state.get("best"))
+        if self.points is not None:
+            self.points.rows[:] = state.get("points") or []
         return [dict(row) for row in state["history"]]
 
 

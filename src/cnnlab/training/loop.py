@@ -32,7 +32,7 @@ import importlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +47,11 @@ from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
 from cnnlab.models.inference import check_logits, images_logits, predict_logits, to_input
 from cnnlab.models.registry import build_model, count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
-from cnnlab.reporting.report import write_run
+from cnnlab.reporting.report import RunRecord, TestSet, write_run
 from cnnlab.training.augment import Augmenter, get_level
 from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
 from cnnlab.training.config import DEFAULT_LR, TrainConfig, resolve_config
+from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
     World,
@@ -77,6 +78,7 @@ class TrainResult:
     metrics: dict[str, Any]
     out: Path | None
     warning: str | None = None  # a near-chance accuracy, said in plain words (cnnlab.reporting.metrics)
+    points: list[dict[str, float]] = field(default_factory=list)  # a short run's curve points within epochs
 
 
 def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
@@ -115,21 +117,30 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     parts = make_parts(config, data, -mean / std, device, world, steps, network)
     model, averaged = parts.model, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
+    if config.epochs <= MAX_EPOCHS:  # a short run's curves get points during each epoch
+        parts.points = EpochPoints(trained, val_x, val_y, steps)
     history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
     name = config.model if " " not in config.model else repr(config.model)  # a spec, quoted
     say(f"Training {name} ({count_parameters(model):,} parameters, "
         f"{flops_per_image(model, data.image_size) / 1e6:.2f} MFLOPs an image) on {data.name}: "
         f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}"
         + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
+    if note := loss_note(config):
+        say(note)
     net = wrap(model, world)  # under torchrun, DDP: gradients averaged across ranks
     loop_started = time.perf_counter() - sum(row["seconds"] for row in history)
     with stop_between_steps(enabled=world.size == 1) as stop:  # Ctrl-C: checkpoint, then stop
         for epoch in range(len(history) + 1, config.epochs + 1):
             epoch_started = time.perf_counter()
-            loss, accuracy = run_epoch(net, parts, config, (train_x, train_y), epoch, history, threads, world,
-                                       progress if world.main else False, stop)
-            row = {"epoch": epoch, "loss": loss, "accuracy": accuracy, **validate(trained, val_x, val_y)}
-            row["seconds"] = time.perf_counter() - epoch_started
+            if parts.points is not None:
+                parts.points.start(epoch)
+            loss, cross_entropy, accuracy = run_epoch(net, parts, config, (train_x, train_y), epoch, history, threads,
+                                                      world, progress if world.main else False, stop)
+            row = {"epoch": epoch, "loss": loss, "train_ce": cross_entropy, "accuracy": accuracy,
+                   **validate(trained, val_x, val_y)}
+            probing = parts.points.seconds if parts.points is not None else 0.0  # not training time
+            row["seconds"] = time.perf_counter() - epoch_started - probing
+            loop_started += probing
             history.append(row)
             say(epoch_line(row, config.epochs, threads), flush=True)
             paused = time.perf_counter()
@@ -156,23 +167,34 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
         say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
     if config.out and world.main:
-        write_run(Path(config.out), trained, info, history, metrics, {**asdict(config), "threads_used": threads},
-                  device, data.test_images, data.test_labels, logits.cpu())
+        points = parts.points.rows if parts.points else []
+        write_run(Path(config.out), trained, info,
+                  RunRecord(history, metrics, {**asdict(config), "threads_used": threads}, points),
+                  TestSet(data.test_images, data.test_labels, logits.cpu()), device)
         say(f"Saved to {config.out}/")
     leave(world)
-    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning)
+    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
+                       parts.points.rows if parts.points else [])
+
+
+def loss_note(config: TrainConfig) -> str | None:
+    """What the printed training loss is, when it is not the plain cross-entropy val_loss is."""
+    what = " and ".join(([f"label-smoothed ({config.label_smoothing:g})"] if config.label_smoothing else []) +
+                        ([f"taken on '{config.augment}'-augmented batches"] if config.augment != "none" else []))
+    return (f"(loss is {what}, averaged over the epoch, so it runs above val_loss; history.csv's train_ce "
+            "is its plain cross-entropy)") if what else None
 
 
 def run_epoch(net, parts: TrainingParts, config: TrainConfig, data: tuple[torch.Tensor, torch.Tensor], epoch: int,
               history: list[dict[str, float]], threads: int, world: World, progress: bool | None,
-              stop: threading.Event) -> tuple[float, float]:
+              stop: threading.Event) -> tuple[float, float, float]:
     """:func:`train_one_epoch` with the run's parts, from where a resumed checkpoint stood if it
     stopped mid-epoch; on Ctrl-C, the checkpoint records where this epoch stands, then it stops."""
     ongoing, parts.ongoing = parts.ongoing, None  # a resumed position is used once
     try:
         return train_one_epoch(net, parts.optimizer, parts.scheduler, *data, config.batch_size, parts.shuffler,
                                progress, f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
-                               parts.averaged, world, stop, ongoing)
+                               parts.averaged, world, stop, ongoing, parts.points)
     except StopRequested as where:
         parts.ongoing = where.ongoing
         save_progress(config, parts, history, threads, world)
@@ -238,11 +260,14 @@ def start_import(module: str) -> threading.Thread:
 
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
                     augmenter=None, label_smoothing: float = 0.0, averaged=None, world: World = SINGLE,
-                    stop: threading.Event | None = None, ongoing: dict | None = None) -> tuple[float, float]:
+                    stop: threading.Event | None = None, ongoing: dict | None = None,
+                    points: EpochPoints | None = None) -> tuple[float, float, float]:
     """One pass over ``(x, y)`` in random order (this rank's shard of it, under torchrun), each
     batch warped by ``augmenter`` if given, and ``averaged`` (an AveragedModel) updated after each
-    step; returns the epoch's mean (label-smoothed) loss and accuracy of ``model``, over all ranks.
-    ``stop`` set: raise :class:`StopRequested` before the next step. ``ongoing``: go on from there."""
+    step; returns the epoch's mean loss (label-smoothed, as optimized), its plain cross-entropy and
+    the accuracy of ``model`` on those batches, over all ranks. ``stop`` set: raise
+    :class:`StopRequested` before the next step. ``ongoing``: go on from there. ``points``: record
+    points of the curves during the epoch (cnnlab.training.curves)."""
     model.train()
     # On a GPU, bfloat16 autocast: tensor-core convs, no loss scaling needed. On a CPU without
     # bf16 units (this project's reference machine), float32 is faster, so it stays off.
@@ -250,13 +275,15 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
     ongoing = ongoing or {"order": shard(torch.randperm(len(y), generator=shuffler), world), "next": 0,
                           "loss_sum": torch.zeros(()), "hits": torch.zeros((), dtype=torch.long)}
     order, loss_sum, hits = (ongoing[k].to(y.device) for k in ("order", "loss_sum", "hits"))
+    ce_sum = ongoing.get("ce_sum", torch.zeros(())).to(y.device)
     first_bad = torch.full((), -1, device=y.device, dtype=torch.long)  # the first step with a nan/inf loss
     batches = range(ongoing["next"], len(order), batch_size)
     bar = tqdm(batches, desc=desc, leave=False, disable=not progress if progress is not None else None,
                unit="batch")
     for i in bar:
         if stop is not None and stop.is_set():
-            raise StopRequested({"order": order.cpu(), "next": i, "loss_sum": loss_sum.cpu(), "hits": hits.cpu()})
+            raise StopRequested({"order": order.cpu(), "next": i, "loss_sum": loss_sum.cpu(), "hits": hits.cpu(),
+                                 "ce_sum": ce_sum.cpu()})
         index = order[i : i + batch_size]
         inputs, targets = x[index], y[index]
         if augmenter is not None:
@@ -272,14 +299,17 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
             averaged.update_parameters(model)
         # Trick 4: accumulate on the device; .item() here would sync every step.
         loss_sum += loss.detach() * len(targets)
+        ce_sum += F.cross_entropy(logits.detach().float(), member_targets(logits, targets)) * len(targets)
         hits += (predicted_labels(logits) == targets).sum()
         step = i // batch_size
+        if points is not None:
+            points.after_step(step, torch.stack([loss_sum, ce_sum, hits.float()]), i + len(targets))
         first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), step, first_bad)
         if (step % DIVERGENCE_CHECK_STEPS == 0 or i + batch_size >= len(order)) and int(first_bad) >= 0:
             raise CnnlabError(f"training diverged: the loss became nan or inf in {desc.lower()}, step "
                               f"{int(first_bad) + 1} of {len(batches)}; lower the learning rate (--lr) and train again")
-    seen = total(torch.tensor([loss_sum.item(), hits.item(), len(order)], dtype=torch.float64), world)
-    return (seen[0] / seen[2]).item(), (seen[1] / seen[2]).item()
+    seen = total(torch.tensor([loss_sum.item(), ce_sum.item(), hits.item(), len(order)], dtype=torch.float64), world)
+    return (seen[0] / seen[3]).item(), (seen[1] / seen[3]).item(), (seen[2] / seen[3]).item()
 
 
 DIVERGENCE_CHECK_STEPS = 20  # read the device's divergence flag this often: a sync, so not every step
@@ -297,9 +327,12 @@ def average_weights(model: torch.nn.Module, decay: float) -> AveragedModel | Non
 def training_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy of logits ``(N, classes)``, or of an ensemble's ``(N, classes, members)``
     (cnnlab.models.registry.Ensemble): the members' mean loss, each member scored on its own."""
-    if logits.dim() == 3:
-        targets = targets[:, None].expand(-1, logits.shape[-1])
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    return F.cross_entropy(logits, member_targets(logits, targets), label_smoothing=label_smoothing)
+
+
+def member_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``targets`` ``(N,)`` as the loss takes them: repeated for each member of an ensemble's logits."""
+    return targets[:, None].expand(-1, logits.shape[-1]) if logits.dim() == 3 else targets
 
 
 def predicted_labels(logits: torch.Tensor) -> torch.Tensor:
