@@ -291,6 +291,27 @@ def summary_command(
     print(json.dumps(table.to_dict()) if as_json else table)
 
 
+@command("compare")
+def compare_command(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories made by 'cnnlab train'")],
+    out: Annotated[Optional[Path], typer.Option(help="Folder for compare.png and compare.html "
+                                                "[default: compare-A-vs-B beside the first run]")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    from cnnlab.reporting.compare import compare_runs, format_table
+
+    compared, folder = compare_runs(runs, out)
+    if as_json:
+        print(json.dumps([{**dict(zip(["run", "model", "parameters", "epochs", "test_accuracy", "train_seconds"],
+                                      [r.name, r.model, r.parameters, r.epochs, r.test_accuracy, r.train_seconds],
+                                      strict=True))} for r in compared]))
+    else:
+        print(format_table(compared))
+        print(f"Wrote {folder / 'compare.png'} and {folder / 'compare.html'}")
+    if len(compared) < len(runs):
+        raise CnnlabError(f"{len(runs) - len(compared)} of {len(runs)} runs were left out (see above)")
+
+
 @command("reproduce")
 def reproduce_command(
     what: Annotated[str, typer.Argument(help="What to reproduce: 'article'")],

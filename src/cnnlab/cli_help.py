@@ -102,6 +102,14 @@ COMMANDS = {
         'cnnlab summary "conv32k3 conv32k3 maxpool dropout0.25 dense128"',
         "cnnlab summary runs/fast-mnist-seed0 --json",
     ),
+    "compare": _help(
+        "Compare runs: a table, their curves overlaid, and a page.",
+        "Prints each run's model, parameters, epochs, test accuracy and training seconds; writes "
+        "compare.png (loss and accuracy, training dashed and validation solid, one colour a run) and "
+        "compare.html. A folder that is not a run is reported and left out.",
+        "cnnlab compare runs/mlp runs/seed-cnn",
+        "cnnlab compare runs/* --out comparisons/all",
+    ),
     "reproduce": _help(
         "Train the beginner's article's models and compare errors.",
         "Trains the article's MLP, its CNN as printed and its CNN as described, with its settings (Adam, "

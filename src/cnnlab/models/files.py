@@ -168,7 +168,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
         raise CnnlabError(f"{path} holds a network of your own class ({name}); load it in Python with "
                           f"cnnlab.load_model({str(path)!r}, model={name.rsplit('.', 1)[-1]}())")
     shell = model if model is not None else info.build("meta")
-    _check_shapes(_shapes(shell.state_dict()), _header_shapes(weights), weights, meta)
+    _check_shapes(_shapes(shell.state_dict()), tensor_shapes(weights), weights, meta)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
@@ -183,7 +183,7 @@ def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in state.items()}
 
 
-def _header_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
+def tensor_shapes(weights: Path) -> dict[str, tuple[int, ...]]:
     """The tensor shapes a safetensors file declares, read from its header alone."""
     try:
         with safe_open(weights, "pt") as handle:

@@ -88,6 +88,28 @@ def training_curves(history: list[dict[str, float]], path: str | Path, title: st
     return _save(fig, path)
 
 
+def compared_curves(runs: list[tuple[str, list[dict[str, float]], list[dict[str, float]]]], path: str | Path) -> Path:
+    """Several runs' curves overlaid, one colour each: cross-entropy and accuracy, training dashed
+    and validation solid. ``runs``: ``(name, history, points)``, points used where a run has them."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for index, (name, history, points) in enumerate(runs):
+        rows, colour = points or history, f"C{index}"
+        for ax, train_key, val_key in ((ax_loss, "train_ce", "val_loss"), (ax_acc, "accuracy", "val_accuracy")):
+            train_key = train_key if any(train_key in r for r in rows) else "loss"
+            for key, style, label in ((train_key, "--", f"{name} train"), (val_key, "-", f"{name} validation")):
+                shown = [r for r in rows if key in r]
+                if shown:
+                    ax.plot([r["epoch"] for r in shown], [r[key] for r in shown], style, color=colour, label=label,
+                            marker="." if points else "o")
+    for ax, label in ((ax_loss, "cross-entropy"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Training (dashed) and validation (solid)")
+    return _save(fig, path)
+
+
 def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> Path:
     """Counts of true (rows) against predicted (columns) classes, with the counts written in."""
     counts = np.asarray(matrix)
