@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,8 @@ def train_command(
     dataset: DatasetOpt = "mnist",
     epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training set {PRESET_DEFAULT}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per training step {PRESET_DEFAULT}")] = None,
-    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate {PRESET_DEFAULT}")] = None,
+    lr: Annotated[Optional[str], typer.Option(help=f"Peak learning rate, or 'auto' for lr-find's suggestion "
+                                              f"{PRESET_DEFAULT}")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=f"adam, sgd or adadelta {PRESET_DEFAULT}")] = None,
     schedule: Annotated[Optional[str], typer.Option(help=f"onecycle, step or constant {PRESET_DEFAULT}")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help=f"0 for hard targets {PRESET_DEFAULT}")] = None,
@@ -71,7 +73,8 @@ def train_command(
     if resume is not None:
         return interruptible(lambda: resume_training(resume), resume)
 
-    chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule,
+    chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=learning_rate(lr), optimizer=optimizer,
+                  schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
                   val_split=val_split, limit=limit,
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
@@ -87,6 +90,16 @@ def train_command(
                           "or pass --overwrite to start again")
     config.out = str(out)
     interruptible(lambda: train(config), out)
+
+
+def learning_rate(text: str | None) -> float | str | None:
+    """``--lr``: a number, or 'auto'."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise CnnlabError(f"--lr must be a number (e.g. 0.003) or 'auto', got '{text}'") from None
 
 
 def run_label(model: str) -> str:
@@ -289,6 +302,41 @@ def summary_command(
             "at least 1")
     table = summary(model, classes, channels, image_size, batch_size)
     print(json.dumps(table.to_dict()) if as_json else table)
+
+
+@command("lr-find")
+def lr_find_command(
+    model: Annotated[Optional[str], typer.Option(help="A name from 'cnnlab models', a layer spec or a spec file "
+                                                 "[default: the preset's]")] = None,
+    preset: Annotated[str, typer.Option(help="The settings to sweep with: fast, accurate or best")] = "fast",
+    dataset: DatasetOpt = "mnist",
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, sgd or adadelta [default: the preset's]")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [default: the preset's]")] = None,
+    steps: Annotated[int, typer.Option(help="The most steps of the sweep")] = 200,
+    start: Annotated[float, typer.Option(help="The first learning rate")] = 1e-7,
+    end: Annotated[float, typer.Option(help="The last learning rate")] = 10.0,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N images")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    data_dir: DataDirOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for lr_find.png and lr_find.json "
+                                                "[default: new runs/lr-find-MODEL-DATASET]")] = None,
+) -> None:
+    from cnnlab.files import write_json
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.lr_find import lr_find
+
+    chosen = dict(model=model, optimizer=optimizer, batch_size=batch_size, limit=limit, threads=threads,
+                  data_dir=str(data_dir) if data_dir else None)
+    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, **{k: v for k, v in chosen.items() if v})
+    found = lr_find(config, start=start, end=end, steps=steps)
+    dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
+    out = out or new_run_dir(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")
+    found.plot(out / "lr_find.png")
+    write_json(out / "lr_find.json", found.to_dict())
+    print(found.describe())
+    print(f"Wrote {out / 'lr_find.png'}; train with it: cnnlab train --lr {found.suggestion:.2g}"
+          + (f" --model {shlex.quote(model)}" if model else "") + "  (or --lr auto)")
 
 
 @command("compare")

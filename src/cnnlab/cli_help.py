@@ -102,6 +102,15 @@ COMMANDS = {
         'cnnlab summary "conv32k3 conv32k3 maxpool dropout0.25 dense128"',
         "cnnlab summary runs/fast-mnist-seed0 --json",
     ),
+    "lr-find": _help(
+        "Find a learning rate: the range test, as fastai's lr_find.",
+        "Trains a fresh network for up to --steps steps while the learning rate grows from --start to --end, "
+        "prints the suggested peak learning rate (fastai's valley) and writes lr_find.png with the suggestion "
+        "marked, and lr_find.json. 'cnnlab train --lr auto' does this first and trains with the suggestion.",
+        "cnnlab lr-find --model cnn",
+        'cnnlab lr-find --model "conv32k3 maxpool dense128" --optimizer sgd',
+        "cnnlab train --model cnn --lr auto",
+    ),
     "compare": _help(
         "Compare runs: a table, their curves overlaid, and a page.",
         "Prints each run's model, parameters, epochs, test accuracy and training seconds; writes "

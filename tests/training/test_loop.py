@@ -6,7 +6,8 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import load_model
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.loop import average_weights, epoch_line, train
+from cnnlab.training.loop import epoch_line, train
+from cnnlab.training.optim import average_weights
 from cnnlab.training.presets import PRESETS
 
 
@@ -105,7 +106,7 @@ def test_val_split_applies_to_a_dataset_given_without_one(toy_dataset):
 
 
 def test_training_loss_scores_each_ensemble_member_on_its_own():
-    from cnnlab.training.loop import predicted_labels, training_loss
+    from cnnlab.training.optim import predicted_labels, training_loss
 
     logits = torch.randn(6, 10, 3)
     targets = torch.randint(0, 10, (6,))

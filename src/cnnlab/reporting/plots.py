@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib
@@ -107,6 +108,23 @@ def compared_curves(runs: list[tuple[str, list[dict[str, float]], list[dict[str,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Training (dashed) and validation (solid)")
+    return _save(fig, path)
+
+
+def lr_finder(lrs: list[float], losses: list[float], suggestion: float, path: str | Path, title: str = "") -> Path:
+    """The learning-rate range test: smoothed loss against the learning rate (log scale), with the
+    suggestion marked."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(lrs, losses)
+    ax.set_xscale("log")
+    at = min(range(len(lrs)), key=lambda i: abs(math.log(lrs[i] / suggestion)))
+    ax.plot([suggestion], [losses[at]], "o", color="C3", markersize=9, label=f"suggestion: {suggestion:.2g}")
+    ax.axvline(suggestion, color="C3", alpha=0.3)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss (smoothed)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.suptitle(title or "Learning-rate range test")
     return _save(fig, path)
 
 

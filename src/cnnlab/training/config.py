@@ -30,7 +30,7 @@ class TrainConfig:
     dataset: str = "mnist"
     epochs: int = 1
     batch_size: int = 128
-    lr: float | None = None  # None: the optimizer's default from DEFAULT_LR
+    lr: float | str | None = None  # None: the optimizer's default from DEFAULT_LR; "auto": lr-find's suggestion
     optimizer: str = "adam"
     schedule: str = "onecycle"
     label_smoothing: float = 0.1  # target 0.9 on the true class, 0.1 spread over all classes
@@ -59,7 +59,8 @@ class TrainConfig:
             self.model = resolve_model(self.model)  # a registry name, or a spec's text (read from its file)
         require(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         require(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        require(self.lr is None or self.lr > 0, f"--lr must be positive, got {self.lr}")
+        require(self.lr in (None, "auto") or (isinstance(self.lr, int | float) and self.lr > 0),
+                f"--lr must be a positive number or 'auto', got {self.lr}")
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")

@@ -28,6 +28,7 @@ forward pass runs in bfloat16 autocast.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import threading
 import time
@@ -38,10 +39,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
 from cnnlab.models.inference import check_logits, images_logits, predict_logits, to_input
@@ -50,7 +50,7 @@ from cnnlab.reporting.metrics import chance_level_warning, classification_metric
 from cnnlab.reporting.report import RunRecord, TestSet, write_run
 from cnnlab.training.augment import Augmenter, get_level
 from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
-from cnnlab.training.config import DEFAULT_LR, TrainConfig, resolve_config
+from cnnlab.training.config import TrainConfig, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -65,7 +65,16 @@ from cnnlab.training.distributed import (
     wrap,
 )
 from cnnlab.training.early_stopping import BestEpoch
+from cnnlab.training.lr_find import lr_find
+from cnnlab.training.optim import (
+    average_weights,
+    make_optimizer_and_schedule,
+    member_targets,
+    predicted_labels,
+    training_loss,
+)
 from cnnlab.training.system import keep_freed_memory, select_device, set_threads, threads_label
+from cnnlab.training.tensors import dataset_source, on_device, pixel_stats, prepare_data
 
 
 @dataclass
@@ -112,6 +121,12 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
 
     warm_up.join()
+    if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
+        own = {"model": copy.deepcopy(network)} if network is not None else {}  # the sweep trains a copy
+        found = lr_find(config, data, progress=progress if world.main else False, **own)
+        config.lr = float(f"{found.suggestion:.2g}")
+        say(f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it")
+        torch.manual_seed(config.seed)
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
     parts = make_parts(config, data, -mean / std, device, world, steps, network)
@@ -241,12 +256,6 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     return train(config, dataset, progress=progress, resume=state, **({"model": model} if model else {}))
 
 
-def on_device(data: Dataset, mean: float, std: float, device: torch.device):
-    """Trick 1: ``((train_x, train_y), (val_x, val_y))``, normalised once, each split one tensor on the device."""
-    return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
-            (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
-
-
 def start_import(module: str) -> threading.Thread:
     """Import ``module`` on a second thread; join it before first use.
 
@@ -315,31 +324,6 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
 DIVERGENCE_CHECK_STEPS = 20  # read the device's divergence flag this often: a sync, so not every step
 
 
-def average_weights(model: torch.nn.Module, decay: float) -> AveragedModel | None:
-    """Trick 7: an exponential moving average of ``model``'s weights and batch-norm statistics,
-    updated each step with ``decay`` (0: none). It averages out the last steps' noise;
-    its own copy of the network, so the optimizer's weights are untouched."""
-    if not decay:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-def training_loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy of logits ``(N, classes)``, or of an ensemble's ``(N, classes, members)``
-    (cnnlab.models.registry.Ensemble): the members' mean loss, each member scored on its own."""
-    return F.cross_entropy(logits, member_targets(logits, targets), label_smoothing=label_smoothing)
-
-
-def member_targets(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``targets`` ``(N,)`` as the loss takes them: repeated for each member of an ensemble's logits."""
-    return targets[:, None].expand(-1, logits.shape[-1]) if logits.dim() == 3 else targets
-
-
-def predicted_labels(logits: torch.Tensor) -> torch.Tensor:
-    """The argmax class ``(N,)``; for an ensemble's training output, of the members' summed logits."""
-    return (logits.sum(-1) if logits.dim() == 3 else logits).argmax(1)
-
-
 def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
     """The Keras-style summary of one epoch."""
     parts = [f"Epoch {row['epoch']}/{epochs}", f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
@@ -349,59 +333,9 @@ def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
     return " - ".join(parts)
 
 
-def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
-    """The dataset to train on: the one given (split for validation if it has no such part), else loaded."""
-    if dataset is not None:
-        return split_validation(dataset, config.val_split, config.seed)
-    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
-
-
-def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
-    """What to load to evaluate this model again: a registry name, or the user data's absolute path."""
-    if dataset is not None:
-        return dataset.name
-    path = Path(config.dataset)
-    return str(path.resolve()) if path.exists() else config.dataset
-
-
 def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """``{"val_loss", "val_accuracy"}`` on the validation split, or nothing when it is empty."""
     if not len(y):
         return {}
     loss, accuracy = score(predict_logits(model, x), y)
     return {"val_loss": loss, "val_accuracy": accuracy}
-
-
-def make_optimizer_and_schedule(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
-    """The optimizer and its per-step learning-rate schedule, peaking at ``config.lr``."""
-    lr = config.lr or DEFAULT_LR[config.optimizer]
-    optimizer = make_optimizer(config.optimizer, model, lr)
-    return optimizer, make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
-
-
-def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """adam (Adam), sgd (Nesterov momentum 0.9) or adadelta (as in pytorch/examples)."""
-    params = model.parameters()
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)  # fused=True imports torch._dynamo: +2.5 s start-up
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adadelta(params, lr=lr)
-
-
-def make_schedule(name: str, optimizer, lr: float, epochs: int, steps_per_epoch: int):
-    """A per-step schedule: one-cycle (warm up then anneal), step (x0.7 each epoch) or constant."""
-    if name == "onecycle":
-        # Momentum cycles inversely to the learning rate, where the optimizer has one (not adadelta).
-        has_momentum = "momentum" in optimizer.defaults or "betas" in optimizer.defaults
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=epochs,
-                                                   steps_per_epoch=steps_per_epoch, cycle_momentum=has_momentum)
-    if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=steps_per_epoch, gamma=0.7)
-    return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
-
-
-def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
-    x = images.float().div_(255)
-    return x.mean().item(), max(x.std().item(), 1e-6)

@@ -1,0 +1,36 @@
+"""The data a run trains on: loaded or given, split for validation, normalised once and put on
+the device as one tensor per split (trick 1 of cnnlab.training.loop)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.models.inference import to_input
+from cnnlab.training.config import TrainConfig
+
+
+def on_device(data: Dataset, mean: float, std: float, device: torch.device):
+    """Trick 1: ``((train_x, train_y), (val_x, val_y))``, normalised once, each split one tensor on the device."""
+    return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
+            (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
+
+def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
+    """The dataset to train on: the one given (split for validation if it has no such part), else loaded."""
+    if dataset is not None:
+        return split_validation(dataset, config.val_split, config.seed)
+    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
+
+def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
+    """What to load to evaluate this model again: a registry name, or the user data's absolute path."""
+    if dataset is not None:
+        return dataset.name
+    path = Path(config.dataset)
+    return str(path.resolve()) if path.exists() else config.dataset
+
+def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
+    x = images.float().div_(255)
+    return x.mean().item(), max(x.std().item(), 1e-6)
