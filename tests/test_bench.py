@@ -69,6 +69,13 @@ def test_inference_speed_reports_positive_rates():
     assert row["images_per_second_batch_1000"] > 0 and row["ms_per_image_batch_1"] > 0
 
 
+def test_inference_bench_of_a_spec(capsys, tmp_path):
+    assert main(["bench", "--inference", "--model", "conv8k3 maxpool dense32", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "inference.json").read_text())
+    assert results["command"] == "cnnlab bench --inference --model 'conv8k3 maxpool dense32'"
+    assert [r["model"] for r in results["results"]] == ["conv8k3 maxpool dense32"]
+
+
 @pytest.mark.slow
 def test_bench_cli_on_mnist_writes_table_json_and_png(capsys, mnist_dir, tmp_path):
     code = main(["bench", "--recipes", "fast,keras-convnet", "--peer-epochs", "1", "--seeds", "1",

@@ -382,6 +382,9 @@ def reproduce_command(
 @command("bench")
 def bench_command(
     inference: Annotated[bool, typer.Option("--inference", help="Measure prediction speed of every model")] = False,
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="With --inference: this model (a name or a "
+                                                        "layer spec; repeat for several) [default: the registry]")]
+    = None,
     recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
     peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
     seed: Annotated[int, typer.Option(help="First seed: presets run seeds SEED, SEED+1..., peers SEED")] = 1,
@@ -396,9 +399,10 @@ def bench_command(
     given = {"--recipes": recipes, "--peer-epochs": peer_epochs, "--seed": seed if seed != 1 else None,
              "--seeds": seeds, "--threads": threads}
     command = " ".join(["cnnlab bench", *(["--inference"] if inference else []),
+                        *(f"--model {shlex.quote(m)}" for m in model or []),
                         *(f"{flag} {value}" for flag, value in given.items() if value is not None)])
     if inference:
-        rows = bench.inference_speed()
+        rows = bench.inference_speed(model)
         print(bench.format_inference(rows))
         write_json(out / "inference.json", bench.results_file(command, rows))
         print(f"Wrote {out / 'inference.json'}")

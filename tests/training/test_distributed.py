@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cnnlab.models.registry import MODELS
 from cnnlab.training.checkpoint import load_checkpoint
 from cnnlab.training.distributed import SINGLE, World, shard
 from tests.helpers import wait_until_mid_epoch
@@ -50,8 +51,8 @@ def test_two_processes_reach_the_single_process_accuracy_band(mnist_dir, tmp_pat
 
 @pytest.mark.slow
 def test_resume_works_under_torchrun(mnist_dir, tmp_path):
-    args = ["--model", "cnn", "--epochs", "3", "--limit", "20000", "--augment", "light", "--seed", "2",
-            "--data-dir", str(mnist_dir)]
+    args = ["--model", MODELS["cnn"].spec, "--epochs", "3", "--limit", "20000", "--augment", "light", "--seed", "2",
+            "--data-dir", str(mnist_dir)]  # a layer spec, as a user would give it
     finish(launch("train", *args, "--out", str(tmp_path / "whole")))
     victim = launch("train", *args, "--out", str(tmp_path / "broken"))
     wait_until_mid_epoch(victim, tmp_path / "broken", 1.0)
@@ -61,3 +62,4 @@ def test_resume_works_under_torchrun(mnist_dir, tmp_path):
     assert "Resuming" in finish(launch("train", "--resume", str(tmp_path / "broken")))
     expected, got = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "broken"))
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+    assert json.loads((tmp_path / "broken" / "model.json").read_text())["architecture"] == "spec"

@@ -103,7 +103,7 @@ def summary(model: str | Path | nn.Module, num_classes: int = 10, in_channels: i
         return summarize(network, str(path), info.in_channels, info.image_size, batch, info.spec)
     resolved = resolve_model(text)
     network = build(resolved, num_classes, in_channels, image_size)
-    name = resolved if resolved in MODELS else "spec" if text == resolved else text
+    name = text if Path(text).is_file() else resolved  # a registry name, a spec file's path, or the spec
     return summarize(network, name, in_channels, image_size, batch_size or 128, model_spec(resolved))
 
 

@@ -122,11 +122,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
 
     warm_up.join()
     if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
-        own = {"model": copy.deepcopy(network)} if network is not None else {}  # the sweep trains a copy
-        found = lr_find(config, data, progress=progress if world.main else False, **own)
-        config.lr = float(f"{found.suggestion:.2g}")
-        say(f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it")
-        torch.manual_seed(config.seed)
+        say(choose_lr(config, data, network, progress if world.main else False))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
     parts = make_parts(config, data, -mean / std, device, world, steps, network)
@@ -135,11 +131,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     if config.epochs <= MAX_EPOCHS:  # a short run's curves get points during each epoch
         parts.points = EpochPoints(trained, val_x, val_y, steps)
     history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
-    name = config.model if " " not in config.model else repr(config.model)  # a spec, quoted
-    say(f"Training {name} ({count_parameters(model):,} parameters, "
-        f"{flops_per_image(model, data.image_size) / 1e6:.2f} MFLOPs an image) on {data.name}: "
-        f"{len(train_y):,} train / {len(val_y):,} val images, {device}, {threads_label(threads)}"
-        + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
+    say(start_line(config, model, data, device, threads, world))
     if note := loss_note(config):
         say(note)
     net = wrap(model, world)  # under torchrun, DDP: gradients averaged across ranks
@@ -170,11 +162,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     if parts.best is not None:
         say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
 
-    architecture, spec = architecture_of(config.model)
-    info = ModelInfo(architecture, data.class_names, data.image_size, mean, std, dataset_source(config, dataset),
-                     spec=spec)
-    logits = images_logits(trained, info, data.test_images, device, config.tta)  # scored once: metrics, pictures
-    metrics = classification_metrics(logits, data.test_labels, info.class_names)
+    info, logits, metrics = score_test(trained, config, data, dataset_source(config, dataset), (mean, std), device)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
@@ -190,6 +178,36 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     leave(world)
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
                        parts.points.rows if parts.points else [])
+
+
+def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | None, progress: bool | None) -> str:
+    """``--lr auto``: set ``config.lr`` to lr-find's suggestion (two significant figures) on this
+    data, re-seed as the run began, and say so. The sweep trains a copy of a given ``network``."""
+    found = lr_find(config, data, progress=progress, **({"model": copy.deepcopy(network)} if network else {}))
+    config.lr = float(f"{found.suggestion:.2g}")
+    torch.manual_seed(config.seed)
+    return f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it"
+
+
+def start_line(config: TrainConfig, model: torch.nn.Module, data: Dataset, device: torch.device, threads: int,
+               world: World) -> str:
+    """The run's first line: the network, its size and cost, the data, and where it runs."""
+    name = config.model if " " not in config.model else repr(config.model)  # a spec, quoted
+    return (f"Training {name} ({count_parameters(model):,} parameters, "
+            f"{flops_per_image(model, data.image_size) / 1e6:.2f} MFLOPs an image) on {data.name}: "
+            f"{len(data.train_labels):,} train / {len(data.val_labels):,} val images, {device}, "
+            f"{threads_label(threads)}"
+            + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
+
+
+def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, source: str, stats: tuple[float, float],
+               device: torch.device) -> tuple[ModelInfo, torch.Tensor, dict[str, Any]]:
+    """The delivered network's description, its test logits (scored once: metrics and pictures)
+    and its test metrics."""
+    architecture, spec = architecture_of(config.model)
+    info = ModelInfo(architecture, data.class_names, data.image_size, *stats, source, spec=spec)
+    logits = images_logits(trained, info, data.test_images, device, config.tta)
+    return info, logits, classification_metrics(logits, data.test_labels, info.class_names)
 
 
 def loss_note(config: TrainConfig) -> str | None:
