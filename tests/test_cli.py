@@ -104,6 +104,18 @@ def test_a_spec_and_a_spec_file_train_and_their_runs_predict(capsys, idx_folder,
         assert code == 0
     stored = json.loads((tmp_path / "b" / "model.json").read_text())["spec"]
     assert stored == "conv8k3-same maxpool conv8k3 maxpool dense16"
+    run = tmp_path / "a"  # every command that takes a run takes a spec's run
+    for command in (["evaluate", run], ["report", run], ["summary", run], ["export", run, "--format", "onnx"],
+                    ["predict", run / "model.onnx", run / "samples.png"]):
+        code, _, err = run_cli(capsys, *command)
+        assert code == 0, (command, err)
+    from fastapi.testclient import TestClient
+
+    from cnnlab.serving.serve import create_app
+
+    with TestClient(create_app(run)) as client:
+        reply = client.post("/api/predict", files={"file": (run / "samples.png").open("rb")})
+    assert reply.status_code == 200 and set(reply.json()["probabilities"]) == {"0", "1", "2"}
 
 
 @pytest.mark.parametrize(("spec", "match"), [

@@ -74,3 +74,9 @@ def test_bad_patience_is_one_line(capsys, tmp_path):
     assert "--patience must be at least 1" in capsys.readouterr().err
     with pytest.raises(CnnlabError, match="--patience needs validation images"):
         train(model="cnn", epochs=2, patience=1, val_split=0, dataset=None, limit=100, progress=False)
+
+
+def test_a_callback_can_stop_the_run_and_it_is_saved(toy_dataset, tmp_path):
+    result = train(model="cnn", epochs=3, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "r"), progress=False,
+                   on_epoch=lambda row, model, to_input: row["epoch"] == 1)
+    assert len(result.history) == 1 and (tmp_path / "r" / "model.safetensors").is_file()

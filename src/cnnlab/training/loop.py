@@ -103,6 +103,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
         on_epoch: called after each epoch's history row is complete, outside the timed loop,
             as ``on_epoch(row, model, to_model_input)``; ``to_model_input`` turns uint8
             images ``(N, H, W)`` into the model's normalised input (used by ``cnnlab bench``).
+            Returning True stops training after that epoch; the run is scored and saved as usual.
         resume: a checkpoint (:func:`~cnnlab.training.checkpoint.load_checkpoint`) of this same configuration:
             training goes on after its last finished epoch, as if it had never stopped.
     With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.training.checkpoint).
@@ -153,8 +154,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
             paused = time.perf_counter()
             stop_early = parts.best is not None and parts.best.update(row, trained, config.epochs)
             save_progress(config, parts, history, threads, world)
-            if on_epoch is not None:
-                on_epoch(row, trained, lambda images: to_input(images, mean, std, device))
+            if on_epoch is not None and on_epoch(row, trained, lambda images: to_input(images, mean, std, device)):
+                stop_early = True  # the callback asked to stop, as Keras' model.stop_training: the run is saved
             loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
             if stop_early:
                 break
