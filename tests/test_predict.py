@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -69,3 +71,22 @@ def test_answers_average_the_image_and_its_one_pixel_shifts_unless_told_not_to(t
         names = [label for label, _ in answer.top]
         got = torch.tensor([p for _, p in answer.top])
         assert torch.allclose(got, expected[[info.class_names.index(n) for n in names]], atol=1e-5)
+
+
+def test_a_folder_with_other_files_answers_every_image_and_counts_the_rest(toy_run, tmp_path, capsys):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((28, 28), 60 * i, np.uint8)).save(folder / f"img{i}.png")
+    (folder / "labels.csv").write_text("file,label\nimg0.png,a\nimg1.png,b\n")
+    (folder / "notes.txt").write_text("taken on Monday")
+    pixels = np.zeros((1, 28 * 28), np.int64)
+    header = "label," + ",".join(f"pixel{i}" for i in range(28 * 28))
+    np.savetxt(folder / "digits.csv", np.hstack([[[1]], pixels]), delimiter=",", header=header, comments="",
+               fmt="%d")
+    results = predict_files(toy_run, [folder])
+    assert [Path(r.path).name for r in results] == ["digits.csv:1", "img0.png", "img1.png", "img2.png"]
+    assert all(r.error is None for r in results)
+    assert "note: skipped 2 files that are not images: labels.csv, notes.txt" in capsys.readouterr().err
+    with pytest.raises(CnnlabError, match=r"not a pixel CSV|expected a header"):
+        predict_files(toy_run, [folder / "labels.csv"])  # named directly, a CSV must be a pixel CSV

@@ -6,6 +6,7 @@ Photos and scans go through cnnlab.handwriting first, so the network sees what i
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,21 +69,45 @@ class Prediction:
         return f"{self.path}: {self.label} ({100 * self.confidence:.1f}%){then}{doubt}"
 
 
-def expand_inputs(paths: list[str | Path]) -> list[Path]:
-    """Files as given, folders as the images (and CSVs) inside them, recursively and sorted."""
-    found: list[Path] = []
+@dataclass
+class Inputs:
+    """What to answer: the ``files`` in order; those of them found by walking a folder
+    (``walked``: a CSV there that is not a pixel CSV is skipped, not an error); and the files in
+    folders that are not images (``skipped``)."""
+
+    files: list[Path]
+    walked: set[Path] = field(default_factory=set)
+    skipped: list[Path] = field(default_factory=list)
+
+    def report_skipped(self) -> None:
+        """One line on stderr naming what was passed over, if anything was."""
+        if self.skipped:
+            skipped = sorted(self.skipped)
+            names = ", ".join(p.name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            many = len(skipped) > 1
+            print(f"note: skipped {len(skipped)} file{'s' if many else ''} that {'are' if many else 'is'} not "
+                  f"images: {names}", file=sys.stderr)
+
+
+def expand_inputs(paths: list[str | Path]) -> Inputs:
+    """Files as given; folders as the images (and pixel CSVs) inside them, recursively and sorted,
+    other files skipped and counted."""
+    inputs = Inputs([])
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            inside = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | {".csv"})
-            if not inside:
+            inside = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            wanted = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES | {".csv"}]
+            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in inside) and not wanted:
                 raise CnnlabError(f"{path}: no images in this folder")
-            found += inside
+            inputs.files += wanted
+            inputs.walked.update(wanted)
+            inputs.skipped += [p for p in inside if p not in set(wanted)]
         elif path.is_file():
-            found.append(path)
+            inputs.files.append(path)
         else:
             raise CnnlabError(f"{path}: no such file or folder")
-    return found
+    return inputs
 
 
 def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool = False,
@@ -102,12 +127,20 @@ def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool 
     return [load_for_model(source, info.image_size, info.dataset in DIGIT_DATASETS, name)]
 
 
-def _inputs(files: list[Path], info: ModelInfo, number: bool, model: torch.nn.Module
+def _inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Module
             ) -> Iterator[tuple[str, list[np.ndarray] | str, bool]]:
-    """``(name, images or an error message, whether this ends its file)`` per image; a CSV gives one per row."""
-    for path in files:
+    """``(name, images or an error message, whether this ends its file)`` per image; a CSV gives one
+    per row. A CSV found in a folder that is not a pixel CSV (a labels file) joins ``inputs.skipped``."""
+    for path in inputs.files:
         if path.suffix.lower() == ".csv":
-            images, _ = read_pixel_csv(path)
+            try:
+                images, _ = read_pixel_csv(path)
+            except CnnlabError:
+                if path not in inputs.walked:
+                    raise
+                inputs.skipped.append(path)
+                yield str(path), [], True  # answers nothing, ends its file for the progress bar
+                continue
             if images.shape[1:] != (info.image_size, info.image_size):
                 raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images, "
                                   f"the model expects {info.image_size}x{info.image_size}")
@@ -151,14 +184,17 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     the others are still predicted.
     """
     model, info = load_model(model_path)
-    files = expand_inputs(paths)
+    inputs = expand_inputs(paths)
     pending: list[tuple[str, list[np.ndarray] | str]] = []
     results: list[Prediction] = []
     saver = _PngSaver(Path(save_preprocessed)) if save_preprocessed else None
-    bar = tqdm(total=len(files), desc="predicting", unit="file", leave=False,
+    bar = tqdm(total=len(inputs.files), desc="predicting", unit="file", leave=False,
                disable=not progress if progress is not None else None)
     waiting = 0  # images in ``pending``: a number brings several, an error none
-    for name, images, ends_file in _inputs(files, info, number, model):
+    for name, images, ends_file in _inputs(inputs, info, number, model):
+        if images == []:  # a skipped file
+            bar.update(1)
+            continue
         pending.append((name, images))
         waiting += len(images) if isinstance(images, list) else 0
         if waiting >= BATCH:
@@ -168,6 +204,7 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
         bar.update(int(ends_file))
     results += _answer(model, info, pending, top_k, number, min_confidence, saver, tta)
     bar.close()
+    inputs.report_skipped()
     return results
 
 
