@@ -147,3 +147,13 @@ def test_a_diverging_run_stops_with_the_epoch_step_and_the_fix(toy_dataset, tmp_
         train(model="mlp", epochs=2, batch_size=32, optimizer="sgd", lr=1e8, schedule="constant",
               dataset=toy_dataset, out=str(tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()  # nothing half-trained is saved
+
+
+def test_a_run_trained_on_a_folder_in_python_finds_it_again(idx_folder, tmp_path):
+    from cnnlab.data import load_dataset
+    from cnnlab.reporting.metrics import evaluate
+
+    ds = load_dataset(idx_folder)
+    train(model="cnn", epochs=1, batch_size=16, dataset=ds, out=str(tmp_path / "run"), progress=False)
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["dataset"] == str(idx_folder.resolve())
+    assert 0 <= evaluate(tmp_path / "run")["test_accuracy"] <= 1  # no dataset given: the run's own folder

@@ -41,7 +41,8 @@ class Dataset:
 
     Images are uint8 tensors of shape ``(N, H, W)`` (0 = background); labels are int64 of
     shape ``(N,)`` with values in ``range(len(class_names))``. The validation split is empty
-    when ``val_split`` was 0.
+    when ``val_split`` was 0. ``source`` says where it came from, so a model trained on it can be
+    evaluated again (empty for data made in Python).
     """
 
     name: str
@@ -52,6 +53,7 @@ class Dataset:
     test_labels: torch.Tensor
     val_images: torch.Tensor = field(default_factory=lambda: torch.empty(0, 28, 28, dtype=torch.uint8))
     val_labels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    source: str = ""  # what loads it again: a registry name, or a user folder's or file's absolute path
 
     @property
     def image_size(self) -> int:
@@ -97,8 +99,9 @@ def load_dataset(
     train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download)
     _check_labels(train_y, names, label)
     _check_labels(test_y, names, label)
-    ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y)),
-                          val_split, seed)
+    source = str(Path(dataset).resolve()) if Path(dataset).exists() else str(dataset)
+    ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y),
+                                  source=source), val_split, seed)
     if limit:
         for split in ("train", "val", "test"):
             for kind in ("images", "labels"):

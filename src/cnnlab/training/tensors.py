@@ -23,10 +23,11 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
         return split_validation(dataset, config.val_split, config.seed)
     return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
 
+
 def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
     """What to load to evaluate this model again: a registry name, or the user data's absolute path."""
     if dataset is not None:
-        return dataset.name
+        return dataset.source or dataset.name
     path = Path(config.dataset)
     return str(path.resolve()) if path.exists() else config.dataset
 
