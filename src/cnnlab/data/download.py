@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cnnlab.data.registry import FILES, DatasetSpec
+from cnnlab.data.registry import DatasetSpec
 from cnnlab.errors import CnnlabError
 
 DATA_ENV = "CNNLAB_DATA"
@@ -62,13 +62,13 @@ def _offline() -> bool:
 
 def _how_to_fix(spec: DatasetSpec, folder: Path) -> str:
     return (
-        f"put the four files {', '.join(FILES)} from {spec.mirrors[0]} into {folder}, "
+        f"put the files {', '.join(spec.md5)} from {spec.mirrors[0]} into {folder}, "
         f"or point --data-dir / ${DATA_ENV} at a folder that has a '{spec.name}' subfolder"
     )
 
 
 def ensure_files(spec: DatasetSpec, data_dir: Path, download: bool | None = None) -> Path:
-    """Make sure the four files of ``spec`` are in ``data_dir/<name>/`` with the right checksums.
+    """Make sure the files of ``spec`` are in ``data_dir/<name>/`` with the right checksums.
 
     Missing files, and cached files whose MD5 is wrong (a broken earlier download), are
     fetched from the mirrors unless ``download`` is False (default: on, off when
@@ -76,7 +76,7 @@ def ensure_files(spec: DatasetSpec, data_dir: Path, download: bool | None = None
     """
     download = not _offline() if download is None else download
     folder = data_dir / spec.name
-    for name in FILES:
+    for name in spec.md5:  # its files: MNIST-style datasets have four
         path = folder / name
         if path.is_file() and md5_of(path) == spec.md5[name]:
             continue
