@@ -50,7 +50,8 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
     val_split: Annotated[Optional[float], typer.Option(help=f"Fraction of training images held out for validation "
                                                         f"{PRESET_DEFAULT}")] = None,
-    augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong {PRESET_DEFAULT}")] = None,
+    augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong (digits), crop-flip "
+                                                   f"(clothing, photos) {PRESET_DEFAULT}")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help=f"Test-time augmentation {PRESET_DEFAULT}")] = (
         None),
     patience: Annotated[Optional[int], typer.Option(help="Stop when val_loss has not improved for N epochs, and keep "

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cnnlab.errors import CnnlabError
-from cnnlab.training.augment import LEVELS, Augmenter, augment_uint8, get_level
+from cnnlab.training.augment import LEVELS, Augmenter, AugmentSpec, augment_uint8, get_level
 from cnnlab.training.loop import train
 
 
@@ -68,3 +68,16 @@ def test_closed_form_grid_equals_affine_grid():
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[0]], 1), torch.stack([sin, cos, shift[1]], 1)], 1)
     assert torch.allclose(F.affine_grid(theta, [8, 1, 28, 28], align_corners=False), grid, atol=1e-6)
+
+
+def test_flip_mirrors_about_half_the_images_exactly():
+    image = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28) / 784  # no two columns alike
+    out = Augmenter(AugmentSpec(0, 0.0, 0, flip=True), seed=3)(image.expand(200, 1, 28, 28).contiguous())
+    same = torch.isclose(out, image, atol=1e-5).flatten(1).all(1)
+    mirrored = torch.isclose(out, image.flip(-1), atol=1e-5).flatten(1).all(1)
+    assert bool((same | mirrored).all()) and 70 < int(mirrored.sum()) < 130
+
+
+def test_crop_flip_is_a_level_and_digits_levels_never_flip():
+    assert LEVELS["crop-flip"].flip and LEVELS["crop-flip"].rotate_deg == 0
+    assert not LEVELS["light"].flip and not LEVELS["strong"].flip

@@ -3,8 +3,10 @@ built for the whole batch by broadcasting and applied with one ``grid_sample``, 
 
 Levels (``--augment``):
     none    no augmentation
-    light   rotate up to 10 degrees, scale 0.9-1.1, shift up to 2 px
-    strong  rotate up to 15 degrees, scale 0.85-1.15, shift up to 3 px, elastic 1.5 px
+    light      rotate up to 10 degrees, scale 0.9-1.1, shift up to 2 px
+    strong     rotate up to 15 degrees, scale 0.85-1.15, shift up to 3 px, elastic 1.5 px
+    crop-flip  shift up to 3 px (a random crop of the image padded by 3) and a left-right
+               mirror half the time: for clothing and natural images, never for digits
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ class AugmentSpec:
     scale: float  # relative: 0.1 means 0.9-1.1
     shift_px: float
     elastic_px: float = 0.0  # size of a smooth random displacement field
+    flip: bool = False  # mirror left-right half the time
 
 
 LEVELS: dict[str, AugmentSpec | None] = {
     "none": None,
     "light": AugmentSpec(rotate_deg=10, scale=0.10, shift_px=2),
     "strong": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3, elastic_px=1.5),
+    "crop-flip": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True),
 }
 _ELASTIC_GRID = 4  # control points per side; upsampled, so the field is smooth
 
@@ -74,6 +78,8 @@ class Augmenter:
         shift = self._uniform(2, n, 1, 1) * spec.shift_px * 2 / size  # one pixel is 2/size
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         x, y = _base_grid(size)
+        if spec.flip:  # sampling at -x mirrors the image
+            x = x * torch.where(torch.rand(n, 1, 1, generator=self.generator) < 0.5, -1.0, 1.0)
         grid_x, grid_y = cos * x - sin * y + shift[0], sin * x + cos * y + shift[1]
         if spec.elastic_px:
             # A smooth field: random control points, spread by a fixed bicubic basis (one matmul).

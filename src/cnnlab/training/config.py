@@ -37,7 +37,7 @@ class TrainConfig:
     seed: int = 0
     val_split: float = 0.1
     normalize: bool = True  # False: pixels scaled to 0-1 only, as in the article
-    augment: str = "light"  # none, light or strong (cnnlab.augment)
+    augment: str = "light"  # none, light, strong or crop-flip (cnnlab.training.augment)
     tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
     patience: int | None = None  # stop when val_loss has not improved for this many epochs; None: never
     ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
