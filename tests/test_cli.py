@@ -145,7 +145,8 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
     code, out, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "2", "--batch-size", "16")
     assert code == 0 and "Test error:" in out and "Epoch 2/2 - loss:" in out
     run = tmp_path / "runs" / "fast-toy-idx-seed0"
-    code, _, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "1", "--limit", "40")
+    code, _, _ = run_cli(capsys, "train", "--dataset", idx_folder, "--epochs", "2", "--limit", "40",
+                         "--batch-size", "8")
     assert code == 0 and (tmp_path / "runs" / "fast-toy-idx-seed0-2" / "model.json").is_file()
     image = tmp_path / "digit.png"
     Image.fromarray(np.full((28, 28), 200, np.uint8)).save(image)
@@ -161,7 +162,8 @@ def test_train_predict_evaluate_on_user_data(capsys, idx_folder, tmp_path, monke
 def test_models_lists_every_model(capsys):
     code, out, _ = run_cli(capsys, "models", "--json")
     rows = json.loads(out)
-    assert code == 0 and [r["name"] for r in rows][:5] == ["cnn", "cnn-fast", "cnn-wide", "cnn-wide-x3", "mlp"]
+    names = [r["name"] for r in rows]
+    assert code == 0 and names[:6] == ["cnn", "cnn-fast", "cnn-small", "cnn-wide", "cnn-wide-x3", "mlp"]
     assert all(r["parameters"] > 0 and r["flops"] > 0 and r["description"] for r in rows)
 
 

@@ -39,7 +39,7 @@ def test_article_models_have_the_articles_sizes():
 
 
 def test_unknown_model_lists_choices():
-    with pytest.raises(CnnlabError, match=r"unknown model .resnet.*cnn, cnn-fast, cnn-wide, cnn-wide-x3, mlp"):
+    with pytest.raises(CnnlabError, match=r"unknown model .resnet.*cnn, cnn-fast, cnn-small, cnn-wide, cnn-wide-x3"):
         build_model("resnet")
 
 

@@ -9,7 +9,8 @@ from cnnlab.training.loop import loss_note, train
 
 
 def test_a_one_epoch_run_has_points_within_the_epoch(toy_dataset, tmp_path, capsys):
-    result = train(model="cnn", epochs=2, batch_size=8, dataset=toy_dataset, out=str(tmp_path / "r"), progress=False)
+    result = train(model="cnn", epochs=2, batch_size=8, augment="light", dataset=toy_dataset, out=str(tmp_path / "r"),
+                   progress=False)
     epochs = [p["epoch"] for p in result.points]
     assert len(epochs) == 2 * POINTS and epochs[0] == 4 / 30 and epochs[-1] == 2.0  # 30 steps an epoch
     assert all(set(p) == {"epoch", "loss", "train_ce", "accuracy", "val_loss", "val_accuracy"} for p in result.points)

@@ -27,6 +27,8 @@ class DatasetSpec:
         mirrors: base URLs tried in order; each holds the four files of :data:`FILES`.
         md5: the well-known reference MD5 of each ``.gz`` file, keyed by file name.
         class_names: label index -> human-readable name.
+        kind: what the images are, which the presets choose by: ``digits`` and ``characters``
+            (centred on an empty border; never mirrored) or ``clothing`` (filling the frame).
     """
 
     name: str
@@ -34,6 +36,7 @@ class DatasetSpec:
     mirrors: tuple[str, ...]
     md5: dict[str, str]
     class_names: tuple[str, ...]
+    kind: str = "digits"
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -73,6 +76,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
             ),
+            kind="clothing",
         ),
         DatasetSpec(
             name="kmnist",
@@ -88,6 +92,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 TEST_LABELS: "7320c461ea6c1c855c0b718fb2a4b134",
             },
             class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+            kind="characters",
         ),
     )
 }
@@ -102,3 +107,8 @@ def get_spec(name: str) -> DatasetSpec:
         raise CnnlabError(
             f"unknown dataset '{name}': use one of {known}, or a path to an image folder or CSV file"
         ) from None
+
+
+def dataset_kind(dataset: str) -> str:
+    """The kind of a registered dataset's images, or ``images`` for a user's folder or file."""
+    return DATASETS[dataset].kind if dataset in DATASETS else "images"

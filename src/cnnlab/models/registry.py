@@ -93,6 +93,10 @@ CNN = "conv24k5-nobias-linear maxpool bn relu conv32k3-nobias-linear maxpool bn 
 # third; on MNIST validation this lost 0.1 points after one epoch. Not for images whose content
 # reaches the border (Fashion-MNIST): use cnn there.
 CNN_FAST = "crop2 conv16k5-nobias-linear maxpool bn relu conv32k3-nobias-linear maxpool bn relu dense256"
+# cnn-fast's network on the whole frame, for images that fill it (clothing, a user's photos): the fast
+# preset trains it 3 epochs there. On Fashion-MNIST validation (seed 1) 3 epochs at batch 256 reached
+# 91.80% in 8.8 s, against 91.25% in 8.6 s for 2 epochs of cnn.
+CNN_SMALL = "conv16k5-nobias-linear maxpool bn relu conv32k3-nobias-linear maxpool bn relu dense256"
 # cnn made wider and one conv deeper; about 4x the work of cnn per image. With strong augmentation it
 # keeps improving for many more epochs, where cnn levels off.
 CNN_WIDE = ("conv32k5-nobias-linear maxpool bn relu conv64k3-nobias-linear bn relu "
@@ -120,6 +124,8 @@ MODELS: dict[str, Architecture] = {
     for entry in (
         Architecture("cnn", "the accurate preset's: 2 conv+BN blocks (24, 32 maps), dense 256", CNN),
         Architecture("cnn-fast", "default (fast preset): cnn with 16 first maps on the centre 24x24", CNN_FAST),
+        Architecture("cnn-small", "cnn-fast on the whole frame: the fast preset's for images that fill it",
+                     CNN_SMALL),
         Architecture("cnn-wide", "3 conv+BN layers (32, 64, 64 maps), dense 256", CNN_WIDE),
         Architecture("cnn-wide-x3", "the best preset's: 3 cnn-wide nets, softmax averaged",
                      build=ensemble(functools.partial(build_spec, CNN_WIDE), 3)),

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import require
 from cnnlab.models.files import PYTHON_ARCHITECTURE
 from cnnlab.models.registry import resolve_model
@@ -49,9 +50,11 @@ class TrainConfig:
     out: str | None = None
 
     @classmethod
-    def from_preset(cls, name: str = "fast", **overrides: Any) -> TrainConfig:
-        """The preset's settings (cnnlab.presets), with ``overrides`` on top."""
-        return cls(**{**get_preset(name).settings, **overrides, "preset": name})
+    def from_preset(cls, name: str = "fast", kind: str | None = None, **overrides: Any) -> TrainConfig:
+        """The preset's settings for the data's ``kind`` (default: the kind of ``overrides``'
+        dataset, cnnlab.data.registry.dataset_kind), with ``overrides`` on top."""
+        kind = kind or dataset_kind(str(overrides.get("dataset", "mnist")))
+        return cls(**{**get_preset(name).settings_for(kind), **overrides, "preset": name})
 
     def validate(self) -> None:
         """Raise :class:`CnnlabError` naming the first bad option."""
@@ -72,10 +75,11 @@ class TrainConfig:
         get_preset(self.preset)
 
 
-def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> tuple[TrainConfig, nn.Module | None]:
-    """``config`` (or the preset named by ``options["preset"]``, or the defaults) with ``options``
-    on top, validated; and the network if ``model`` is a ``torch.nn.Module`` rather than a name or
-    spec (``config.model`` then says ``python:`` and its class)."""
+def resolve_config(config: TrainConfig | None, options: dict[str, Any], kind: str | None = None
+                   ) -> tuple[TrainConfig, nn.Module | None]:
+    """``config`` (or the preset named by ``options["preset"]``, or ``fast``, with its settings for
+    data of this ``kind``) with ``options`` on top, validated; and the network if ``model`` is a
+    ``torch.nn.Module`` rather than a name or spec (``config.model`` then says ``python:`` and its class)."""
     network = options.get("model", config.model if config else None)
     if isinstance(network, nn.Module):
         kind = type(network)
@@ -85,7 +89,10 @@ def resolve_config(config: TrainConfig | None, options: dict[str, Any]) -> tuple
     else:
         network = None
     preset = options.pop("preset", None)
-    base = TrainConfig.from_preset(preset) if preset else config or TrainConfig()
+    if preset or config is None:  # the preset's settings for this kind of data (the default: fast)
+        base = TrainConfig.from_preset(preset or "fast", kind, dataset=options.get("dataset", "mnist"))
+    else:
+        base = config
     config = TrainConfig(**{**asdict(base), **options})
     config.validate()
     return config, network

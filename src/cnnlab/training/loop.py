@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cnnlab.data import Dataset
+from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
 from cnnlab.models.inference import check_logits, images_logits, predict_logits, to_input
@@ -90,7 +91,7 @@ class TrainResult:
     points: list[dict[str, float]] = field(default_factory=list)  # a short run's curve points within epochs
 
 
-def train(config: TrainConfig | None = None, dataset: Dataset | None = None, progress: bool | None = None,
+def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | None = None, progress: bool | None = None,
           on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None,
           resume: dict[str, Any] | None = None, **options: Any) -> TrainResult:
     """Train a model and, if ``config.out`` is set, write its run directory.
@@ -98,7 +99,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
     Args:
         config: the options; keyword ``options`` override its fields (``train(epochs=3)``);
             ``preset="accurate"`` among them starts from that preset instead of ``config``.
-        dataset: an already loaded :class:`~cnnlab.data.Dataset` (else ``config.dataset`` is loaded).
+        dataset: an already loaded :class:`~cnnlab.data.Dataset`, or a dataset's name or path (as
+            ``config.dataset``, which is loaded when this is not given).
         progress: show per-batch progress bars (default: when stderr is a terminal).
         on_epoch: called after each epoch's history row is complete, outside the timed loop,
             as ``on_epoch(row, model, to_model_input)``; ``to_model_input`` turns uint8
@@ -108,7 +110,10 @@ def train(config: TrainConfig | None = None, dataset: Dataset | None = None, pro
             training goes on after its last finished epoch, as if it had never stopped.
     With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.training.checkpoint).
     """
-    config, network = resolve_config(config, options)
+    if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
+        options["dataset"], dataset = str(dataset), None
+    kind = dataset_kind(dataset.source or dataset.name) if dataset is not None else None
+    config, network = resolve_config(config, options, kind)
     started = time.perf_counter()
     device = select_device(config.device)
     world = join(device.type)  # torchrun's process group (cnnlab.training.distributed), or this process alone
