@@ -351,9 +351,7 @@ def compare_command(
 
     compared, folder = compare_runs(runs, out)
     if as_json:
-        print(json.dumps([{**dict(zip(["run", "model", "parameters", "epochs", "test_accuracy", "train_seconds"],
-                                      [r.name, r.model, r.parameters, r.epochs, r.test_accuracy, r.train_seconds],
-                                      strict=True))} for r in compared]))
+        print(json.dumps([r.to_json() for r in compared]))
     else:
         print(format_table(compared))
         print(f"Wrote {folder / 'compare.png'} and {folder / 'compare.html'}")

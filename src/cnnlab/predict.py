@@ -98,11 +98,11 @@ def expand_inputs(paths: list[str | Path]) -> Inputs:
         if path.is_dir():
             inside = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
             wanted = [p for p in inside if p.suffix.lower() in IMAGE_SUFFIXES | {".csv"}]
-            if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in inside) and not wanted:
+            if not wanted:
                 raise CnnlabError(f"{path}: no images in this folder")
             inputs.files += wanted
             inputs.walked.update(wanted)
-            inputs.skipped += [p for p in inside if p not in set(wanted)]
+            inputs.skipped += [p for p in inside if p not in inputs.walked]
         elif path.is_file():
             inputs.files.append(path)
         else:

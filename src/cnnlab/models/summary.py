@@ -147,7 +147,8 @@ def _spec_groups(model: nn.Module, spec: str, in_channels: int, image_size: int)
     steps = plan(parse(spec), num_classes, in_channels, image_size)
     modules, groups, start = list(model), [], 0
     for step in steps:
-        count = len(step.make())
+        with torch.device("meta"):  # only how many modules: nothing allocated
+            count = len(step.make())
         layer = step.layer
         label = f"{layer.position} {layer.text}" if layer else (
             "  (flatten)" if isinstance(modules[start], nn.Flatten) else f"  (output) dense{num_classes}")

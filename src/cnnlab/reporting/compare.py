@@ -11,6 +11,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text
@@ -32,6 +33,10 @@ class ComparedRun:
     test_accuracy: float
     train_seconds: float
     record: RunRecord
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.name, "model": self.model, "parameters": self.parameters, "epochs": self.epochs,
+                "test_accuracy": self.test_accuracy, "train_seconds": self.train_seconds}
 
     def cells(self) -> list[str]:
         return [self.name, self.model, f"{self.parameters:,}", str(self.epochs), f"{100 * self.test_accuracy:.2f}%",

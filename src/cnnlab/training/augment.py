@@ -62,6 +62,12 @@ class Augmenter:
         self.background = background
         self.generator = torch.Generator().manual_seed(seed)
 
+    @classmethod
+    def for_level(cls, level: str, background: float = 0.0, seed: int = 0) -> Augmenter | None:
+        """The augmenter of ``--augment level``, or None for ``none``."""
+        spec = get_level(level)
+        return cls(spec, background, seed) if spec else None
+
     def _uniform(self, *shape: int) -> torch.Tensor:
         """Uniform in [-1, 1), drawn on the CPU so every device sees the same numbers."""
         return torch.rand(*shape, generator=self.generator) * 2 - 1

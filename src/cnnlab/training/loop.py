@@ -49,7 +49,7 @@ from cnnlab.models.inference import check_logits, images_logits, predict_logits,
 from cnnlab.models.registry import build_model, count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_run
-from cnnlab.training.augment import Augmenter, get_level
+from cnnlab.training.augment import Augmenter
 from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
 from cnnlab.training.config import TrainConfig, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
@@ -175,21 +175,23 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
         say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
+    points = parts.points.rows if parts.points else []
     if config.out and world.main:
-        points = parts.points.rows if parts.points else []
         write_run(Path(config.out), trained, info,
                   RunRecord(history, metrics, {**asdict(config), "threads_used": threads}, points),
                   TestSet(data.test_images, data.test_labels, logits.cpu()), device)
         say(f"Saved to {config.out}/")
     leave(world)
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
-                       parts.points.rows if parts.points else [])
+                       points)
 
 
 def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | None, progress: bool | None) -> str:
     """``--lr auto``: set ``config.lr`` to lr-find's suggestion (two significant figures) on this
     data, re-seed as the run began, and say so. The sweep trains a copy of a given ``network``."""
-    found = lr_find(config, data, progress=progress, **({"model": copy.deepcopy(network)} if network else {}))
+    own = {"model": copy.deepcopy(network)} if network else {}  # the sweep trains a copy
+    # The sweep keeps the run's thread count: choosing again could pick another on a busy machine.
+    found = lr_find(config, data, progress=progress, threads=torch.get_num_threads(), **own)
     config.lr = float(f"{found.suggestion:.2g}")
     torch.manual_seed(config.seed)
     return f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it"
@@ -250,8 +252,7 @@ def make_parts(config: TrainConfig, data: Dataset, background: float, device: to
     check_logits(network, data.num_classes, data.image_size)
     model = network.to(device, memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
-    spec = get_level(config.augment)
-    augmenter = Augmenter(spec, background, config.seed + 1 + world.rank) if spec else None
+    augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)
     return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
                          torch.Generator().manual_seed(config.seed), augmenter,
                          best=BestEpoch(config.patience) if config.patience else None)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.registry import build_model
-from cnnlab.training.augment import Augmenter, get_level
+from cnnlab.training.augment import Augmenter
 from cnnlab.training.config import TrainConfig, resolve_config
 from cnnlab.training.optim import make_optimizer, training_loss
 from cnnlab.training.system import select_device, set_threads
@@ -83,8 +83,7 @@ def lr_find(config: TrainConfig | None = None, dataset: Dataset | None = None, s
     model = (network or build_model(config.model, data.num_classes, data.image_size))
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(config.optimizer, model, start)
-    level = get_level(config.augment)
-    augmenter = Augmenter(level, -mean / std, config.seed + 1) if level else None
+    augmenter = Augmenter.for_level(config.augment, -mean / std, config.seed + 1)
     shuffler = torch.Generator().manual_seed(config.seed)
     result = LrFind(config.model)
     order, position, average, lowest = torch.randperm(len(y), generator=shuffler), 0, 0.0, math.inf
