@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -24,10 +25,25 @@ def test_each_rank_takes_an_equal_disjoint_shard():
 
 
 def launch(*args: str, processes: int = 2) -> subprocess.Popen:
-    """``torchrun --nproc-per-node=N -m cnnlab ...`` in a session of its own (killed as a group)."""
-    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={processes}", "-m", "cnnlab", *args]
+    """``torchrun --standalone --nproc-per-node=N -m cnnlab ...`` in a session of its own (killed as a
+    group). --standalone: each launch rendezvouses on a free port of its own, so a launch never meets
+    a port an earlier one (or another test's) still holds."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+               "-m", "cnnlab", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "CNNLAB_OFFLINE": "1"})
+
+
+def wait_until_gone(group: int, seconds: float = 30) -> None:
+    """Wait until no process of the process group ``group`` is left."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"processes of group {group} outlived SIGKILL for {seconds} s")
 
 
 def finish(process: subprocess.Popen) -> str:
@@ -58,6 +74,7 @@ def test_resume_works_under_torchrun(mnist_dir, tmp_path):
     wait_until_mid_epoch(victim, tmp_path / "broken", 1.0)
     os.killpg(victim.pid, signal.SIGKILL)  # the launcher and both workers
     victim.wait()
+    wait_until_gone(victim.pid)  # no worker of the killed run may still write to its directory
     assert len(load_checkpoint(tmp_path / "broken")["generators"]) == 2  # each rank's own random state
     assert "Resuming" in finish(launch("train", "--resume", str(tmp_path / "broken")))
     expected, got = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "broken"))
