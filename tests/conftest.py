@@ -46,6 +46,28 @@ def make_blobs(n: int, num_classes: int = 3, size: int = 28, seed: int = 0) -> t
     return images, labels.astype(np.uint8)
 
 
+COLOURS = {"red": (255, 60, 130), "green": (60, 175, 60), "blue": (90, 110, 255)}  # about equally bright in grey
+
+
+def make_colour_folder(folder: Path, per_class: int = 40, size: int = 64, seed: int = 0) -> Path:
+    """``folder/<colour>/<i>.png``: RGB images whose class is the colour of a rectangle on a grey
+    background. The colours are about equally bright, and each image's brightness varies by up to
+    25%, so grey copies of them cannot tell the classes apart; the colour can."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            image = np.full((size, size, 3), rng.integers(40, 200), dtype=np.float32)
+            top, left = rng.integers(0, size // 2, 2)
+            height, width = rng.integers(size // 4, size // 2, 2)
+            image[top : top + height, left : left + width] = np.array(colour) * rng.uniform(0.75, 1.0)
+            image += rng.normal(0, 8, image.shape)
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(folder / name / f"{i}.png")
+    return folder
+
+
 @pytest.fixture
 def idx_folder(tmp_path) -> Path:
     """A folder with the four MNIST-style IDX files of a small generated dataset."""
@@ -66,3 +88,17 @@ def toy_dataset() -> Dataset:
     t = torch.from_numpy
     return Dataset("toy", ["a", "b", "c"], t(train_x), t(train_y.astype(np.int64)), t(test_x),
                    t(test_y.astype(np.int64)), t(val_x), t(val_y.astype(np.int64)))
+
+
+@pytest.fixture(scope="session")
+def colour_run(tmp_path_factory) -> Path:
+    """A model trained by the fast preset on a generated folder of 3 colour classes (64x64 RGB), with
+    ``held-out/`` beside it: images of each class it never saw."""
+    from cnnlab import train
+
+    root = tmp_path_factory.mktemp("colours")
+    make_colour_folder(root / "colours" / "train", per_class=60, seed=1)
+    make_colour_folder(root / "colours" / "test", per_class=20, seed=2)
+    make_colour_folder(root / "held-out", per_class=2, seed=3)
+    train(dataset=root / "colours", out=str(root / "run"), progress=False)
+    return root / "run"

@@ -76,3 +76,17 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch, capsys):
     with pytest.raises(CnnlabError, match=r"pip install 'cnnlab\[onnx\]'"):
         load_model(tmp_path / "bad" / "model.onnx")
     assert not list((tmp_path / "run").glob("*.onnx"))  # a failed export leaves nothing behind
+
+
+def test_a_colour_model_exports_taking_three_channels(colour_run, tmp_path):
+    import onnx
+
+    from cnnlab.export import export_onnx
+
+    target = export_onnx(colour_run, tmp_path / "deploy")
+    dims = onnx.load(str(target)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [3, 64, 64] and dims[0].dim_param  # (N, 3, 64, 64), N dynamic
+    held_out = colour_run.parent / "held-out"
+    by_torch = predict_files(colour_run, [held_out], progress=False)
+    by_onnx = predict_files(target, [held_out], progress=False)
+    assert [p.label for p in by_onnx] == [p.label for p in by_torch] == [p.path.split("/")[-2] for p in by_torch]

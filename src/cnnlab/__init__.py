@@ -35,7 +35,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "summary": ("cnnlab.models.summary", "summary"), "lr_find": ("cnnlab.training.lr_find", "lr_find"),
     "compare": ("cnnlab.reporting.compare", "compare_runs"),
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
-    "read_grey": ("cnnlab.data.user", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
+    "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
 }
 
 

@@ -59,6 +59,10 @@ def train_command(
     ema: Annotated[Optional[float], typer.Option(help=f"Keep a moving average of the weights with this per-step "
                                                   f"decay (e.g. 0.999), 0 for none {PRESET_DEFAULT}")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
+    image_size: Annotated[Optional[str], typer.Option(help="Resize images to N x N pixels (N or NxN, 8 to 512) "
+                                                      "[default: the dataset's own; a folder: its median, at most "
+                                                      "64]")] = None,
+    grey: Annotated[bool, typer.Option(help="Train on grey images (one channel) even if the data has colour")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     data_dir: DataDirOpt = None,
@@ -77,7 +81,7 @@ def train_command(
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=learning_rate(lr), optimizer=optimizer,
                   schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
-                  val_split=val_split, limit=limit,
+                  val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
@@ -91,6 +95,20 @@ def train_command(
                           "or pass --overwrite to start again")
     config.out = str(out)
     interruptible(lambda: train(config), out)
+
+
+def square_side(text: str | None) -> int | None:
+    """``--image-size``: ``64`` or ``64x64`` -> 64. cnnlab's networks take square images."""
+    if text is None:
+        return None
+    sides = text.lower().split("x")
+    if len(sides) > 2 or not all(side.strip().isdigit() for side in sides):
+        raise CnnlabError(f"--image-size must be a number of pixels such as 64 (or 64x64), got '{text}'")
+    if len(set(map(int, sides))) > 1:
+        raise CnnlabError(f"--image-size {text}: cnnlab's networks take square images; give one side, e.g. "
+                          f"--image-size {max(map(int, sides))} (images of another shape are padded to a square, "
+                          "keeping their aspect)")
+    return int(sides[0])
 
 
 def learning_rate(text: str | None) -> float | str | None:
@@ -260,8 +278,9 @@ def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_
     if as_json:
         print(json.dumps(facts))
         return
-    height, width = facts["image_shape"]
-    print(f"{facts['name']}: {facts['num_classes']} classes, images {height}x{width}")
+    height, width = facts["image_shape"][:2]
+    colour = "" if facts["channels"] == 1 else " RGB" if facts["channels"] == 3 else f" {facts['channels']} channels"
+    print(f"{facts['name']}: {facts['num_classes']} classes, images {height}x{width}{colour}")
     for split, s in facts["splits"].items():
         print(f"  {split:<5} {s['count']:>6} images, pixel mean {s['pixel_mean']:.4f} std {s['pixel_std']:.4f}")
         print("        per class: " + ", ".join(f"{k} {v}" for k, v in s["class_counts"].items()))

@@ -1,7 +1,8 @@
 """Models outside Python: export to ONNX (cnnlab.models.onnx runs an exported ``model.onnx``).
 
-The ONNX graph takes exactly what the PyTorch model takes, normalised images ``(N, 1, H, W)``
-float32 (pixels / 255, minus ``mean``, over ``std``, both in ``model.json``), with any batch size,
+The ONNX graph takes exactly what the PyTorch model takes, normalised images ``(N, C, H, W)``
+float32 (C: 1 for grey, 3 for RGB; pixels / 255, minus ``mean``, over ``std``, one per channel, both
+in ``model.json``), with any batch size,
 and returns the same ``(N, classes)`` logits (an ensemble's: log-probabilities). ``model.json``
 goes beside ``model.onnx``, so cnnlab (``cnnlab predict model.onnx ...``) and other programs
 know the classes and the normalisation.
@@ -35,7 +36,7 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     if folder.exists() and not folder.is_dir():
         raise CnnlabError(f"--out {folder}: exists and is not a folder; give a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    example = torch.zeros(2, 1, info.image_size, info.image_size)
+    example = torch.zeros(2, info.in_channels, info.image_size, info.image_size)
     batch = torch.export.Dim("batch", min=1)
     # The exporter's notes on its own internals ("torchvision is not installed. Skipping ...") are
     # not the user's business: warnings and its registry's log lines are silenced while it runs.

@@ -1,6 +1,10 @@
 """Predicting labels for the user's images (files, folders, or a pixel CSV), one digit or a number each.
 
-Photos and scans go through cnnlab.handwriting first, so the network sees what it saw in training.
+Each image is prepared as the model's training images were. For an MNIST digit model, photos and
+scans go through cnnlab.handwriting (the ink found, centred and sized as MNIST's digits). Any other
+model gets a plain resize: padded to a square with its border's colour (the aspect kept), then
+resized, in colour for a colour model, and for a grey model trained on light-on-dark images, dark
+ink on a light ground is inverted.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cnnlab.data.user import IMAGE_SUFFIXES, read_pixel_csv
+from cnnlab.data.images import IMAGE_SUFFIXES, decode, fit_square, to_grey, to_rgb
+from cnnlab.data.user import read_pixel_csv
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
-from cnnlab.handwriting.digit import load_for_model, read_grey
+from cnnlab.handwriting.digit import digit_to_mnist, read_grey
 from cnnlab.handwriting.number import number_to_mnist
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
@@ -110,21 +115,50 @@ def expand_inputs(paths: list[str | Path]) -> Inputs:
     return inputs
 
 
+def uses_digit_steps(info: ModelInfo) -> bool:
+    """Whether ``info``'s model is an MNIST digit model, whose inputs are found as ink (cnnlab.handwriting)."""
+    return info.dataset in DIGIT_DATASETS and info.image_size == 28 and info.in_channels == 1
+
+
+def preprocessing(info: ModelInfo) -> str:
+    """One line saying how images are prepared for this model."""
+    if uses_digit_steps(info):
+        return "the ink is found, cropped, centred and scaled as MNIST's digits (28x28)"
+    colour = "RGB" if info.in_channels == 3 else "grey"
+    return (f"a plain resize to {info.image_size}x{info.image_size} {colour}, padded to a square with the border's "
+            "colour (no ink extraction)")
+
+
+def plain_image(source: str | Path | bytes, info: ModelInfo, name: str | None = None) -> np.ndarray:
+    """An image prepared as a folder's training images were: uint8 ``(side, side)`` or ``(side, side, 3)``."""
+    image = decode(source, name)
+    if info.in_channels == 3:
+        return fit_square(to_rgb(image), info.image_size)
+    grey = to_grey(image)
+    trained_dark = (info.mean[0] if isinstance(info.mean, list) else info.mean) < 0.5  # e.g. Fashion-MNIST
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    return fit_square(1 - grey if trained_dark and border.mean() > 0.5 else grey, info.image_size)
+
+
 def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool = False,
                       name: str | None = None, model: torch.nn.Module | None = None) -> list[np.ndarray]:
-    """An image file or its bytes -> the uint8 ``(H, W)`` inputs the model will see: one, or one per digit.
+    """An image file or its bytes -> the uint8 ``(H, W)`` (or ``(H, W, 3)``) inputs the model will see:
+    one, or one per digit.
 
     For a number, ``model`` (if given) judges marks that may be two touching digits.
     """
     if number:
-        if info.image_size != 28:
-            raise CnnlabError(f"--number needs a 28x28 digit model; this one takes {info.image_size}x{info.image_size}")
+        if (info.image_size, info.in_channels) != (28, 1):
+            raise CnnlabError(f"--number needs a 28x28 grey digit model; this one takes {info.image_size}x"
+                              f"{info.image_size} {'RGB' if info.in_channels == 3 else 'grey'}")
 
         def confidence(images: np.ndarray) -> np.ndarray:
             return predict_images(model, info, torch.from_numpy(images), 1)[0][:, 0].numpy()
 
         return number_to_mnist(read_grey(source, name), confidence if model is not None else None)
-    return [load_for_model(source, info.image_size, info.dataset in DIGIT_DATASETS, name)]
+    if uses_digit_steps(info):
+        return [digit_to_mnist(read_grey(source, name))]
+    return [plain_image(source, info, name)]
 
 
 def _inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Module
@@ -141,7 +175,7 @@ def _inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Modul
                 inputs.skipped.append(path)
                 yield str(path), [], True  # answers nothing, ends its file for the progress bar
                 continue
-            if images.shape[1:] != (info.image_size, info.image_size):
+            if images.shape[1:] != (info.image_size, info.image_size) or info.in_channels != 1:
                 raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images, "
                                   f"the model expects {info.image_size}x{info.image_size}")
             for row, image in enumerate(images):
@@ -204,6 +238,8 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
         bar.update(int(ends_file))
     results += _answer(model, info, pending, top_k, number, min_confidence, saver, tta)
     bar.close()
+    if not uses_digit_steps(info) and not number and any(not p.error for p in results):
+        print(f"note: each image was prepared by {preprocessing(info)}", file=sys.stderr)
     inputs.report_skipped()
     return results
 

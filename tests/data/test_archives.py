@@ -27,14 +27,22 @@ def write_tar(path, members: dict[str, bytes]) -> None:
             tar.addfile(info, io.BytesIO(data))
 
 
-@pytest.fixture
-def cifar10(tmp_path):
-    members = {f"cifar-10-batches-bin/data_batch_{i}.bin": cifar_record([i], 10, 20, 30) * 2 for i in range(1, 6)}
-    members["cifar-10-batches-bin/test_batch.bin"] = cifar_record([9], 1, 2, 3)
+def make_cifar10(folder, per_batch: int = 2, test_records: int = 1):
+    """``folder/cifar-10-binary.tar.gz`` in CIFAR-10's binary format: ``per_batch`` records in each of
+    the 5 training batches (batch i labelled i), ``test_records`` in the test batch (labelled 9)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    members = {f"cifar-10-batches-bin/data_batch_{i}.bin": cifar_record([i], 10, 20, 30) * per_batch
+               for i in range(1, 6)}
+    members["cifar-10-batches-bin/test_batch.bin"] = cifar_record([9], 1, 2, 3) * test_records
     members["cifar-10-batches-bin/batches.meta.txt"] = "\n".join(
         ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck", "", ""]).encode()
-    write_tar(tmp_path / "cifar-10-binary.tar.gz", members)
-    return tmp_path / "cifar-10-binary.tar.gz"
+    write_tar(folder / "cifar-10-binary.tar.gz", members)
+    return folder / "cifar-10-binary.tar.gz"
+
+
+@pytest.fixture
+def cifar10(tmp_path):
+    return make_cifar10(tmp_path)
 
 
 def test_cifar10_records_become_height_width_rgb_images(cifar10):

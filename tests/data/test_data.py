@@ -15,9 +15,9 @@ from cnnlab.errors import CnnlabError
 from tests.conftest import make_blobs
 
 
-def test_registry_lists_three_datasets_with_mirrors_checksums_and_names():
-    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist"}
-    for spec in DATASETS.values():
+def test_registry_lists_the_mnist_family_with_mirrors_checksums_and_names():
+    assert set(DATASETS) == {"mnist", "fashion-mnist", "kmnist", "cifar10", "cifar100", "svhn"}
+    for spec in (DATASETS[name] for name in ("mnist", "fashion-mnist", "kmnist")):
         assert len(spec.mirrors) >= 2
         assert set(spec.md5) == set(FILES) and all(len(v) == 32 for v in spec.md5.values())
         assert len(spec.class_names) == 10
@@ -116,7 +116,9 @@ def test_image_folder_dataset_any_format_and_size(tmp_path):
         Image.fromarray(image).resize((40 + i, 50)).convert("RGB").save(folder / f"{i}{suffix}")
     ds = load_dataset(tmp_path / "shapes")
     assert ds.class_names == ["class0", "class1", "class2"]
-    assert len(ds.train_labels) + len(ds.test_labels) == 30 and ds.train_images.shape[1:] == (28, 28)
+    # grey saved as RGB stays grey; the size is the median longer side (54 of 50..69)
+    assert len(ds.train_labels) + len(ds.test_labels) == 30 and ds.train_images.shape[1:] == (54, 54)
+    assert load_dataset(tmp_path / "shapes", image_size=28).train_images.shape[1:] == (28, 28)
 
 
 def test_an_unreadable_image_in_a_folder_is_reported_and_skipped(tmp_path, capsys):

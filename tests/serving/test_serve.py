@@ -130,3 +130,17 @@ def test_a_busy_port_is_a_clear_error(mnist_run, capsys):
         assert main(["serve", str(mnist_run), "--port", str(port)]) == 2
     assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
     assert main(["serve", str(mnist_run), "--port", "70000"]) == 2
+
+
+def test_a_colour_model_takes_uploads_and_answers_in_colour(colour_run):
+    colour = TestClient(create_app(colour_run))
+    facts = colour.get("/api/model").json()
+    assert facts["drawing"] is False and facts["channels"] == 3 and facts["classes"] == ["blue", "green", "red"]
+    assert "plain resize to 64x64 RGB" in facts["preprocessing"]
+    held_out = colour_run.parent / "held-out" / "green" / "0.png"
+    reply = colour.post("/api/predict", files={"file": ("green.png", held_out.read_bytes(), "image/png")})
+    assert reply.status_code == 200 and reply.json()["label"] == "green"
+    seen = Image.open(io.BytesIO(base64.b64decode(reply.json()["preprocessed"])))
+    assert seen.mode == "RGB" and seen.size == (64, 64)
+    number = colour.post("/api/predict?number=true", files={"file": ("g.png", held_out.read_bytes(), "image/png")})
+    assert number.status_code == 422 and "28x28 grey digit model" in number.json()["error"]

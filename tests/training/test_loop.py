@@ -157,3 +157,22 @@ def test_a_run_trained_on_a_folder_in_python_finds_it_again(idx_folder, tmp_path
     train(model="cnn", epochs=1, batch_size=16, dataset=ds, out=str(tmp_path / "run"), progress=False)
     assert json.loads((tmp_path / "run" / "model.json").read_text())["dataset"] == str(idx_folder.resolve())
     assert 0 <= evaluate(tmp_path / "run")["test_accuracy"] <= 1  # no dataset given: the run's own folder
+
+
+def test_a_colour_folder_trains_on_three_channels_and_predicts_held_out_images(colour_run):
+    import json
+
+    from cnnlab.predict import predict_files
+
+    meta = json.loads((colour_run / "model.json").read_text())
+    assert meta["input"]["channels"] == 3 and len(meta["normalization"]["mean"]) == 3
+    assert meta["test_accuracy"] >= 0.99
+    answers = predict_files(colour_run, [colour_run.parent / "held-out"], progress=False)
+    assert [a.label for a in answers] == [a.path.split("/")[-2] for a in answers] and len(answers) == 6
+
+
+def test_digits_are_never_mirrored(idx_folder):
+    from cnnlab import train
+
+    with pytest.raises(CnnlabError, match=r"--augment crop-flip mirrors images, and mnist holds digits"):
+        train(dataset="mnist", augment="crop-flip", limit=100, epochs=1, progress=False)

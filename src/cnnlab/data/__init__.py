@@ -1,9 +1,11 @@
-"""Datasets as in-memory uint8 tensors: the built-in MNIST family and the user's own files.
+"""Datasets as in-memory uint8 tensors: the built-in ones and the user's own files.
 
 >>> from cnnlab.data import load_dataset
 >>> ds = load_dataset("mnist", val_split=0.1)
 >>> ds.train_images.shape, ds.train_images.dtype
 (torch.Size([54000, 28, 28]), torch.uint8)
+
+Grey images are ``(N, H, W)``; colour ones ``(N, H, W, 3)``, height x width x RGB.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data.archives import read_cifar, read_svhn
 from cnnlab.data.download import ensure_files, resolve_data_dir
 from cnnlab.data.idx import read_idx, read_idx_pair
+from cnnlab.data.images import rgb_to_grey
 from cnnlab.data.registry import (
     DATASETS,
     TEST_IMAGES,
     TEST_LABELS,
     TRAIN_IMAGES,
     TRAIN_LABELS,
+    dataset_kind,
     get_spec,
 )
 from cnnlab.data.user import read_image_folder, read_pixel_csv
@@ -33,16 +38,18 @@ __all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "resol
 # so the test images never change with --seed and runs stay comparable.
 _HOLDOUT_SEED = 0
 _HOLDOUT_FRACTION = 0.2
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 512  # --image-size's range
 
 
 @dataclass
 class Dataset:
     """Images and labels for train, validation and test, all in memory.
 
-    Images are uint8 tensors of shape ``(N, H, W)`` (0 = background); labels are int64 of
-    shape ``(N,)`` with values in ``range(len(class_names))``. The validation split is empty
-    when ``val_split`` was 0. ``source`` says where it came from, so a model trained on it can be
-    evaluated again (empty for data made in Python).
+    Images are uint8 tensors of shape ``(N, H, W)`` for grey (0 = background) or ``(N, H, W, 3)``
+    for colour (height x width x RGB), square; labels are int64 of shape ``(N,)`` with values in
+    ``range(len(class_names))``. The validation split is empty when ``val_split`` was 0. ``source``
+    says where it came from, so a model trained on it can be evaluated again (empty for data made
+    in Python). ``kind`` says what the images are (cnnlab.data.registry.DatasetSpec).
     """
 
     name: str
@@ -54,10 +61,15 @@ class Dataset:
     val_images: torch.Tensor = field(default_factory=lambda: torch.empty(0, 28, 28, dtype=torch.uint8))
     val_labels: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
     source: str = ""  # what loads it again: a registry name, or a user folder's or file's absolute path
+    kind: str = "images"
 
     @property
     def image_size(self) -> int:
-        return int(self.train_images.shape[-1])
+        return int(self.train_images.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.train_images.ndim == 3 else int(self.train_images.shape[3])
 
     @property
     def num_classes(self) -> int:
@@ -78,36 +90,62 @@ def load_dataset(
     val_split: float = 0.0,
     limit: int | None = None,
     seed: int = 0,
-    image_size: int = 28,
+    image_size: int | None = None,
     download: bool | None = None,
+    channels: int | None = None,
 ) -> Dataset:
     """Load a built-in dataset by name, or the user's own from a path.
 
     Args:
-        dataset: ``"mnist"``, ``"fashion-mnist"``, ``"kmnist"``; or a path: a folder with the
-            four MNIST-style IDX files, a folder of class subfolders of images (with optional
-            ``train/`` and ``test/`` parts), or a Kaggle-style CSV.
+        dataset: a name in :data:`DATASETS` (``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``, ...);
+            or a path: a folder with the four MNIST-style IDX files, a folder of class subfolders
+            of images (with optional ``train/`` and ``test/`` parts), or a Kaggle-style CSV.
         data_dir: where built-in datasets live (see :func:`resolve_data_dir`).
         val_split: fraction of the training set held out for validation, in ``[0, 1)``.
         limit: keep only the first ``limit`` images of each split (quick runs).
         seed: chooses which training images go to validation.
-        image_size: side length user images are resized to.
+        image_size: the square side to resize to, 8 to 512; None: a built-in dataset's own size,
+            a folder's median image side capped at 64.
         download: fetch missing built-in files (default: yes unless ``$CNNLAB_OFFLINE``).
+        channels: 1 to make colour images grey, 3 to make grey ones RGB; None: keep what the data has
+            (a folder is colour if any of its images is).
     """
     require(0.0 <= val_split < 1.0, f"--val-split must be in [0, 1), got {val_split}")
     require(limit is None or limit > 0, f"--limit must be a positive number of images, got {limit}")
-    train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download)
+    require(image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
+            f"--image-size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    require(channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download, channels)
     _check_labels(train_y, names, label)
     _check_labels(test_y, names, label)
     source = str(Path(dataset).resolve()) if Path(dataset).exists() else str(dataset)
+    train_x, test_x = (_fit(x, image_size, channels) for x in (train_x, test_x))
+    empty = torch.empty(0, *train_x.shape[1:], dtype=torch.uint8)
     ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y),
-                                  source=source), val_split, seed)
+                                  val_images=empty, source=source, kind=dataset_kind(str(dataset))),
+                          val_split, seed)
     if limit:
         for split in ("train", "val", "test"):
             for kind in ("images", "labels"):
                 attr = f"{split}_{kind}"
                 setattr(ds, attr, getattr(ds, attr)[:limit])
     return ds
+
+
+def _fit(images: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+    """uint8 images ``(N, H, W[, 3])`` brought to ``channels`` and ``size x size`` (None: as they are)."""
+    if channels == 1 and images.ndim == 4:
+        images = rgb_to_grey(images)
+    elif channels == 3 and images.ndim == 3:
+        images = np.repeat(images[..., None], 3, axis=-1)
+    if size is None or images.shape[1:3] == (size, size):
+        return images
+    # Whole splits at once: antialiased bilinear, as Pillow's resize of a folder's images.
+    pixels = torch.from_numpy(np.ascontiguousarray(images)).float()
+    pixels = pixels.unsqueeze(1) if images.ndim == 3 else pixels.permute(0, 3, 1, 2)
+    resized = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
+    resized = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return (resized[:, 0] if images.ndim == 3 else resized.permute(0, 2, 3, 1)).numpy()
 
 
 def split_validation(ds: Dataset, val_split: float, seed: int = 0) -> Dataset:
@@ -134,17 +172,15 @@ def _check_labels(labels: np.ndarray, names: list[str], source: str) -> None:
         raise CnnlabError(f"{source}: labels must be in 0..{len(names) - 1}, found {labels.min()}..{labels.max()}")
 
 
-def _load_arrays(dataset, data_dir, image_size, download):
+def _load_arrays(dataset, data_dir, image_size, download, channels):
     """Return ``(train_x, train_y, test_x, test_y, class_names, display_name)`` as numpy."""
     path = Path(dataset)
     if str(dataset) in DATASETS:
         spec = get_spec(str(dataset))
         folder = ensure_files(spec, resolve_data_dir(data_dir), download)
-        train = read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS)
-        test = read_idx_pair(folder / TEST_IMAGES, folder / TEST_LABELS)
-        return *train, *test, list(spec.class_names), spec.name
+        return *_read_builtin(spec, folder), spec.name
     if path.is_dir():
-        return _load_folder(path, image_size)
+        return _load_folder(path, image_size, channels)
     if path.is_file() and path.suffix.lower() == ".csv":
         images, labels = read_pixel_csv(path)
         if labels is None:
@@ -164,7 +200,20 @@ def _idx_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _load_folder(path: Path, image_size: int):
+def _read_builtin(spec, folder: Path):
+    """``(train_x, train_y, test_x, test_y, class_names)`` from a built-in dataset's original files."""
+    if spec.format == "cifar10":
+        return read_cifar(folder / next(iter(spec.md5)))
+    if spec.format == "cifar100":
+        return read_cifar(folder / next(iter(spec.md5)), hundred=True)
+    if spec.format == "svhn":
+        return read_svhn(folder)
+    train = read_idx_pair(folder / TRAIN_IMAGES, folder / TRAIN_LABELS)
+    test = read_idx_pair(folder / TEST_IMAGES, folder / TEST_LABELS)
+    return *train, *test, list(spec.class_names)
+
+
+def _load_folder(path: Path, image_size: int | None, channels: int | None):
     idx_files = [_idx_file(path, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)]
     if all(idx_files):  # the four MNIST-style IDX files, e.g. EMNIST or the user's own
         train_x, train_y = read_idx_pair(idx_files[0], idx_files[1])
@@ -172,11 +221,11 @@ def _load_folder(path: Path, image_size: int):
         names = [str(i) for i in range(int(max(train_y.max(), test_y.max())) + 1)]
         return train_x, train_y, test_x, test_y, names, path.name
     if (path / "train").is_dir() and (path / "test").is_dir():
-        train_x, train_y, names = read_image_folder(path / "train", image_size)
-        test_x, test_y, _ = read_image_folder(path / "test", image_size, names)
-        return train_x, train_y, test_x, test_y, names, path.name
-    images, labels, names = read_image_folder(path, image_size)
-    return *_holdout(images, labels), names, path.name
+        train = read_image_folder(path / "train", image_size, channels=channels)
+        test = read_image_folder(path / "test", train.side, train.class_names, train.channels)
+        return train.images, train.labels, test.images, test.labels, train.class_names, path.name
+    found = read_image_folder(path, image_size, channels=channels)
+    return *_holdout(found.images, found.labels), found.class_names, path.name
 
 
 def _holdout(images: np.ndarray, labels: np.ndarray):
@@ -201,4 +250,5 @@ def describe(ds: Dataset) -> dict:
             "pixel_std": pixels.std().item(),
         }
     return {"name": ds.name, "num_classes": ds.num_classes, "class_names": ds.class_names,
-            "image_shape": list(ds.train_images.shape[1:]), "splits": splits}
+            "image_shape": list(ds.train_images.shape[1:]), "channels": ds.channels, "kind": ds.kind,
+            "splits": splits}

@@ -1,7 +1,8 @@
 """The built-in datasets: where to download them, their checksums and class names.
 
-Each dataset is four IDX ``.gz`` files, stored under ``<data dir>/<name>/`` with their
-original names, e.g. ``~/.cache/cnnlab/mnist/train-images-idx3-ubyte.gz``.
+Each dataset's original files are stored under ``<data dir>/<name>/`` with their original names,
+e.g. ``~/.cache/cnnlab/mnist/train-images-idx3-ubyte.gz``: the MNIST family as four IDX ``.gz``
+files, CIFAR as its binary tarball, SVHN as two ``.mat`` files (cnnlab.data.archives reads them).
 """
 
 from __future__ import annotations
@@ -24,11 +25,14 @@ class DatasetSpec:
     Attributes:
         name: registry key and folder name.
         description: one line for listings.
-        mirrors: base URLs tried in order; each holds the four files of :data:`FILES`.
-        md5: the well-known reference MD5 of each ``.gz`` file, keyed by file name.
-        class_names: label index -> human-readable name.
-        kind: what the images are, which the presets choose by: ``digits`` and ``characters``
-            (centred on an empty border; never mirrored) or ``clothing`` (filling the frame).
+        mirrors: base URLs tried in order; each holds every file of ``md5``.
+        md5: the well-known reference MD5 of each file, keyed by file name.
+        class_names: label index -> human-readable name (empty: read from the files).
+        kind: what the images are, which the presets and augmentation choose by: ``digits`` and
+            ``characters`` (centred on an empty border; never mirrored), ``clothing`` (filling
+            the frame), ``photo-digits`` (colour photos of digits: never mirrored) or ``natural``
+            (colour photos of things).
+        format: how the files are read: ``idx``, ``cifar10``, ``cifar100`` or ``svhn``.
     """
 
     name: str
@@ -37,6 +41,7 @@ class DatasetSpec:
     md5: dict[str, str]
     class_names: tuple[str, ...]
     kind: str = "digits"
+    format: str = "idx"
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -93,6 +98,36 @@ DATASETS: dict[str, DatasetSpec] = {
             },
             class_names=("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
             kind="characters",
+        ),
+        # The colour datasets below were never downloaded on cnnlab's development machines (they
+        # cannot reach the mirrors); their readers are tested on files generated in their formats.
+        DatasetSpec(
+            name="cifar10",
+            description="CIFAR-10, photos of 10 kinds of things, 50k train / 10k test, 32x32 colour",
+            mirrors=("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/"),
+            md5={"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+            class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+            kind="natural",
+            format="cifar10",
+        ),
+        DatasetSpec(
+            name="cifar100",
+            description="CIFAR-100, photos of 100 kinds of things, 50k train / 10k test, 32x32 colour",
+            mirrors=("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/"),
+            md5={"cifar-100-binary.tar.gz": "03b5dce01913d631647c71ecec9e9cb8"},
+            class_names=(),  # its 100 fine labels' names come from the tarball
+            kind="natural",
+            format="cifar100",
+        ),
+        DatasetSpec(
+            name="svhn",
+            description="SVHN cropped digits, house numbers from Street View, 73k train / 26k test, 32x32 colour",
+            mirrors=("http://ufldl.stanford.edu/housenumbers/", "https://ufldl.stanford.edu/housenumbers/"),
+            md5={"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+                 "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3"},
+            class_names=tuple(str(d) for d in range(10)),
+            kind="photo-digits",
+            format="svhn",
         ),
     )
 }

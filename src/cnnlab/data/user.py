@@ -1,102 +1,85 @@
-"""User datasets: a folder of class subfolders of images, or a Kaggle digit-recognizer CSV."""
+"""User datasets: a folder of class subfolders of images, or a Kaggle digit-recognizer CSV.
+
+A folder keeps its images' colour: it is read as RGB when any image in it is really coloured
+(grey ones are then converted, and that is said), else as grey. Its images are brought to one
+square size, by default their median size capped at :data:`FOLDER_SIDE_CAP`
+(cnnlab.data.images.fit_square keeps their aspect).
+"""
 
 from __future__ import annotations
 
-import io
 import math
+import statistics
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
+from cnnlab.data.images import IMAGE_SUFFIXES, decode, fit_square, has_chroma, is_colour, rgb_to_grey, to_grey, to_rgb
 from cnnlab.errors import CnnlabError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
-Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompression bombs
-# A valid file cannot hold more pixels per byte than this: DEFLATE (PNG, TIFF) compresses at most
-# about 1,032:1, so 8-bit pixels stop near 1,000 a byte and 1-bit ones near 8,300. A header that
-# claims more is refused before Pillow allocates the image, so memory stays in proportion to the file.
-MAX_PIXELS_PER_BYTE = 16_384
+FOLDER_SIDE_CAP = 64  # a folder's default size: its images' median side, at most this
 
 
-class UnreadableImageError(CnnlabError):
-    """The bytes are not an image in a format Pillow reads."""
+@dataclass(frozen=True)
+class FolderImages:
+    """A folder's images as arrays: ``images`` uint8 ``(N, side, side)`` (grey) or ``(N, side, side, 3)``
+    (RGB), ``labels`` int64 ``(N,)`` indexing ``class_names``."""
 
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: list[str]
 
-class ImageTooLargeError(CnnlabError):
-    """The image claims more pixels than a photo has (a decompression bomb)."""
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else self.images.shape[-1]
 
-
-def read_grey(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
-    """Read an image file (or its bytes) as grey float32 ``(H, W)`` in 0-1.
-
-    EXIF orientation is applied (phone photos), and transparency is flattened onto the colour
-    that contrasts with the drawing, so ink on a transparent canvas is kept.
-    """
-    name = name or (str(source) if not isinstance(source, bytes) else "image")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
-            return _read(io.BytesIO(source) if isinstance(source, bytes) else source, name)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageTooLargeError(f"{name}: the image claims too many pixels to be a photo; refusing it") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UnreadableImageError(f"{name}: not a readable image ({exc}); use PNG, JPEG, BMP, GIF, TIFF or WebP"
-                                   ) from None
-
-
-def _read(source: str | Path | io.BytesIO, name: str) -> np.ndarray:
-    size = source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
-    with Image.open(source) as image:  # reads the header only
-        if image.width * image.height > MAX_PIXELS_PER_BYTE * max(size, 1):
-            raise ImageTooLargeError(f"{name}: claims {image.width}x{image.height} pixels from only {size:,} bytes: "
-                                     "a damaged or hostile file, refusing it before decoding")
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-            return _flatten_alpha(np.asarray(image.convert("LA"), dtype=np.float32) / 255)
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255
-
-
-def _flatten_alpha(grey_alpha: np.ndarray) -> np.ndarray:
-    """Grey ``(H, W, 2)`` with alpha -> grey on a backdrop of the opposite shade to the drawing."""
-    grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
-    if alpha.min() > 0.99:
-        return grey
-    drawn = grey[alpha > 0.5]
-    backdrop = 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0
-    return grey * alpha + backdrop * (1 - alpha)
-
-
-def load_grey_image(path: Path, size: int) -> np.ndarray:
-    """Open any supported image (as :func:`read_grey` does) as grey uint8 of shape ``(size, size)``."""
-    image = Image.fromarray(np.round(read_grey(path) * 255).astype(np.uint8))
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
+    @property
+    def side(self) -> int:
+        return self.images.shape[1]
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def read_image_folder(
-    folder: Path, size: int, class_names: list[str] | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_image_folder(folder: Path, size: int | None = None, class_names: list[str] | None = None,
+                      channels: int | None = None) -> FolderImages:
     """Read ``folder/<class>/<image>`` into arrays.
 
     Args:
         folder: a folder whose subfolders are the classes (sorted by name unless given).
-        size: images are resized to ``size x size``.
+        size: the square side images are brought to; None: their median side, at most
+            :data:`FOLDER_SIDE_CAP` (the cap, when it applies, is said on stderr).
         class_names: fix the class order (e.g. for a test folder that must match train).
+        channels: 1 (grey) or 3 (RGB); None: RGB if any image is really coloured, else grey.
 
-    Returns:
-        ``(images, labels, class_names)``: uint8 ``(N, size, size)``, int64 ``(N,)``, names.
+    Unreadable, too small or too large images are skipped and counted in one warning.
     """
+    files, labels, class_names = _class_files(folder, class_names)
+    side = size or _median_side(files, folder)
+    pixels, kept, skipped = [], [], []
+    for path, label in tqdm(list(zip(files, labels, strict=True)), desc=f"reading {folder.name}", leave=False):
+        try:
+            pixels.append(_load(path, side))
+            kept.append(label)
+        except CnnlabError as exc:  # one bad file does not cost the rest
+            skipped.append(str(exc))
+    if not pixels:
+        raise CnnlabError(f"{folder}: none of its {len(files)} images could be read, e.g. {skipped[0]}")
+    if skipped:
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        print(f"warning: skipped {len(skipped)} of {len(files)} images that could not be used: {skipped[0]}{more}",
+              file=sys.stderr)
+    return FolderImages(_one_channel_count(pixels, channels, folder), np.asarray(kept, dtype=np.int64),
+                        list(class_names))
+
+
+def _class_files(folder: Path, class_names: list[str] | None) -> tuple[list[Path], list[int], list[str]]:
     subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     class_names = class_names or subfolders
     if not class_names:
@@ -108,20 +91,49 @@ def read_image_folder(
         labels += [label] * len(found)
     if not files:
         raise CnnlabError(f"{folder}: no images found in its class subfolders ({', '.join(class_names)})")
-    images, kept, skipped = [], [], []
-    for path, label in tqdm(list(zip(files, labels, strict=True)), desc=f"reading {folder.name}", leave=False):
+    return files, labels, class_names
+
+
+def _median_side(files: list[Path], folder: Path) -> int:
+    """The median of the images' longer sides (from their headers alone), at most :data:`FOLDER_SIDE_CAP`."""
+    sides = []
+    for path in files:
         try:
-            images.append(load_grey_image(path, size))
-            kept.append(label)
-        except (UnreadableImageError, ImageTooLargeError) as exc:  # one bad file does not cost the rest
-            skipped.append(str(exc))
-    if not images:
-        raise CnnlabError(f"{folder}: none of its {len(files)} images could be read, e.g. {skipped[0]}")
-    if skipped:
-        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
-        print(f"warning: skipped {len(skipped)} of {len(files)} images that could not be read: {skipped[0]}{more}",
+            with Image.open(path) as image:
+                sides.append(max(image.size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # reported when the image itself is read
+    median = int(statistics.median(sides)) if sides else FOLDER_SIDE_CAP
+    if median > FOLDER_SIDE_CAP:
+        print(f"note: {folder.name}'s images are {median} pixels on their longer side (median); resized to "
+              f"{FOLDER_SIDE_CAP}x{FOLDER_SIDE_CAP}, the cap for a folder (--image-size N sets the size)",
               file=sys.stderr)
-    return np.stack(images), np.asarray(kept, dtype=np.int64), list(class_names)
+    return min(median, FOLDER_SIDE_CAP)
+
+
+def _load(path: Path, side: int) -> np.ndarray:
+    """One image at ``side x side``: uint8 grey ``(side, side)``, or RGB ``(side, side, 3)`` if it is coloured."""
+    image = decode(path)
+    if not is_colour(image):
+        return fit_square(to_grey(image), side)
+    rgb = fit_square(to_rgb(image), side)
+    return rgb if has_chroma(rgb) else rgb_to_grey(rgb)
+
+
+def _one_channel_count(pixels: list[np.ndarray], channels: int | None, folder: Path) -> np.ndarray:
+    """Stack images of one or three channels as ``channels`` (None: 3 if any is coloured), saying
+    how many were converted."""
+    coloured = sum(p.ndim == 3 for p in pixels)
+    channels = channels or (3 if coloured else 1)
+    if channels == 1:
+        if coloured:
+            print(f"note: {folder.name}: converted {coloured} colour image{'s' * (coloured > 1)} to grey "
+                  "(1 channel was asked for)", file=sys.stderr)
+        return np.stack([rgb_to_grey(p) if p.ndim == 3 else p for p in pixels])
+    if grey := len(pixels) - coloured:
+        print(f"note: {folder.name}: {grey} of {len(pixels)} images are grey; converted to RGB like the rest "
+              "(--grey trains on grey instead)", file=sys.stderr)
+    return np.stack([p if p.ndim == 3 else np.repeat(p[..., None], 3, axis=-1) for p in pixels])
 
 
 def read_pixel_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

@@ -15,17 +15,16 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from cnnlab.data.user import ImageTooLargeError, UnreadableImageError, read_grey
+from cnnlab.data.images import ImageTooLargeError, UnreadableImageError, read_grey
 from cnnlab.errors import CnnlabError
 
 __all__ = ["ImageTooLargeError", "NoInkError", "UnreadableImageError", "digit_to_mnist", "ink_image", "ink_mask",
-           "load_for_model", "plain_resize", "read_grey", "to_mnist"]
+           "read_grey", "to_mnist"]
 
 WORK_SIDE = 400  # photos are reduced to at most this many pixels a side first: speed, and less noise
 MNIST_BOX = 20  # MNIST fits each digit into a 20x20 box ...
@@ -230,24 +229,3 @@ def digit_to_mnist(grey: np.ndarray) -> np.ndarray:
     """A photo or scan of one digit (grey 0-1) -> uint8 ``(28, 28)``; all ink blobs are the digit."""
     ink, labels, _ = ink_of_photo(grey)
     return to_mnist(ink, labels > 0)
-
-
-def plain_resize(grey: np.ndarray, image_size: int) -> np.ndarray:
-    """For models not trained on digits (e.g. Fashion-MNIST): resize, light on dark, no cropping."""
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    grey = 1 - grey if border.mean() > 0.5 else grey
-    image = Image.fromarray(np.round(grey * 255).astype(np.uint8)).resize((image_size, image_size),
-                                                                          Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
-
-
-def load_for_model(source: str | Path | bytes, image_size: int = MNIST_SIDE, digits: bool = True,
-                   name: str | None = None) -> np.ndarray:
-    """One image file (or its bytes) -> uint8 ``(image_size, image_size)``, as the model's training images.
-
-    ``digits``: the MNIST digit steps (:func:`digit_to_mnist`); otherwise :func:`plain_resize`.
-    """
-    grey = read_grey(source, name)
-    if digits and image_size == MNIST_SIDE:
-        return digit_to_mnist(grey)
-    return plain_resize(grey, image_size)

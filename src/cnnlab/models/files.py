@@ -39,17 +39,21 @@ class ModelInfo:
 
     ``architecture``: a registry name, ``"spec"`` (then ``spec`` holds the layer spec), or
     ``"python:module.Class"`` for a network of the user's own class (loaded with ``model=``).
+    ``mean`` and ``std`` normalise the pixels scaled to 0-1: one number for grey images, a list
+    of one per channel for colour. ``kind``: what the training images were (cnnlab.data.registry's
+    kinds), which decides how ``predict`` prepares a photo.
     """
 
     architecture: str
     class_names: list[str]
     image_size: int = 28
-    mean: float = 0.0
-    std: float = 1.0
+    mean: float | list[float] = 0.0
+    std: float | list[float] = 1.0
     dataset: str = ""
     test_accuracy: float | None = None
     spec: str | None = None
     in_channels: int = 1
+    kind: str = "digits"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +65,7 @@ class ModelInfo:
             "input": {"channels": self.in_channels, "height": self.image_size, "width": self.image_size},
             "normalization": {"mean": self.mean, "std": self.std, "scale": 1 / 255},
             "dataset": self.dataset,
+            "kind": self.kind,
             "test_accuracy": self.test_accuracy,
         }
 
@@ -72,12 +77,13 @@ class ModelInfo:
                 architecture=str(data["architecture"]),
                 class_names=[str(c) for c in data["class_names"]],
                 image_size=int(data["arguments"]["image_size"]),
-                mean=float(data["normalization"]["mean"]),
-                std=float(data["normalization"]["std"]),
+                mean=_stats(data["normalization"]["mean"]),
+                std=_stats(data["normalization"]["std"]),
                 dataset=str(data.get("dataset", "")),
                 test_accuracy=data.get("test_accuracy"),
                 spec=None if spec is None else str(spec),
                 in_channels=int(data.get("input", {}).get("channels", 1)),
+                kind=str(data.get("kind", "digits")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CnnlabError(f"{source}: not a cnnlab model.json (missing or bad {exc})") from None
@@ -92,9 +98,11 @@ class ModelInfo:
             if not 1 <= value <= most:
                 raise CnnlabError(f"{source}: {name} {value} is out of range (1 to {most}); "
                                   "this model.json was changed or is not cnnlab's")
-        if not (math.isfinite(self.mean) and math.isfinite(self.std) and self.std > 0):
+        means, stds = (v if isinstance(v, list) else [v] for v in (self.mean, self.std))
+        usable = all(math.isfinite(m) for m in means) and all(math.isfinite(s) and s > 0 for s in stds)
+        if not usable or {len(means), len(stds)} - {1, self.in_channels}:
             raise CnnlabError(f"{source}: normalization mean {self.mean} / std {self.std} is not usable "
-                              "(std must be a positive number)")
+                              f"(one number, or one per channel of {self.in_channels}; std must be a positive number)")
 
     def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The architecture this describes, freshly initialised (on ``"meta"``: shapes only, nothing allocated)."""
@@ -107,6 +115,11 @@ class ModelInfo:
             raise CnnlabError(f"unknown model '{self.architecture}' in model.json: use one of {', '.join(MODELS)}")
         with torch.device(device):
             return MODELS[self.architecture].make(classes, self.image_size, self.in_channels)
+
+
+def _stats(value: Any) -> float | list[float]:
+    """A normalisation mean or std from JSON: one number, or a list of one per channel."""
+    return [float(v) for v in value] if isinstance(value, list) else float(value)
 
 
 def architecture_of(model: str) -> tuple[str, str | None]:

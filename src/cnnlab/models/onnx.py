@@ -25,7 +25,7 @@ def require_modules(*names: str) -> None:
 
 class OnnxClassifier(torch.nn.Module):
     """An exported ``model.onnx`` run by onnxruntime, usable wherever cnnlab takes a model:
-    normalised images ``(N, 1, H, W)`` in, logits ``(N, classes)`` out (CPU tensors)."""
+    normalised images ``(N, C, H, W)`` in, logits ``(N, classes)`` out (CPU tensors)."""
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()

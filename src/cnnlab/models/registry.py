@@ -188,9 +188,9 @@ def build(model: str, num_classes: int = 10, in_channels: int = 1, image_size: i
     return build_spec(model, num_classes, in_channels, image_size)
 
 
-def build_model(name: str, num_classes: int = 10, image_size: int = 28) -> nn.Module:
-    """:func:`build` with the image size before the channels (grey images): ``build_model("cnn", 10, 28)``."""
-    return build(name, num_classes, 1, image_size)
+def build_model(name: str, num_classes: int = 10, image_size: int = 28, in_channels: int = 1) -> nn.Module:
+    """:func:`build` with the image size before the channels: ``build_model("cnn", 10, 28)``."""
+    return build(name, num_classes, in_channels, image_size)
 
 
 def model_spec(model: str) -> str | None:

@@ -74,7 +74,8 @@ def evaluate(
     """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on),
     with test-time augmentation if ``tta``."""
     model, info = load_model(model_path)
-    ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size)
+    ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size,
+                      channels=info.in_channels)
     if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:
         raise CnnlabError(
             f"the model expects {len(info.class_names)} classes of {info.image_size}x{info.image_size} images "

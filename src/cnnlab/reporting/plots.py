@@ -25,15 +25,16 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
 
 
 def _tile(images: np.ndarray, columns: int, pad: int = 2, fill: float = 0.0) -> tuple[np.ndarray, list]:
-    """Images ``(N, H, W)`` laid out in one array with ``pad`` pixels between them.
+    """Images ``(N, H, W)`` or ``(N, H, W, C)`` laid out in one array with ``pad`` pixels between them.
 
     One imshow of the mosaic is many times faster than a matplotlib axes per image, which
     keeps the pictures of a run to a fraction of a second. Returns the mosaic and each image's
     top-left ``(x, y)``.
     """
-    count, height, width = images.shape
+    count, height, width = images.shape[:3]
     rows = max(1, -(-count // columns))
-    mosaic = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), fill, dtype=np.float32)
+    mosaic = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad, *images.shape[3:]), fill,
+                     dtype=np.float32)
     corners = []
     for i, image in enumerate(images):
         y, x = pad + (i // columns) * (height + pad), pad + (i % columns) * (width + pad)
@@ -48,12 +49,21 @@ def _mosaic_figure(mosaic: np.ndarray, scale: float = 0.045) -> tuple[plt.Figure
     return fig, ax
 
 
+def _show_pixels(ax: plt.Axes, mosaic: np.ndarray) -> None:
+    """A mosaic of uint8-valued pixels: grey ``(H, W)`` on a grey scale, RGB ``(H, W, 3)`` in colour."""
+    if mosaic.ndim == 3:
+        ax.imshow(mosaic / 255)
+    else:
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+
+
 def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], path: str | Path,
                 title: str = "", columns: int = 8) -> Path:
-    """A labelled grid of uint8 images ``(N, H, W)``, white ink on black as the network sees them."""
+    """A labelled grid of uint8 images ``(N, H, W)`` (white ink on black as the network sees them)
+    or ``(N, H, W, 3)`` (colour)."""
     mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=8)
     fig, ax = _mosaic_figure(mosaic)
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    _show_pixels(ax, mosaic)
     for (x, y), label in zip(corners, labels, strict=False):
         ax.text(x, y - 1, class_names[int(label)], color="white", fontsize=7, va="bottom")
     if title:
@@ -183,13 +193,13 @@ def per_class_accuracy(per_class: dict[str, float], path: str | Path, title: str
 
 def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str], confidence: list[float],
                       path: str | Path, title: str = "", columns: int = 8) -> Path:
-    """uint8 images ``(N, H, W)`` the model got wrong, each labelled 'true -> predicted (confidence)'."""
+    """uint8 images ``(N, H, W[, 3])`` the model got wrong, each labelled 'true -> predicted (confidence)'."""
     if not len(images):
         images = torch.zeros(1, 28, 28)
         title = "No test image was misclassified"
     mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=12)
     fig, ax = _mosaic_figure(mosaic, scale=0.05)
-    ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)
+    _show_pixels(ax, mosaic)
     for (x, y), t, p, c in zip(corners, true, predicted, confidence, strict=False):
         ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tomato", fontsize=8, va="bottom")
     ax.set_title(title or "Most confidently wrong test images: true -> predicted (confidence)")
@@ -197,13 +207,20 @@ def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str
 
 
 def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Path:
-    """First-layer kernels ``(maps, 1, k, k)``, each on its own symmetric scale (red +, blue -)."""
-    kernels = weight.detach().float().cpu()[:, 0].numpy()
-    kernels = kernels / np.maximum(np.abs(kernels).max(axis=(1, 2), keepdims=True), 1e-12)
-    mosaic, _ = _tile(kernels, min(8, len(kernels)), pad=1)
+    """First-layer kernels ``(maps, C, k, k)``, each on its own symmetric scale: for grey input red +,
+    blue -; for RGB input each kernel as a colour patch (grey: 0, brighter in a channel: weight +)."""
+    kernels = weight.detach().float().cpu().numpy()
+    kernels = kernels / np.maximum(np.abs(kernels).max(axis=(1, 2, 3), keepdims=True), 1e-12)
+    colour = kernels.shape[1] == 3
+    kernels = (kernels.transpose(0, 2, 3, 1) + 1) / 2 if colour else kernels[:, 0]
+    mosaic, _ = _tile(kernels, min(8, len(kernels)), pad=1, fill=0.5 if colour else 0.0)
     fig, ax = _mosaic_figure(mosaic, scale=0.25)
-    ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_title(title or "First-layer filters\n(red: weight on ink, blue: on background)", fontsize=9)
+    if colour:
+        ax.imshow(mosaic)
+    else:
+        ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_title(title or ("First-layer filters\n(the colour each one looks for)" if colour else
+                           "First-layer filters\n(red: weight on ink, blue: on background)"), fontsize=9)
     return _save(fig, path)
 
 
@@ -213,8 +230,8 @@ def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path
 
     Every map is scaled to the input's size and to its own 0-1 range, so weak layers stay visible.
     """
-    size = image.shape[-1]
-    rows = [np.pad(image.numpy().astype(np.float32)[None] / 255, ((0, per_layer - 1), (0, 0), (0, 0)))]
+    size = image.shape[1]
+    rows = [np.zeros((per_layer, size, size), dtype=np.float32)]  # the input goes in the first cell
     for _, activation in maps:
         chosen = activation[:per_layer].float()[None]
         scaled = torch.nn.functional.interpolate(chosen, size=(size, size), mode="nearest")[0].numpy()
@@ -222,8 +239,12 @@ def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path
         scaled = (scaled - low) / np.maximum(scaled.max(axis=(1, 2), keepdims=True) - low, 1e-12)
         rows.append(np.pad(scaled, ((0, per_layer - len(scaled)), (0, 0), (0, 0))))
     mosaic, corners = _tile(np.concatenate(rows), per_layer, pad=4)
+    mosaic = plt.get_cmap("magma")(mosaic)[..., :3]
+    pixels = image.numpy().astype(np.float32) / 255
+    x, y = corners[0]
+    mosaic[y : y + size, x : x + size] = pixels[..., None] if pixels.ndim == 2 else pixels
     fig, ax = _mosaic_figure(mosaic, scale=0.06)
-    ax.imshow(mosaic, cmap="magma", vmin=0, vmax=1)
+    ax.imshow(mosaic)
     names = ["input", *(name for name, _ in maps)]
     for row, name in enumerate(names):
         x, y = corners[row * per_layer]

@@ -198,7 +198,8 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
     if not (run / "metrics.json").is_file():
         raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
     model, info = load_model(run)
-    data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size)
+    data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size,
+                                   channels=info.in_channels)
     write_summary(run, model, info, _read_json(run / "config.json").get("batch_size", 128))
     write_pictures(run, model, info, RunRecord.read(run), TestSet(data.test_images, data.test_labels))
     return write_html(run)

@@ -39,7 +39,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
 from cnnlab.models.files import load_model
 from cnnlab.models.registry import count_parameters
-from cnnlab.predict import class_probabilities, png_bytes, preprocess_source
+from cnnlab.predict import class_probabilities, png_bytes, preprocess_source, preprocessing, uses_digit_steps
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
@@ -73,7 +73,8 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     model, info = load_model(model_path)
     facts = {"name": Path(model_path).resolve().name, "architecture": info.architecture, "dataset": info.dataset,
              "classes": info.class_names, "image_size": info.image_size, "test_accuracy": info.test_accuracy,
-             "parameters": count_parameters(model)}
+             "parameters": count_parameters(model), "channels": info.in_channels,
+             "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info)}
     limit = int(max_upload_mb * 1024 * 1024)
     forward = threading.Lock()  # one forward pass at a time: torch already uses every core for one
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the

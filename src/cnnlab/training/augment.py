@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import CnnlabError
+from cnnlab.models.inference import Stats, per_channel
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ LEVELS: dict[str, AugmentSpec | None] = {
     "strong": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3, elastic_px=1.5),
     "crop-flip": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True),
 }
+NEVER_MIRRORED = ("digits", "characters", "photo-digits")  # kinds of data a mirror makes wrong
 _ELASTIC_GRID = 4  # control points per side; upsampled, so the field is smooth
 
 
@@ -47,23 +49,31 @@ def get_level(name: str) -> AugmentSpec | None:
     return LEVELS[name]
 
 
+def check_mirroring(level: str, kind: str, dataset: str) -> None:
+    """Refuse a level that mirrors images for data whose kind a mirror makes wrong (digits, characters)."""
+    spec = get_level(level)
+    if spec is not None and spec.flip and kind in NEVER_MIRRORED:
+        raise CnnlabError(f"--augment {level} mirrors images, and {dataset} holds {kind}, which a mirror makes "
+                          "wrong (a mirrored 2 is no digit): use --augment light")
+
+
 class Augmenter:
-    """Randomly warps batches of normalised images ``(N, 1, H, W)``.
+    """Randomly warps batches of normalised images ``(N, C, H, W)``.
 
     Args:
         spec: the ranges (see :data:`LEVELS`).
-        background: the value of an empty pixel after normalisation (``-mean / std``), used
-            for pixels that are warped in from outside the image.
+        background: the value of an empty pixel after normalisation (``-mean / std``; one, or one
+            per channel), used for pixels that are warped in from outside the image.
         seed: seeds the augmenter's own generator, so a run's augmentations are reproducible.
     """
 
-    def __init__(self, spec: AugmentSpec, background: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, spec: AugmentSpec, background: Stats = 0.0, seed: int = 0) -> None:
         self.spec = spec
         self.background = background
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def for_level(cls, level: str, background: float = 0.0, seed: int = 0) -> Augmenter | None:
+    def for_level(cls, level: str, background: Stats = 0.0, seed: int = 0) -> Augmenter | None:
         """The augmenter of ``--augment level``, or None for ``none``."""
         spec = get_level(level)
         return cls(spec, background, seed) if spec else None
@@ -97,9 +107,9 @@ class Augmenter:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """A randomly warped copy of ``batch`` (same shape, device and memory format)."""
         grid = self.grid(len(batch), batch.shape[-1]).to(batch.device, batch.dtype)
-        warped = F.grid_sample(batch - self.background, grid, mode="bilinear", padding_mode="zeros",
-                               align_corners=False)
-        return (warped + self.background).contiguous(memory_format=torch.channels_last)
+        empty = per_channel(self.background, batch)
+        warped = F.grid_sample(batch - empty, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return (warped + empty).contiguous(memory_format=torch.channels_last)
 
 
 @functools.cache
@@ -119,9 +129,10 @@ def _elastic_basis(size: int) -> torch.Tensor:
 
 
 def augment_uint8(images: torch.Tensor, level: str, seed: int = 0) -> torch.Tensor:
-    """Augment uint8 images ``(N, H, W)`` (background 0) and return uint8, e.g. for pictures."""
+    """Augment uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` (background 0) and return uint8, e.g. for pictures."""
     spec = get_level(level)
     if spec is None:
         return images.clone()
-    warped = Augmenter(spec, 0.0, seed)(images.unsqueeze(1).float())
-    return warped.squeeze(1).round().clamp(0, 255).to(torch.uint8)
+    first = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
+    warped = Augmenter(spec, 0.0, seed)(first.float()).round().clamp(0, 255).to(torch.uint8)
+    return warped[:, 0] if images.ndim == 3 else warped.permute(0, 2, 3, 1).contiguous()

@@ -14,6 +14,7 @@ from cnnlab.models.registry import resolve_model
 from cnnlab.training.augment import get_level
 from cnnlab.training.presets import get_preset
 
+MIN_STEPS_PER_EPOCH, MIN_STEPS, MIN_BATCH = 20, 200, 16  # a small folder's run (fit_to_small_data)
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
 DEFAULT_LR = {"adam": 1e-2, "sgd": 0.05, "adadelta": 1.0}
@@ -44,6 +45,9 @@ class TrainConfig:
     ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
     preset: str = "fast"  # the preset these settings started from (recorded, not applied)
     limit: int | None = None
+    image_size: int | None = None  # the square side to resize to; None: the data's own (a folder: median, <= 64)
+    grey: bool = False  # make colour images grey (one channel)
+    fit_small_data: bool = True  # a small folder of images gets smaller batches and more epochs (fit_to_small_data)
     device: str = "auto"
     threads: int | None = None  # None: one per free core
     data_dir: str | None = None
@@ -73,6 +77,27 @@ class TrainConfig:
         require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
         get_level(self.augment)
         get_preset(self.preset)
+
+
+def fit_to_small_data(config: TrainConfig, kind: str, train_images: int) -> str | None:
+    """A user's folder of a few hundred images would get a handful of steps from a preset made
+    for 60,000 (3 epochs of batch 256). When the run has the preset's batch size and epochs, make
+    the batch small enough for :data:`MIN_STEPS_PER_EPOCH` steps an epoch (a power of two, at least
+    :data:`MIN_BATCH`) and the epochs enough for :data:`MIN_STEPS` steps; returns the note saying so."""
+    preset = get_preset(config.preset).settings_for(kind)
+    as_preset = (config.batch_size, config.epochs) == (preset.get("batch_size"), preset.get("epochs"))
+    if not (config.fit_small_data and kind == "images" and as_preset):
+        return None
+    batch = config.batch_size
+    while batch > MIN_BATCH and train_images / batch < MIN_STEPS_PER_EPOCH:
+        batch //= 2
+    steps = -(-train_images // batch)
+    epochs = max(config.epochs, -(-MIN_STEPS // steps))
+    if (batch, epochs) == (config.batch_size, config.epochs):
+        return None
+    config.batch_size, config.epochs = batch, epochs
+    return (f"note: {train_images:,} training images are few for the preset's batches: batch {batch} and {epochs} "
+            f"epochs ({epochs * steps} steps) instead; --batch-size and --epochs choose")
 
 
 def resolve_config(config: TrainConfig | None, options: dict[str, Any], kind: str | None = None

@@ -45,13 +45,13 @@ from cnnlab.data import Dataset
 from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
-from cnnlab.models.inference import check_logits, images_logits, predict_logits, to_input
+from cnnlab.models.inference import Stats, background_of, check_logits, images_logits, predict_logits, to_input
 from cnnlab.models.registry import build_model, count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_run
-from cnnlab.training.augment import Augmenter
+from cnnlab.training.augment import Augmenter, check_mirroring
 from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
-from cnnlab.training.config import TrainConfig, resolve_config
+from cnnlab.training.config import TrainConfig, fit_to_small_data, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -125,13 +125,16 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     data = prepare_data(config, dataset)
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
+    check_mirroring(config.augment, data.kind, data.name)
+    if resume is None and (note := fit_to_small_data(config, data.kind, len(data.train_labels))):
+        say(note)
 
     warm_up.join()
     if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
         say(choose_lr(config, data, network, progress if world.main else False))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
-    parts = make_parts(config, data, -mean / std, device, world, steps, network)
+    parts = make_parts(config, data, background_of(mean, std), device, world, steps, network)
     model, averaged = parts.model, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
     if config.epochs <= MAX_EPOCHS:  # a short run's curves get points during each epoch
@@ -202,18 +205,27 @@ def start_line(config: TrainConfig, model: torch.nn.Module, data: Dataset, devic
     """The run's first line: the network, its size and cost, the data, and where it runs."""
     name = config.model if " " not in config.model else repr(config.model)  # a spec, quoted
     return (f"Training {name} ({count_parameters(model):,} parameters, "
-            f"{flops_per_image(model, data.image_size) / 1e6:.2f} MFLOPs an image) on {data.name}: "
+            f"{flops_per_image(model, data.image_size, data.channels) / 1e6:.2f} MFLOPs an image) on {data.name}"
+            f"{image_shape(data)}: "
             f"{len(data.train_labels):,} train / {len(data.val_labels):,} val images, {device}, "
             f"{threads_label(threads)}"
             + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
 
 
-def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, source: str, stats: tuple[float, float],
+def image_shape(data: Dataset) -> str:
+    """`` (32x32 RGB)``: the images' size and colour, said when they are not MNIST's 28x28 grey."""
+    colour = "grey" if data.channels == 1 else "RGB" if data.channels == 3 else f"{data.channels} channels"
+    size = f"{data.image_size}x{data.image_size}"
+    return "" if (size, colour) == ("28x28", "grey") else f" ({size} {colour})"
+
+
+def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, source: str, stats: tuple[Stats, Stats],
                device: torch.device) -> tuple[ModelInfo, torch.Tensor, dict[str, Any]]:
     """The delivered network's description, its test logits (scored once: metrics and pictures)
     and its test metrics."""
     architecture, spec = architecture_of(config.model)
-    info = ModelInfo(architecture, data.class_names, data.image_size, *stats, source, spec=spec)
+    info = ModelInfo(architecture, data.class_names, data.image_size, *stats, source, spec=spec,
+                     in_channels=data.channels, kind=data.kind)
     logits = images_logits(trained, info, data.test_images, device, config.tta)
     return info, logits, classification_metrics(logits, data.test_labels, info.class_names)
 
@@ -242,14 +254,14 @@ def run_epoch(net, parts: TrainingParts, config: TrainConfig, data: tuple[torch.
         raise KeyboardInterrupt from None
 
 
-def make_parts(config: TrainConfig, data: Dataset, background: float, device: torch.device, world: World,
+def make_parts(config: TrainConfig, data: Dataset, background: list[float], device: torch.device, world: World,
                steps_per_epoch: int, network: torch.nn.Module | None = None) -> TrainingParts:
     """The network (``network`` if given, else built from ``config.model``; channels_last, trick 2),
     its weight average (trick 7), the optimizer and schedule, and the seeded generators: one
     shuffle for all ranks (each takes its shard) and an augmentation of each rank's own."""
     if network is None:
-        network = build_model(config.model, data.num_classes, data.image_size)
-    check_logits(network, data.num_classes, data.image_size)
+        network = build_model(config.model, data.num_classes, data.image_size, data.channels)
+    check_logits(network, data.num_classes, data.image_size, data.channels)
     model = network.to(device, memory_format=torch.channels_last)
     optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
     augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)

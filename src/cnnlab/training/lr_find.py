@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
+from cnnlab.models.inference import background_of
 from cnnlab.models.registry import build_model
 from cnnlab.training.augment import Augmenter
 from cnnlab.training.config import TrainConfig, resolve_config
@@ -80,10 +81,10 @@ def lr_find(config: TrainConfig | None = None, dataset: Dataset | None = None, s
     data = prepare_data(config, dataset)
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (x, y), _ = on_device(data, mean, std, device)
-    model = (network or build_model(config.model, data.num_classes, data.image_size))
+    model = (network or build_model(config.model, data.num_classes, data.image_size, data.channels))
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = make_optimizer(config.optimizer, model, start)
-    augmenter = Augmenter.for_level(config.augment, -mean / std, config.seed + 1)
+    augmenter = Augmenter.for_level(config.augment, background_of(mean, std), config.seed + 1)
     shuffler = torch.Generator().manual_seed(config.seed)
     result = LrFind(config.model)
     order, position, average, lowest = torch.randperm(len(y), generator=shuffler), 0, 0.0, math.inf

@@ -8,11 +8,11 @@ from pathlib import Path
 import torch
 
 from cnnlab.data import Dataset, load_dataset, split_validation
-from cnnlab.models.inference import to_input
+from cnnlab.models.inference import Stats, to_input
 from cnnlab.training.config import TrainConfig
 
 
-def on_device(data: Dataset, mean: float, std: float, device: torch.device):
+def on_device(data: Dataset, mean: Stats, std: Stats, device: torch.device):
     """Trick 1: ``((train_x, train_y), (val_x, val_y))``, normalised once, each split one tensor on the device."""
     return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
             (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
@@ -21,7 +21,8 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
     """The dataset to train on: the one given (split for validation if it has no such part), else loaded."""
     if dataset is not None:
         return split_validation(dataset, config.val_split, config.seed)
-    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed)
+    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
+                        config.image_size, channels=1 if config.grey else None)
 
 
 def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
@@ -31,7 +32,11 @@ def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
     path = Path(config.dataset)
     return str(path.resolve()) if path.exists() else config.dataset
 
-def pixel_stats(images: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of the pixels scaled to 0-1 (MNIST: 0.1307, 0.3081)."""
-    x = images.float().div_(255)
-    return x.mean().item(), max(x.std().item(), 1e-6)
+def pixel_stats(images: torch.Tensor) -> tuple[Stats, Stats]:
+    """Mean and standard deviation of the pixels scaled to 0-1: numbers for grey images ``(N, H, W)``
+    (MNIST: 0.1307, 0.3081), lists of one per channel for colour ``(N, H, W, C)``."""
+    if images.ndim == 3:
+        x = images.float().div_(255)
+        return x.mean().item(), max(x.std().item(), 1e-6)
+    x = images.reshape(-1, images.shape[-1]).float().div_(255)
+    return x.mean(0).tolist(), x.std(0).clamp(min=1e-6).tolist()

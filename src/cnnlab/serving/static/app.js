@@ -1,5 +1,7 @@
 // The draw-a-digit page: pointer events (mouse, pen and touch alike), a debounced live prediction
-// while drawing, image upload, and the answer as a label, 10 bars and the 28x28 the network saw.
+// while drawing, image upload, and the answer as a label, a bar per class and the image the network
+// saw. For a model that is not a digit model (colour photos, clothing) there is no drawing pad:
+// the page takes uploads and names the classes it tells apart.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -134,8 +136,21 @@ async function loadModel() {
   const accuracy = facts.test_accuracy ? `${(100 * facts.test_accuracy).toFixed(2)}% test accuracy` : "test accuracy unknown";
   document.getElementById("model-facts").textContent =
     `Model ${facts.name}: ${facts.architecture} on ${facts.dataset}, ${accuracy}, ${facts.parameters.toLocaleString("en")} parameters`;
+  document.getElementById("preprocessing").textContent = `Each image is prepared by ${facts.preprocessing}, as in cnnlab predict.`;
+  if (!facts.drawing) showUploadOnly(facts);
   makeBars();
   setBars(null);
+}
+
+function showUploadOnly(facts) {
+  document.title = "cnnlab: classify an image";
+  document.getElementById("input-title").textContent = "Upload an image";
+  const names = document.getElementById("classes");
+  names.textContent = `It tells apart ${facts.classes.length} classes: ${facts.classes.join(", ")}.`;
+  names.hidden = false;
+  pad.hidden = true;
+  for (const element of document.querySelectorAll(".drawing")) element.hidden = true;
+  numberMode.checked = false;
 }
 
 ctx.lineWidth = 20;
