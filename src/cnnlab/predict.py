@@ -123,7 +123,7 @@ def uses_digit_steps(info: ModelInfo) -> bool:
 def preprocessing(info: ModelInfo) -> str:
     """One line saying how images are prepared for this model."""
     if uses_digit_steps(info):
-        return "the ink is found, cropped, centred and scaled as MNIST's digits (28x28)"
+        return "finding the ink, then cropping, centring and scaling it as MNIST's digits are (28x28)"
     colour = "RGB" if info.in_channels == 3 else "grey"
     return (f"a plain resize to {info.image_size}x{info.image_size} {colour}, padded to a square with the border's "
             "colour (no ink extraction)")
