@@ -35,9 +35,10 @@ def provenance(results: dict) -> str:
 
 def bench_section(results: dict) -> str:
     """The table as ``cnnlab bench`` printed it, its long target column as a list below it."""
-    cells, notes = bench.bench_table(bench.curves_from_results(results))
+    kind = bench.BENCH_DATASETS[results.get("dataset", "mnist")]
+    cells, notes = bench.bench_table(bench.curves_from_results(results), kind)
     targets = [f"- `{row[0]}`: {row[-1]}" for row in cells if row[-1]]
-    table = markdown_table(bench.BENCH_COLUMNS[:-1], [row[:-1] for row in cells])
+    table = markdown_table(bench.bench_columns(kind)[:-1], [row[:-1] for row in cells])
     return "\n\n".join([provenance(results), table, "; ".join(notes) + ".",
                          *(["Targets:\n\n" + "\n".join(targets)] if targets else [])])
 

@@ -35,6 +35,21 @@ def test_a_preset_below_its_target_is_marked_missed():
     assert "MISSED" in lines[1] and "MISSED" in lines[2]  # fast too slow; accurate: one seed too low
 
 
+def test_fashion_mnist_is_held_to_its_own_targets_and_time_column():
+    fast = [Curve("fast", "", 3, seed, [8.0], [0.91]) for seed in (1, 2)]
+    accurate = [Curve("accurate", "", 5, seed, [80.0], [0.934]) for seed in (1, 2)]
+    lines = format_bench([*fast, *accurate], "clothing").splitlines()
+    assert "s to 90%" in lines[0] and "x fast to 90%" in lines[0]
+    assert "met: every seed >= 90.50%, median <= 10 s" in lines[1]
+    assert "MISSED: every seed >= 93.50%, median <= 90 s" in lines[2]
+    assert bench.RECIPES["fast"].epochs_for("clothing") == 3 and bench.RECIPES["fast"].epochs_for("digits") == 1
+
+
+def test_bench_refuses_a_dataset_it_has_no_targets_for(capsys):
+    assert main(["bench", "--dataset", "kmnist"]) == 2
+    assert "--dataset must be one of mnist, fashion-mnist, got 'kmnist'" in capsys.readouterr().err
+
+
 def test_per_sample_dataset_matches_whole_tensor_normalisation(toy_dataset):
     item, label = PerSampleMNIST(toy_dataset.train_images, toy_dataset.train_labels)[3]
     expected = (toy_dataset.train_images[3].float() / 255 - 0.1307) / 0.3081
@@ -48,7 +63,7 @@ def test_every_recipe_runs_and_peers_are_capped(toy_dataset):
     assert [c.seed for c in curves if c.recipe == "fast"] == [1, 2]
     for c in curves:
         if c.recipe in presets:
-            assert len(c.seconds) == bench.RECIPES[c.recipe].epochs and not c.capped
+            assert len(c.seconds) == bench.RECIPES[c.recipe].epochs_for(toy_dataset.kind) and not c.capped
         else:
             assert len(c.seconds) == 1 and c.capped
     assert all(0 <= a <= 1 for c in curves for a in c.accuracy)

@@ -64,10 +64,18 @@ def test_unknown_names(capsys, tmp_path):
 
 
 @pytest.mark.parametrize(("option", "value"), [("--epochs", 0), ("--epochs", -1), ("--batch-size", 0),
-                                               ("--epochs", "abc"), ("--val-split", 2)])
+                                               ("--epochs", "abc"), ("--val-split", 2), ("--image-size", 0),
+                                               ("--image-size", 10_000), ("--image-size", "32x48"),
+                                               ("--image-size", "big")])
 def test_bad_numbers(capsys, tmp_path, idx_folder, option, value):
     assert_one_line_error(capsys, "train", "--dataset", idx_folder, option, value, "--out", tmp_path / "r",
                           match=option)
+
+
+def test_a_refused_image_size_writes_nothing(capsys, tmp_path, idx_folder):
+    assert_one_line_error(capsys, "train", "--dataset", idx_folder, "--image-size", "0", "--out", tmp_path / "r",
+                          match="--image-size must be 8 to 512 pixels, got 0")
+    assert not (tmp_path / "r").exists()
 
 
 def test_unknown_option_and_command(capsys):

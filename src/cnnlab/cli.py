@@ -408,14 +408,16 @@ def bench_command(
     seed: Annotated[int, typer.Option(help="First seed: presets run seeds SEED, SEED+1..., peers SEED")] = 1,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per preset [default: each preset's own, 5 or 3]")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: free cores]")] = None,
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help="mnist or fashion-mnist (the presets take "
+                                                                 "their settings for it)")] = "mnist",
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
 ) -> None:
     from cnnlab import bench
     from cnnlab.files import write_json
 
-    given = {"--recipes": recipes, "--peer-epochs": peer_epochs, "--seed": seed if seed != 1 else None,
-             "--seeds": seeds, "--threads": threads}
+    given = {"--dataset": dataset if dataset != "mnist" else None, "--recipes": recipes, "--peer-epochs": peer_epochs,
+             "--seed": seed if seed != 1 else None, "--seeds": seeds, "--threads": threads}
     command = " ".join(["cnnlab bench", *(["--inference"] if inference else []),
                         *(f"--model {shlex.quote(m)}" for m in model or []),
                         *(f"{flag} {value}" for flag, value in given.items() if value is not None)])
@@ -433,12 +435,15 @@ def bench_command(
         raise CnnlabError(f"--peer-epochs must be at least 1, got {peer_epochs}")
     if seeds is not None and seeds < 1:
         raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
+    if dataset not in bench.BENCH_DATASETS:
+        raise CnnlabError(f"--dataset must be one of {', '.join(bench.BENCH_DATASETS)}, got '{dataset}'")
     from cnnlab.data import load_dataset
 
-    curves = bench.run_bench(load_dataset("mnist", data_dir=data_dir), names, peer_epochs, seed, threads, seeds)
-    print(bench.format_bench(curves))
-    write_json(out / "bench.json", bench.results_file(command, [c.to_json() for c in curves]))
-    bench.plot_curves(curves, out / "bench.png")
+    curves = bench.run_bench(load_dataset(dataset, data_dir=data_dir), names, peer_epochs, seed, threads, seeds)
+    kind = bench.BENCH_DATASETS[dataset]
+    print(bench.format_bench(curves, kind))
+    write_json(out / "bench.json", bench.results_file(command, [c.to_json() for c in curves], dataset))
+    bench.plot_curves(curves, out / "bench.png", dataset)
     print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
 
 

@@ -17,7 +17,9 @@ def test_fast_fits_the_kind_and_options_still_win(tmp_path):
     assert (clothing.model, clothing.epochs, clothing.augment, clothing.batch_size) == ("cnn-small", 3, "none", 256)
     assert TrainConfig.from_preset("fast", dataset=str(tmp_path)).model == "cnn-small"
     assert TrainConfig.from_preset("fast", dataset="fashion-mnist", model="cnn").model == "cnn"
-    assert TrainConfig.from_preset("accurate", dataset="fashion-mnist").model == "cnn"  # no clothing recipe yet
+    accurate = TrainConfig.from_preset("accurate", dataset="fashion-mnist")
+    assert (accurate.model, accurate.epochs, accurate.batch_size, accurate.augment) == ("cnn-wide", 6, 128, "none")
+    assert TrainConfig.from_preset("best", dataset="fashion-mnist").model == "cnn-wide-x3"  # no clothing recipe yet
 
 
 def test_python_gets_the_presets_for_a_loaded_dataset(toy_dataset):

@@ -158,7 +158,7 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str 
 
 
 def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path: str | Path,
-                        target: float | None = None) -> Path:
+                        target: float | None = None, dataset: str = "MNIST") -> Path:
     """Test accuracy after each epoch against cumulative training seconds, one line per recipe."""
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, (seconds, accuracy) in curves.items():
@@ -169,10 +169,10 @@ def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path
     ax.set_xlabel("training seconds (log scale)")
     ax.set_ylabel("test accuracy (%)")
     lowest = min((100 * min(a) for _, a in curves.values()), default=90)
-    ax.set_ylim(max(lowest - 0.5, 90), 100)
+    ax.set_ylim(max(lowest - 0.5, 100 * (target or 1) - 9), 100)
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
-    ax.set_title("Time to accuracy on MNIST, this machine")
+    ax.set_title(f"Time to accuracy on {dataset}, this machine")
     return _save(fig, path)
 
 

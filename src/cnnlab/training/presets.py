@@ -1,5 +1,6 @@
 """Training presets: named settings, each the quickest found to reach its accuracy on MNIST, with
-``fast``'s own settings for images that fill the frame (clothing, a user's folder).
+``fast``'s own settings for images that fill the frame (clothing, a user's folder, colour photos)
+and ``accurate``'s for clothing (docs/notes/fashion.md).
 
 Each was chosen on the validation split (10% of the training set); the test set only gave the
 final figures in the README. Targets, on this project's 2-core CPU (training-loop seconds):
@@ -51,10 +52,15 @@ class Preset:
     seeds: int = 5  # how many seeds the target is checked over (cnnlab bench)
     mean_target: bool = False
     for_kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings that differ by the data's kind
+    targets_for: dict[str, tuple[float, float]] = field(default_factory=dict)  # kind: (accuracy, seconds)
 
     def settings_for(self, kind: str = "digits") -> dict[str, Any]:
         """The settings for a dataset of this kind (cnnlab.data.registry.dataset_kind)."""
         return {**self.settings, **self.for_kinds.get(kind, {})}
+
+    def target_for(self, kind: str = "digits") -> tuple[float, float]:
+        """``(accuracy, training-loop seconds)`` this preset is held to on data of this kind."""
+        return self.targets_for.get(kind, (self.target_accuracy, self.target_seconds))
 
 
 PRESETS: dict[str, Preset] = {
@@ -69,16 +75,22 @@ PRESETS: dict[str, Preset] = {
                # Colour photos (CIFAR, SVHN) get the same until they are measured: this machine cannot
                # download them (docs/how-to/colour-and-size.md says what was run).
                for_kinds={kind: dict(model="cnn-small", epochs=3, batch_size=256, augment="none")
-                          for kind in ("clothing", "images", "natural", "photo-digits")}),
+                          for kind in ("clothing", "images", "natural", "photo-digits")},
+               targets_for={"clothing": (0.905, 10)}),
         Preset("accurate", "cnn, 5 epochs, light augmentation, batch 256, Adam one-cycle 5e-3, label smoothing 0.1, "
                "test-time augmentation",
                dict(model="cnn", epochs=5, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light", tta=True),
-               target_accuracy=0.995, target_seconds=60),
+               target_accuracy=0.995, target_seconds=60, targets_for={"clothing": (0.935, 90)},
+               # Clothing: the best validation accuracy found within 90 s (93.42%, seed 1), below the
+               # 93.5% test target; augmentation and dropout cost these small networks accuracy
+               # (docs/notes/fashion.md).
+               for_kinds={"clothing": dict(model="cnn-wide", epochs=6, batch_size=128, augment="none")}),
         Preset("best", "cnn-wide-x3 (an ensemble of 3 cnn-wide), 15 epochs, light augmentation, batch 256, "
                "Adam one-cycle 5e-3, label smoothing 0.1, test-time augmentation, all 60,000 training images",
                dict(model="cnn-wide-x3", epochs=15, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",
                     tta=True, val_split=0.0),
-               target_accuracy=0.997, target_seconds=1200, seeds=3, mean_target=True),
+               target_accuracy=0.997, target_seconds=1200, seeds=3, mean_target=True,
+               targets_for={"clothing": (0.950, 1200)}),
     )
 }
 
