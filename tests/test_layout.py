@@ -18,7 +18,7 @@ STAGES = [
     ("cnnlab.handwriting",),
     ("cnnlab.predict", "cnnlab.export", "cnnlab.reproduce"),
     ("cnnlab.serving", "cnnlab.bench"),
-    ("cnnlab.cli_help", "cnnlab.cli", "cnnlab.__main__", "cnnlab"),
+    ("cnnlab.cli_help", "cnnlab.cli_app", "cnnlab.cli_study", "cnnlab.cli", "cnnlab.__main__", "cnnlab"),
 ]
 
 

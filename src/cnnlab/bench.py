@@ -183,6 +183,10 @@ class Recipe:
     def seeds(self) -> int:
         return self.preset.seeds if self.preset else 1
 
+    def description_for(self, kind: str) -> str:
+        """A preset's description for data of this kind; a peer's own."""
+        return self.preset.description_for(kind) if self.preset else self.description
+
     def epochs_for(self, kind: str) -> int:
         """A preset's epochs for data of this kind; a peer's own."""
         return self.preset.settings_for(kind)["epochs"] if self.preset else self.epochs
@@ -229,8 +233,9 @@ def run_bench(ds: Dataset, recipes: list[str] | None = None, peer_epochs: int | 
         epochs = planned if recipe.preset or peer_epochs is None else min(planned, peer_epochs)
         runs = recipe.seeds if seeds is None or not recipe.preset else seeds
         for run_seed in range(seed, seed + runs):
-            curve = Curve(name, recipe.description, planned, run_seed)
-            print(f"== {name} (seed {run_seed}): {recipe.description}, {epochs} of {recipe.epochs} epochs", flush=True)
+            description = recipe.description_for(ds.kind)
+            curve = Curve(name, description, planned, run_seed)
+            print(f"== {name} (seed {run_seed}): {description}, {epochs} of {planned} epochs", flush=True)
             recipe.run(ds, epochs, curve, run_seed, threads)
             curves.append(curve)
     return curves

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,25 +12,12 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
-from cnnlab.cli_help import APP, COMMANDS
+from cnnlab.cli_app import PRESET_DEFAULT, DataDirOpt, DatasetOpt, JsonOpt, app, command, new_run_dir, run_label
 from cnnlab.errors import CnnlabError, require
 
 if TYPE_CHECKING:
     from cnnlab.training.loop import TrainResult
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
-
-
-def command(name: str) -> Callable:
-    """``@app.command(name)`` with its help text, summary and examples, from cnnlab.cli_help."""
-    return app.command(name, help=COMMANDS[name])
-
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, or a path")]
-DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [default: $CNNLAB_DATA or ~/.cache/cnnlab]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text")]
-
-
-PRESET_DEFAULT = "[default: from --preset]"
 
 
 @command("train")
@@ -121,15 +107,6 @@ def learning_rate(text: str | None) -> float | str | None:
         raise CnnlabError(f"--lr must be a number (e.g. 0.003) or 'auto', got '{text}'") from None
 
 
-def run_label(model: str) -> str:
-    """A run directory's name for ``--model``: a registry name, a spec file's stem, or 'spec'."""
-    from cnnlab.models.registry import MODELS
-
-    if model in MODELS:
-        return model
-    return Path(model).stem if Path(model).is_file() else "spec"
-
-
 def interruptible(run: Callable[[], TrainResult], out: Path) -> None:
     """Run a training; on Ctrl-C, say how to continue it (cnnlab.train() checkpoints every epoch, and
     where the epoch stood on Ctrl-C). A run that ended near chance exits non-zero, its files written."""
@@ -144,15 +121,6 @@ def interruptible(run: Callable[[], TrainResult], out: Path) -> None:
         raise CnnlabError("interrupted before the first epoch finished; nothing to resume") from None
     if result.warning:
         raise CnnlabError(f"{result.warning} (the run is saved in {out})")
-
-
-def new_run_dir(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet."""
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 @command("evaluate")
@@ -306,145 +274,7 @@ def models_command(as_json: JsonOpt = False) -> None:
         print(f"  {r['name']:<20}{r['spec'] or '(a class: no spec can say it)'}")
 
 
-@command("summary")
-def summary_command(
-    model: Annotated[str, typer.Argument(help="A registry name, a layer spec, a spec file or a run directory")],
-    image_size: Annotated[int, typer.Option(help="Side of the square input images (a run: its own)")] = 28,
-    channels: Annotated[int, typer.Option(help="Channels of the input images (a run: its own)")] = 1,
-    classes: Annotated[int, typer.Option(help="Classes, the output layer's size (a run: its own)")] = 10,
-    batch_size: Annotated[Optional[int], typer.Option(help="For the memory estimate [default: the run's, or 128]")]
-    = None,
-    as_json: JsonOpt = False,
-) -> None:
-    from cnnlab.models.summary import summary
-
-    require(image_size >= 1 and channels >= 1 and classes >= 1, "--image-size, --channels and --classes must be "
-            "at least 1")
-    table = summary(model, classes, channels, image_size, batch_size)
-    print(json.dumps(table.to_dict()) if as_json else table)
-
-
-@command("lr-find")
-def lr_find_command(
-    model: Annotated[Optional[str], typer.Option(help="A name from 'cnnlab models', a layer spec or a spec file "
-                                                 "[default: the preset's]")] = None,
-    preset: Annotated[str, typer.Option(help="The settings to sweep with: fast, accurate or best")] = "fast",
-    dataset: DatasetOpt = "mnist",
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, sgd or adadelta [default: the preset's]")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step [default: the preset's]")] = None,
-    steps: Annotated[int, typer.Option(help="The most steps of the sweep")] = 200,
-    start: Annotated[float, typer.Option(help="The first learning rate")] = 1e-7,
-    end: Annotated[float, typer.Option(help="The last learning rate")] = 10.0,
-    limit: Annotated[Optional[int], typer.Option(help="Use only the first N images")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    data_dir: DataDirOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for lr_find.png and lr_find.json "
-                                                "[default: new runs/lr-find-MODEL-DATASET]")] = None,
-) -> None:
-    from cnnlab.files import write_json
-    from cnnlab.training.config import TrainConfig
-    from cnnlab.training.lr_find import lr_find
-
-    chosen = dict(model=model, optimizer=optimizer, batch_size=batch_size, limit=limit, threads=threads,
-                  data_dir=str(data_dir) if data_dir else None)
-    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, **{k: v for k, v in chosen.items() if v})
-    found = lr_find(config, start=start, end=end, steps=steps)
-    dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    out = out or new_run_dir(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")
-    found.plot(out / "lr_find.png")
-    write_json(out / "lr_find.json", found.to_dict())
-    print(found.describe())
-    print(f"Wrote {out / 'lr_find.png'}; train with it: cnnlab train --lr {found.suggestion:.2g}"
-          + (f" --model {shlex.quote(model)}" if model else "") + "  (or --lr auto)")
-
-
-@command("compare")
-def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories made by 'cnnlab train'")],
-    out: Annotated[Optional[Path], typer.Option(help="Folder for compare.png and compare.html "
-                                                "[default: compare-A-vs-B beside the first run]")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    from cnnlab.reporting.compare import compare_runs, format_table
-
-    compared, folder = compare_runs(runs, out)
-    if as_json:
-        print(json.dumps([r.to_json() for r in compared]))
-    else:
-        print(format_table(compared))
-        print(f"Wrote {folder / 'compare.png'} and {folder / 'compare.html'}")
-    if len(compared) < len(runs):
-        raise CnnlabError(f"{len(runs) - len(compared)} of {len(runs)} runs were left out (see above)")
-
-
-@command("reproduce")
-def reproduce_command(
-    what: Annotated[str, typer.Argument(help="What to reproduce: 'article'")],
-    data_dir: DataDirOpt = None,
-    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
-    epochs: Annotated[Optional[int], typer.Option(help="Override the article's 10 epochs (quick look)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also save each model's run directory here")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    from cnnlab.reproduce import format_table, reproduce_article
-
-    if what != "article":
-        raise CnnlabError(f"unknown reproduction '{what}': use 'cnnlab reproduce article'")
-    if epochs is not None and epochs < 1:
-        raise CnnlabError(f"--epochs must be at least 1, got {epochs}")
-    rows = reproduce_article(data_dir, epochs, seed, out)
-    print(json.dumps([r.to_json() for r in rows]) if as_json else format_table(rows))
-
-
-@command("bench")
-def bench_command(
-    inference: Annotated[bool, typer.Option("--inference", help="Measure prediction speed of every model")] = False,
-    model: Annotated[Optional[list[str]], typer.Option("--model", help="With --inference: this model (a name or a "
-                                                        "layer spec; repeat for several) [default: the registry]")]
-    = None,
-    recipes: Annotated[Optional[str], typer.Option(help="Comma-separated recipes [default: all]")] = None,
-    peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
-    seed: Annotated[int, typer.Option(help="First seed: presets run seeds SEED, SEED+1..., peers SEED")] = 1,
-    seeds: Annotated[Optional[int], typer.Option(help="Seeds per preset [default: each preset's own, 5 or 3]")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: free cores]")] = None,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="mnist or fashion-mnist (the presets take "
-                                                                 "their settings for it)")] = "mnist",
-    data_dir: DataDirOpt = None,
-    out: Annotated[Path, typer.Option(help="Folder for bench.json and the PNG")] = Path("bench"),
-) -> None:
-    from cnnlab import bench
-    from cnnlab.files import write_json
-
-    given = {"--dataset": dataset if dataset != "mnist" else None, "--recipes": recipes, "--peer-epochs": peer_epochs,
-             "--seed": seed if seed != 1 else None, "--seeds": seeds, "--threads": threads}
-    command = " ".join(["cnnlab bench", *(["--inference"] if inference else []),
-                        *(f"--model {shlex.quote(m)}" for m in model or []),
-                        *(f"{flag} {value}" for flag, value in given.items() if value is not None)])
-    if inference:
-        rows = bench.inference_speed(model)
-        print(bench.format_inference(rows))
-        write_json(out / "inference.json", bench.results_file(command, rows))
-        print(f"Wrote {out / 'inference.json'}")
-        return
-    names = [n.strip() for n in recipes.split(",")] if recipes else None
-    unknown = [n for n in names or [] if n not in bench.RECIPES]
-    if unknown:
-        raise CnnlabError(f"unknown recipe '{unknown[0]}': use some of {', '.join(bench.RECIPES)}")
-    if peer_epochs is not None and peer_epochs < 1:
-        raise CnnlabError(f"--peer-epochs must be at least 1, got {peer_epochs}")
-    if seeds is not None and seeds < 1:
-        raise CnnlabError(f"--seeds must be at least 1, got {seeds}")
-    if dataset not in bench.BENCH_DATASETS:
-        raise CnnlabError(f"--dataset must be one of {', '.join(bench.BENCH_DATASETS)}, got '{dataset}'")
-    from cnnlab.data import load_dataset
-
-    curves = bench.run_bench(load_dataset(dataset, data_dir=data_dir), names, peer_epochs, seed, threads, seeds)
-    kind = bench.BENCH_DATASETS[dataset]
-    print(bench.format_bench(curves, kind))
-    write_json(out / "bench.json", bench.results_file(command, [c.to_json() for c in curves], dataset))
-    bench.plot_curves(curves, out / "bench.png", dataset)
-    print(f"Wrote {out / 'bench.json'} and {out / 'bench.png'}")
+from cnnlab import cli_study  # noqa: E402, F401  (registers the commands for studying models, after these)
 
 
 def main(argv: list[str] | None = None) -> int:

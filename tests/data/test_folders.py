@@ -90,3 +90,13 @@ def test_a_cifar_tarball_with_a_wrong_checksum_is_named_with_the_fix(tmp_path):
     message = str(info.value)
     assert "cifar-10-binary.tar.gz has the wrong checksum" in message and "--data-dir" in message
     assert "\n" not in message
+
+
+def test_a_dataset_made_in_python_is_reshaped_as_loading_does(toy_dataset):
+    from cnnlab.data import reshape_images
+
+    colour = reshape_images(toy_dataset, 16, 3)
+    assert colour.train_images.shape[1:] == (16, 16, 3) and colour.test_images.shape[1:] == (16, 16, 3)
+    assert colour.channels == 3 and colour.image_size == 16 and reshape_images(toy_dataset) is toy_dataset
+    with pytest.raises(CnnlabError, match="--image-size must be 8 to 512"):
+        reshape_images(toy_dataset, 4)

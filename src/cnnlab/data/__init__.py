@@ -32,7 +32,8 @@ from cnnlab.data.registry import (
 from cnnlab.data.user import read_image_folder, read_pixel_csv
 from cnnlab.errors import CnnlabError, require
 
-__all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "resolve_data_dir", "split_validation"]
+__all__ = ["DATASETS", "Dataset", "describe", "load_dataset", "read_idx", "reshape_images", "resolve_data_dir",
+           "split_validation"]
 
 # A user dataset that comes as one set of labelled images is split with this fixed seed,
 # so the test images never change with --seed and runs stay comparable.
@@ -132,13 +133,25 @@ def load_dataset(
     return ds
 
 
+def reshape_images(ds: Dataset, image_size: int | None = None, channels: int | None = None) -> Dataset:
+    """``ds`` with every split's images brought to ``image_size`` (square) and ``channels`` (1 or 3),
+    as :func:`load_dataset` does for the data it loads; None keeps what the data has."""
+    require(image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
+            f"--image-size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    if image_size is None and channels is None:
+        return ds
+    fitted = {f"{split}_images": torch.from_numpy(_fit(getattr(ds, f"{split}_images").numpy(), image_size, channels))
+              for split in ("train", "val", "test")}
+    return replace(ds, **fitted)
+
+
 def _fit(images: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
     """uint8 images ``(N, H, W[, 3])`` brought to ``channels`` and ``size x size`` (None: as they are)."""
     if channels == 1 and images.ndim == 4:
         images = rgb_to_grey(images)
     elif channels == 3 and images.ndim == 3:
         images = np.repeat(images[..., None], 3, axis=-1)
-    if size is None or images.shape[1:3] == (size, size):
+    if size is None or images.shape[1:3] == (size, size) or not len(images):
         return images
     # Whole splits at once: antialiased bilinear, as Pillow's resize of a folder's images.
     pixels = torch.from_numpy(np.ascontiguousarray(images)).float()

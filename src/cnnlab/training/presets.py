@@ -53,10 +53,15 @@ class Preset:
     mean_target: bool = False
     for_kinds: dict[str, dict[str, Any]] = field(default_factory=dict)  # settings that differ by the data's kind
     targets_for: dict[str, tuple[float, float]] = field(default_factory=dict)  # kind: (accuracy, seconds)
+    described_for: dict[str, str] = field(default_factory=dict)  # kind: the description of its own settings
 
     def settings_for(self, kind: str = "digits") -> dict[str, Any]:
         """The settings for a dataset of this kind (cnnlab.data.registry.dataset_kind)."""
         return {**self.settings, **self.for_kinds.get(kind, {})}
+
+    def description_for(self, kind: str = "digits") -> str:
+        """What this preset trains on data of this kind."""
+        return self.described_for.get(kind, self.description)
 
     def target_for(self, kind: str = "digits") -> tuple[float, float]:
         """``(accuracy, training-loop seconds)`` this preset is held to on data of this kind."""
@@ -76,7 +81,9 @@ PRESETS: dict[str, Preset] = {
                # download them (docs/how-to/colour-and-size.md says what was run).
                for_kinds={kind: dict(model="cnn-small", epochs=3, batch_size=256, augment="none")
                           for kind in ("clothing", "images", "natural", "photo-digits")},
-               targets_for={"clothing": (0.905, 10)}),
+               targets_for={"clothing": (0.905, 10)},
+               described_for={kind: "cnn-small, 3 epochs, no augmentation, batch 256, Adam one-cycle 0.01, label "
+                              "smoothing 0.1" for kind in ("clothing", "images", "natural", "photo-digits")}),
         Preset("accurate", "cnn, 5 epochs, light augmentation, batch 256, Adam one-cycle 5e-3, label smoothing 0.1, "
                "test-time augmentation",
                dict(model="cnn", epochs=5, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light", tta=True),
@@ -84,7 +91,9 @@ PRESETS: dict[str, Preset] = {
                # Clothing: the best validation accuracy found within 90 s (93.42%, seed 1), below the
                # 93.5% test target; augmentation and dropout cost these small networks accuracy
                # (docs/notes/fashion.md).
-               for_kinds={"clothing": dict(model="cnn-wide", epochs=6, batch_size=128, augment="none")}),
+               for_kinds={"clothing": dict(model="cnn-wide", epochs=6, batch_size=128, augment="none")},
+               described_for={"clothing": "cnn-wide, 6 epochs, no augmentation, batch 128, Adam one-cycle 5e-3, "
+                              "label smoothing 0.1, test-time augmentation"}),
         Preset("best", "cnn-wide-x3 (an ensemble of 3 cnn-wide), 15 epochs, light augmentation, batch 256, "
                "Adam one-cycle 5e-3, label smoothing 0.1, test-time augmentation, all 60,000 training images",
                dict(model="cnn-wide-x3", epochs=15, batch_size=256, lr=5e-3, label_smoothing=0.1, augment="light",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.data import Dataset, load_dataset, split_validation
+from cnnlab.data import Dataset, load_dataset, reshape_images, split_validation
 from cnnlab.models.inference import Stats, to_input
 from cnnlab.training.config import TrainConfig
 
@@ -18,8 +18,10 @@ def on_device(data: Dataset, mean: Stats, std: Stats, device: torch.device):
             (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
 
 def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
-    """The dataset to train on: the one given (split for validation if it has no such part), else loaded."""
+    """The dataset to train on: the one given (split for validation if it has no such part, and
+    resized or made grey as the config asks), else loaded."""
     if dataset is not None:
+        dataset = reshape_images(dataset, config.image_size, 1 if config.grey else None)
         return split_validation(dataset, config.val_split, config.seed)
     return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
                         config.image_size, channels=1 if config.grey else None)

@@ -1,0 +1,45 @@
+"""What every ``cnnlab`` command shares: the typer app, its ``@command`` decorator, the common
+options and the run-directory names. The commands live in cnnlab.cli (training and using a
+model) and cnnlab.cli_study (studying models: summary, lr-find, compare, reproduce, bench)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cnnlab.cli_help import APP, COMMANDS
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
+
+
+def command(name: str) -> Callable:
+    """``@app.command(name)`` with its help text, summary and examples, from cnnlab.cli_help."""
+    return app.command(name, help=COMMANDS[name])
+
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, or a path")]
+DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [default: $CNNLAB_DATA or ~/.cache/cnnlab]")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text")]
+
+
+PRESET_DEFAULT = "[default: from --preset]"
+
+
+def run_label(model: str) -> str:
+    """A run directory's name for ``--model``: a registry name, a spec file's stem, or 'spec'."""
+    from cnnlab.models.registry import MODELS
+
+    if model in MODELS:
+        return model
+    return Path(model).stem if Path(model).is_file() else "spec"
+
+
+def new_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
