@@ -90,3 +90,29 @@ def test_a_folder_with_other_files_answers_every_image_and_counts_the_rest(toy_r
     assert "note: skipped 2 files that are not images: labels.csv, notes.txt" in capsys.readouterr().err
     with pytest.raises(CnnlabError, match=r"not a pixel CSV|expected a header"):
         predict_files(toy_run, [folder / "labels.csv"])  # named directly, a CSV must be a pixel CSV
+
+
+def test_a_plain_photo_is_inverted_only_for_light_on_dark_built_in_kinds(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from cnnlab.models.files import ModelInfo
+    from cnnlab.predict import plain_image
+
+    pixels = np.full((40, 40), 230, dtype=np.uint8)
+    pixels[10:30, 10:30] = 20  # a dark garment on a light table
+    Image.fromarray(pixels).save(tmp_path / "photo.png")
+    folder_model = ModelInfo("cnn-small", ["a", "b"], 40, 0.3, 0.3, "/data/scans", kind="images")
+    fashion_model = ModelInfo("cnn-small", ["a", "b"], 40, 0.29, 0.35, "fashion-mnist", kind="clothing")
+    assert plain_image(tmp_path / "photo.png", folder_model)[0, 0] == 230  # as the folder's images were
+    assert plain_image(tmp_path / "photo.png", fashion_model)[0, 0] == 25  # light on dark, as Fashion-MNIST
+
+
+def test_an_older_model_json_without_a_kind_takes_its_dataset_s():
+    from cnnlab.models.files import ModelInfo
+
+    data = ModelInfo("cnn-small", ["a", "b"], 28, 0.29, 0.35, "fashion-mnist").to_json()
+    del data["kind"]
+    assert ModelInfo.from_json(data, "model.json").kind == "clothing"
+    data["dataset"] = "mnist"
+    assert ModelInfo.from_json(data, "model.json").kind == "digits"

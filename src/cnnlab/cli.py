@@ -12,7 +12,19 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from typer.exceptions import TyperException
 
-from cnnlab.cli_app import PRESET_DEFAULT, DataDirOpt, DatasetOpt, JsonOpt, app, command, new_run_dir, run_label
+from cnnlab.cli_app import (
+    PRESET_DEFAULT,
+    DataDirOpt,
+    DatasetOpt,
+    GreyOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    app,
+    command,
+    new_run_dir,
+    run_label,
+    square_side,
+)
 from cnnlab.errors import CnnlabError, require
 
 if TYPE_CHECKING:
@@ -45,10 +57,8 @@ def train_command(
     ema: Annotated[Optional[float], typer.Option(help=f"Keep a moving average of the weights with this per-step "
                                                   f"decay (e.g. 0.999), 0 for none {PRESET_DEFAULT}")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
-    image_size: Annotated[Optional[str], typer.Option(help="Resize images to N x N pixels (N or NxN, 8 to 512) "
-                                                      "[default: the dataset's own; a folder: its median, at most "
-                                                      "64]")] = None,
-    grey: Annotated[bool, typer.Option(help="Train on grey images (one channel) even if the data has colour")] = False,
+    image_size: ImageSizeOpt = None,
+    grey: GreyOpt = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     data_dir: DataDirOpt = None,
@@ -68,6 +78,7 @@ def train_command(
                   schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
                   val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
+                  fit_small_data=False if batch_size or epochs else None,  # the user's choice is kept as it is
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
@@ -81,20 +92,6 @@ def train_command(
                           "or pass --overwrite to start again")
     config.out = str(out)
     interruptible(lambda: train(config), out)
-
-
-def square_side(text: str | None) -> int | None:
-    """``--image-size``: ``64`` or ``64x64`` -> 64. cnnlab's networks take square images."""
-    if text is None:
-        return None
-    sides = text.lower().split("x")
-    if len(sides) > 2 or not all(side.strip().isdigit() for side in sides):
-        raise CnnlabError(f"--image-size must be a number of pixels such as 64 (or 64x64), got '{text}'")
-    if len(set(map(int, sides))) > 1:
-        raise CnnlabError(f"--image-size {text}: cnnlab's networks take square images; give one side, e.g. "
-                          f"--image-size {max(map(int, sides))} (images of another shape are padded to a square, "
-                          "keeping their aspect)")
-    return int(sides[0])
 
 
 def learning_rate(text: str | None) -> float | str | None:
@@ -149,7 +146,7 @@ def predict_command(
     paths: Annotated[list[Path], typer.Argument(help="Images, folders of images, or pixel CSV files")],
     number: Annotated[bool, typer.Option("--number", help="Read each image as a number of several digits")] = False,
     min_confidence: Annotated[float, typer.Option(help="Mark answers below this probability uncertain")] = 0.0,
-    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Folder for the 28x28 inputs the network saw")] = (
+    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Folder for the inputs the network saw, as PNG")] = (
         None),
     top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
     tta: Annotated[bool, typer.Option(help="Average each answer over 5 one-pixel shifts of the image")] = True,
@@ -189,7 +186,7 @@ def export_command(
     from cnnlab.export import FORMATS, export_onnx
 
     require(file_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
-    print(f"Wrote {export_onnx(model, out)} (input: normalised images (N, 1, H, W); see model.json)")
+    print(f"Wrote {export_onnx(model, out)} (input: normalised images (N, C, H, W); see model.json)")
 
 
 @command("serve")

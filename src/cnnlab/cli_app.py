@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from cnnlab.cli_help import APP, COMMANDS
+from cnnlab.errors import CnnlabError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, help=APP)
 
@@ -19,9 +20,13 @@ def command(name: str) -> Callable:
     """``@app.command(name)`` with its help text, summary and examples, from cnnlab.cli_help."""
     return app.command(name, help=COMMANDS[name])
 
-DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, or a path")]
+DatasetOpt = Annotated[str, typer.Option("--dataset", "-d", help="mnist, fashion-mnist, kmnist, cifar10, cifar100, "
+                                                                 "svhn, or a path")]
 DataDirOpt = Annotated[Optional[Path], typer.Option(help="Dataset folder [default: $CNNLAB_DATA or ~/.cache/cnnlab]")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text")]
+ImageSizeOpt = Annotated[Optional[str], typer.Option(help="Resize images to N x N pixels (N or NxN, 8 to 512) "
+                                                     "[default: the dataset's own; a folder: its median, at most 64]")]
+GreyOpt = Annotated[bool, typer.Option(help="Use grey images (one channel) even if the data has colour")]
 
 
 PRESET_DEFAULT = "[default: from --preset]"
@@ -43,3 +48,17 @@ def new_run_dir(base: Path) -> Path:
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def square_side(text: str | None) -> int | None:
+    """``--image-size``: ``64`` or ``64x64`` -> 64. cnnlab's networks take square images."""
+    if text is None:
+        return None
+    sides = text.lower().split("x")
+    if len(sides) > 2 or not all(side.strip().isdigit() for side in sides):
+        raise CnnlabError(f"--image-size must be a number of pixels such as 64 (or 64x64), got '{text}'")
+    if len(set(map(int, sides))) > 1:
+        raise CnnlabError(f"--image-size {text}: cnnlab's networks take square images; give one side, e.g. "
+                          f"--image-size {max(map(int, sides))} (images of another shape are padded to a square, "
+                          "keeping their aspect)")
+    return int(sides[0])

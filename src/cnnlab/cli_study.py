@@ -10,7 +10,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from cnnlab.cli_app import DataDirOpt, DatasetOpt, JsonOpt, command, new_run_dir, run_label
+from cnnlab.cli_app import (
+    DataDirOpt,
+    DatasetOpt,
+    GreyOpt,
+    ImageSizeOpt,
+    JsonOpt,
+    command,
+    new_run_dir,
+    run_label,
+    square_side,
+)
 from cnnlab.errors import CnnlabError, require
 
 
@@ -44,6 +54,8 @@ def lr_find_command(
     start: Annotated[float, typer.Option(help="The first learning rate")] = 1e-7,
     end: Annotated[float, typer.Option(help="The last learning rate")] = 10.0,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images")] = None,
+    image_size: ImageSizeOpt = None,
+    grey: GreyOpt = False,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     data_dir: DataDirOpt = None,
@@ -55,8 +67,10 @@ def lr_find_command(
     from cnnlab.training.lr_find import lr_find
 
     chosen = dict(model=model, optimizer=optimizer, batch_size=batch_size, limit=limit, threads=threads,
+                  image_size=square_side(image_size), grey=grey, fit_small_data=batch_size is None,
                   data_dir=str(data_dir) if data_dir else None)
-    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, **{k: v for k, v in chosen.items() if v})
+    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed,
+                                     **{k: v for k, v in chosen.items() if v is not None})
     found = lr_find(config, start=start, end=end, steps=steps)
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
     out = out or new_run_dir(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")

@@ -3,8 +3,8 @@
 Each image is prepared as the model's training images were. For an MNIST digit model, photos and
 scans go through cnnlab.handwriting (the ink found, centred and sized as MNIST's digits). Any other
 model gets a plain resize: padded to a square with its border's colour (the aspect kept), then
-resized, in colour for a colour model, and for a grey model trained on light-on-dark images, dark
-ink on a light ground is inverted.
+resized, in colour for a colour model; for a grey model of a built-in light-on-dark dataset
+(Fashion-MNIST, KMNIST), a photo with a light ground is inverted to match.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from cnnlab.models.inference import images_logits
 
 BATCH = 256  # images per forward pass
 DIGIT_DATASETS = ("mnist",)  # models trained on these get the MNIST digit preprocessing
+LIGHT_ON_DARK = ("digits", "characters", "clothing")  # built-in kinds drawn light on a dark ground
 
 
 @dataclass
@@ -130,14 +131,16 @@ def preprocessing(info: ModelInfo) -> str:
 
 
 def plain_image(source: str | Path | bytes, info: ModelInfo, name: str | None = None) -> np.ndarray:
-    """An image prepared as a folder's training images were: uint8 ``(side, side)`` or ``(side, side, 3)``."""
+    """An image prepared as the training images were: uint8 ``(side, side)`` or ``(side, side, 3)``,
+    padded to a square and resized as a folder's images are (cnnlab.data.images.fit_square)."""
     image = decode(source, name)
     if info.in_channels == 3:
         return fit_square(to_rgb(image), info.image_size)
     grey = to_grey(image)
-    trained_dark = (info.mean[0] if isinstance(info.mean, list) else info.mean) < 0.5  # e.g. Fashion-MNIST
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    return fit_square(1 - grey if trained_dark and border.mean() > 0.5 else grey, info.image_size)
+    if info.kind in LIGHT_ON_DARK and border.mean() > 0.5:  # a photo of a garment on a light table
+        grey = 1 - grey
+    return fit_square(grey, info.image_size)
 
 
 def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool = False,
@@ -176,8 +179,9 @@ def _inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Modul
                 yield str(path), [], True  # answers nothing, ends its file for the progress bar
                 continue
             if images.shape[1:] != (info.image_size, info.image_size) or info.in_channels != 1:
-                raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images, "
-                                  f"the model expects {info.image_size}x{info.image_size}")
+                colour = " RGB" if info.in_channels == 3 else ""
+                raise CnnlabError(f"{path}: holds {images.shape[1]}x{images.shape[2]} grey images, "
+                                  f"the model expects {info.image_size}x{info.image_size}{colour}")
             for row, image in enumerate(images):
                 yield f"{path}:{row + 1}", [image], row == len(images) - 1
             continue
@@ -209,7 +213,7 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     Args:
         number: read each image as a number of several digits (MNIST models only).
         min_confidence: answers below this probability (a number: any digit's) are marked uncertain.
-        save_preprocessed: a folder to write each 28x28 input the network saw, as PNG.
+        save_preprocessed: a folder to write each input the network saw (its size and colour), as PNG.
         tta: average each answer over the image and its four one-pixel shifts. A photo's digit is
             centred less surely than MNIST's; on numbers of validation digits (seeds 1-3) this read
             4 more of 900 made the second way and 4 more of 450 on a page, and MNIST's own

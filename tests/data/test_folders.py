@@ -100,3 +100,33 @@ def test_a_dataset_made_in_python_is_reshaped_as_loading_does(toy_dataset):
     assert colour.channels == 3 and colour.image_size == 16 and reshape_images(toy_dataset) is toy_dataset
     with pytest.raises(CnnlabError, match="--image-size must be 8 to 512"):
         reshape_images(toy_dataset, 4)
+
+
+def test_the_median_size_leaves_out_images_too_small_to_use(tmp_path):
+    (tmp_path / "f" / "a").mkdir(parents=True)
+    for i in range(6):
+        Image.new("L", (5, 5), 200).save(tmp_path / "f" / "a" / f"tiny{i}.png")
+    for i in range(4):
+        Image.new("L", (40, 40), 200).save(tmp_path / "f" / "a" / f"big{i}.png")
+    found = read_image_folder(tmp_path / "f")
+    assert found.side == 40 and len(found.labels) == 4
+    images, labels, names = found  # unpacks as the 3-tuple it used to be
+    assert images.shape == (4, 40, 40) and len(labels) == 4 and names == ["a"]
+
+
+def test_channels_first_images_made_in_python_are_refused_with_the_fix():
+    import torch
+
+    from cnnlab.data import Dataset
+
+    with pytest.raises(CnnlabError, match=r"permute\(0, 2, 3, 1\)"):
+        Dataset("mine", ["a"], torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+                torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    colour = Dataset("mine", ["a"], torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+                     torch.zeros(2, 32, 32, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    assert colour.val_images.shape == (0, 32, 32, 3)  # the empty validation split is shaped as the rest
+
+
+def test_limit_comes_before_the_resize(idx_folder):
+    ds = load_dataset(idx_folder, limit=5, image_size=16, channels=3)
+    assert ds.train_images.shape == (5, 16, 16, 3) and ds.test_images.shape == (5, 16, 16, 3)

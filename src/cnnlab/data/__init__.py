@@ -64,6 +64,14 @@ class Dataset:
     source: str = ""  # what loads it again: a registry name, or a user folder's or file's absolute path
     kind: str = "images"
 
+    def __post_init__(self) -> None:
+        images = self.train_images
+        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
+            raise CnnlabError(f"dataset '{self.name}': images must be (N, H, W) grey or (N, H, W, 3) colour, got "
+                              f"{tuple(images.shape)}; for channels-first (N, C, H, W) use images.permute(0, 2, 3, 1)")
+        if not len(self.val_labels) and self.val_images.shape[1:] != images.shape[1:]:
+            self.val_images = torch.empty(0, *images.shape[1:], dtype=images.dtype)  # empty, but shaped as the rest
+
     @property
     def image_size(self) -> int:
         return int(self.train_images.shape[1])
@@ -113,52 +121,56 @@ def load_dataset(
     """
     require(0.0 <= val_split < 1.0, f"--val-split must be in [0, 1), got {val_split}")
     require(limit is None or limit > 0, f"--limit must be a positive number of images, got {limit}")
-    require(image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
-            f"--image-size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}")
-    require(channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    _check_shape_asked(image_size, channels)  # before a large folder is read
     train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download, channels)
     _check_labels(train_y, names, label)
     _check_labels(test_y, names, label)
     source = str(Path(dataset).resolve()) if Path(dataset).exists() else str(dataset)
-    train_x, test_x = (_fit(x, image_size, channels) for x in (train_x, test_x))
-    empty = torch.empty(0, *train_x.shape[1:], dtype=torch.uint8)
     ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y),
-                                  val_images=empty, source=source, kind=dataset_kind(str(dataset))),
-                          val_split, seed)
+                                  source=source, kind=dataset_kind(str(dataset))), val_split, seed)
     if limit:
         for split in ("train", "val", "test"):
             for kind in ("images", "labels"):
                 attr = f"{split}_{kind}"
                 setattr(ds, attr, getattr(ds, attr)[:limit])
-    return ds
+    return reshape_images(ds, image_size, channels)  # after the limit: only the images kept are resized
+
+
+def _check_shape_asked(image_size: int | None, channels: int | None) -> None:
+    require(image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
+            f"--image-size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    require(channels in (None, 1, 3), f"channels must be 1 (grey) or 3 (RGB), got {channels}")
 
 
 def reshape_images(ds: Dataset, image_size: int | None = None, channels: int | None = None) -> Dataset:
     """``ds`` with every split's images brought to ``image_size`` (square) and ``channels`` (1 or 3),
     as :func:`load_dataset` does for the data it loads; None keeps what the data has."""
-    require(image_size is None or MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE,
-            f"--image-size must be {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} pixels, got {image_size}")
+    _check_shape_asked(image_size, channels)
     if image_size is None and channels is None:
         return ds
-    fitted = {f"{split}_images": torch.from_numpy(_fit(getattr(ds, f"{split}_images").numpy(), image_size, channels))
-              for split in ("train", "val", "test")}
-    return replace(ds, **fitted)
+    return replace(ds, **{f"{split}_images": _fit(getattr(ds, f"{split}_images"), image_size, channels)
+                          for split in ("train", "val", "test")})
 
 
-def _fit(images: np.ndarray, size: int | None, channels: int | None) -> np.ndarray:
+RESIZE_CHUNK = 2048  # images resized at a time: memory stays near the uint8 result's
+
+
+def _fit(images: torch.Tensor, size: int | None, channels: int | None) -> torch.Tensor:
     """uint8 images ``(N, H, W[, 3])`` brought to ``channels`` and ``size x size`` (None: as they are)."""
     if channels == 1 and images.ndim == 4:
-        images = rgb_to_grey(images)
+        images = torch.from_numpy(rgb_to_grey(images.numpy()))
     elif channels == 3 and images.ndim == 3:
-        images = np.repeat(images[..., None], 3, axis=-1)
-    if size is None or images.shape[1:3] == (size, size) or not len(images):
+        images = images.unsqueeze(-1).expand(*images.shape, 3).contiguous()
+    if size is None or images.shape[1:3] == (size, size):
         return images
-    # Whole splits at once: antialiased bilinear, as Pillow's resize of a folder's images.
-    pixels = torch.from_numpy(np.ascontiguousarray(images)).float()
-    pixels = pixels.unsqueeze(1) if images.ndim == 3 else pixels.permute(0, 3, 1, 2)
-    resized = torch.nn.functional.interpolate(pixels, size=(size, size), mode="bilinear", antialias=True)
-    resized = resized.round_().clamp_(0, 255).to(torch.uint8)
-    return (resized[:, 0] if images.ndim == 3 else resized.permute(0, 2, 3, 1)).numpy()
+    out = torch.empty(len(images), size, size, *images.shape[3:], dtype=torch.uint8)
+    for start in range(0, len(images), RESIZE_CHUNK):  # antialiased bilinear, as Pillow's resize of a folder
+        chunk = images[start : start + RESIZE_CHUNK].float()
+        chunk = chunk.unsqueeze(1) if images.ndim == 3 else chunk.permute(0, 3, 1, 2)
+        resized = torch.nn.functional.interpolate(chunk, size=(size, size), mode="bilinear", antialias=True)
+        resized = resized.round_().clamp_(0, 255).to(torch.uint8)
+        out[start : start + RESIZE_CHUNK] = resized[:, 0] if images.ndim == 3 else resized.permute(0, 2, 3, 1)
+    return out
 
 
 def split_validation(ds: Dataset, val_split: float, seed: int = 0) -> Dataset:

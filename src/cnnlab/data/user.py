@@ -19,7 +19,17 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from cnnlab.data.images import IMAGE_SUFFIXES, decode, fit_square, has_chroma, is_colour, rgb_to_grey, to_grey, to_rgb
+from cnnlab.data.images import (
+    IMAGE_SUFFIXES,
+    MIN_SIDE,
+    decode,
+    fit_square,
+    has_chroma,
+    is_colour,
+    rgb_to_grey,
+    to_grey,
+    to_rgb,
+)
 from cnnlab.errors import CnnlabError
 
 FOLDER_SIDE_CAP = 64  # a folder's default size: its images' median side, at most this
@@ -41,6 +51,10 @@ class FolderImages:
     @property
     def side(self) -> int:
         return self.images.shape[1]
+
+    def __iter__(self):
+        """``images, labels, class_names = read_image_folder(...)`` still works."""
+        return iter((self.images, self.labels, self.class_names))
 
 def list_images(folder: Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
@@ -95,13 +109,15 @@ def _class_files(folder: Path, class_names: list[str] | None) -> tuple[list[Path
 
 
 def _median_side(files: list[Path], folder: Path) -> int:
-    """The median of the images' longer sides (from their headers alone), at most :data:`FOLDER_SIDE_CAP`."""
+    """The median of the images' longer sides (from their headers alone), at most :data:`FOLDER_SIDE_CAP`;
+    images too small to be used are left out of it."""
     sides = []
     for path in files:
         try:
             with Image.open(path) as image:
-                sides.append(max(image.size))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+                if min(image.size) >= MIN_SIDE:
+                    sides.append(max(image.size))
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
             continue  # reported when the image itself is read
     median = int(statistics.median(sides)) if sides else FOLDER_SIDE_CAP
     if median > FOLDER_SIDE_CAP:

@@ -18,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes, write_json
 from cnnlab.models.layers import build_spec, plan
@@ -41,7 +42,7 @@ class ModelInfo:
     ``"python:module.Class"`` for a network of the user's own class (loaded with ``model=``).
     ``mean`` and ``std`` normalise the pixels scaled to 0-1: one number for grey images, a list
     of one per channel for colour. ``kind``: what the training images were (cnnlab.data.registry's
-    kinds), which decides how ``predict`` prepares a photo.
+    kinds): ``predict`` inverts a light photo only for the built-in light-on-dark kinds.
     """
 
     architecture: str
@@ -83,7 +84,7 @@ class ModelInfo:
                 test_accuracy=data.get("test_accuracy"),
                 spec=None if spec is None else str(spec),
                 in_channels=int(data.get("input", {}).get("channels", 1)),
-                kind=str(data.get("kind", "digits")),
+                kind=str(data.get("kind") or dataset_kind(str(data.get("dataset", "")))),  # older files: by dataset
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise CnnlabError(f"{source}: not a cnnlab model.json (missing or bad {exc})") from None

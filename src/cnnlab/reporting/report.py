@@ -85,7 +85,7 @@ class RunRecord:
 
 @dataclass
 class TestSet:
-    """uint8 test ``images`` ``(N, H, W)``, their ``labels`` ``(N,)``, and the model's ``logits``
+    """uint8 test ``images`` ``(N, H, W)`` or ``(N, H, W, 3)``, their ``labels`` ``(N,)``, and the model's ``logits``
     ``(N, classes)`` as the metrics were computed (None: scored again when needed)."""
 
     images: torch.Tensor

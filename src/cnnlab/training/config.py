@@ -113,6 +113,8 @@ def resolve_config(config: TrainConfig | None, options: dict[str, Any], kind: st
             config = replace(config, model=options["model"])
     else:
         network = None
+    if {"batch_size", "epochs"} & {k for k, v in options.items() if v is not None}:
+        options.setdefault("fit_small_data", False)  # the caller chose them: kept as they are
     preset = options.pop("preset", None)
     if preset or config is None:  # the preset's settings for this kind of data (the default: fast)
         base = TrainConfig.from_preset(preset or "fast", kind, dataset=options.get("dataset", "mnist"))

@@ -42,7 +42,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from cnnlab.data import Dataset
-from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, check_logits, images_logits, predict_logits, to_input
@@ -104,7 +103,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
         progress: show per-batch progress bars (default: when stderr is a terminal).
         on_epoch: called after each epoch's history row is complete, outside the timed loop,
             as ``on_epoch(row, model, to_model_input)``; ``to_model_input`` turns uint8
-            images ``(N, H, W)`` into the model's normalised input (used by ``cnnlab bench``).
+            images ``(N, H, W[, 3])`` into the model's normalised input (used by ``cnnlab bench``).
             Returning True stops training after that epoch; the run is scored and saved as usual.
         resume: a checkpoint (:func:`~cnnlab.training.checkpoint.load_checkpoint`) of this same configuration:
             training goes on after its last finished epoch, as if it had never stopped.
@@ -112,7 +111,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     """
     if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
         options["dataset"], dataset = str(dataset), None
-    kind = dataset_kind(dataset.source or dataset.name) if dataset is not None else None
+    kind = dataset.kind if dataset is not None else None  # loaded data knows its kind; data made in Python: images
     config, network = resolve_config(config, options, kind)
     started = time.perf_counter()
     device = select_device(config.device)
