@@ -186,7 +186,12 @@ def export_command(
     from cnnlab.export import FORMATS, export_onnx
 
     require(file_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
-    print(f"Wrote {export_onnx(model, out)} (input: normalised images (N, C, H, W); see model.json)")
+    from cnnlab.models.files import MODEL_META, read_model_info
+
+    target = export_onnx(model, out)
+    info = read_model_info(target.with_name(MODEL_META))
+    print(f"Wrote {target} (input: normalised images (N, {info.in_channels}, {info.image_size}, {info.image_size}); "
+          "see model.json)")
 
 
 @command("serve")
