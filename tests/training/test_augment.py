@@ -81,3 +81,14 @@ def test_flip_mirrors_about_half_the_images_exactly():
 def test_crop_flip_is_a_level_and_digits_levels_never_flip():
     assert LEVELS["crop-flip"].flip and LEVELS["crop-flip"].rotate_deg == 0
     assert not LEVELS["light"].flip and not LEVELS["strong"].flip
+
+
+def test_crop_flip_moves_whole_pixels_and_never_smooths():
+    from cnnlab.models.inference import shift_images
+
+    image = torch.rand(1, 3, 16, 16)
+    out = Augmenter(LEVELS["crop-flip"], background=[-1.0, 0.0, 1.0], seed=5)(image.expand(40, 3, 16, 16).contiguous())
+    for copy in out:
+        candidates = [shift_images(source, down, right, [-1.0, 0.0, 1.0])[0]
+                      for source in (image, image.flip(-1)) for down in range(-3, 4) for right in range(-3, 4)]
+        assert any(torch.allclose(copy, c, atol=1e-5) for c in candidates)  # a crop of the padded image, exactly

@@ -31,13 +31,14 @@ class AugmentSpec:
     shift_px: float
     elastic_px: float = 0.0  # size of a smooth random displacement field
     flip: bool = False  # mirror left-right half the time
+    whole_pixels: bool = False  # shift by whole pixels only: a random crop of the padded image, not smoothed
 
 
 LEVELS: dict[str, AugmentSpec | None] = {
     "none": None,
     "light": AugmentSpec(rotate_deg=10, scale=0.10, shift_px=2),
     "strong": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3, elastic_px=1.5),
-    "crop-flip": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True),
+    "crop-flip": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True, whole_pixels=True),
 }
 NEVER_MIRRORED = ("digits", "characters", "photo-digits")  # kinds of data a mirror makes wrong
 _ELASTIC_GRID = 4  # control points per side; upsampled, so the field is smooth
@@ -91,7 +92,10 @@ class Augmenter:
         spec = self.spec
         angle = self._uniform(n, 1, 1) * math.radians(spec.rotate_deg)
         scale = 1 + self._uniform(n, 1, 1) * spec.scale
-        shift = self._uniform(2, n, 1, 1) * spec.shift_px * 2 / size  # one pixel is 2/size
+        shift = self._uniform(2, n, 1, 1) * spec.shift_px
+        if spec.whole_pixels:  # sampling exactly at pixel centres moves pixels, never blends them
+            shift = shift.round()
+        shift = shift * 2 / size  # one pixel is 2/size
         cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
         x, y = _base_grid(size)
         if spec.flip:  # sampling at -x mirrors the image
