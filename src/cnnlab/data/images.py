@@ -98,9 +98,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         return np.asarray(image.convert("RGB"), dtype=np.float32) / 255
     rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
-    drawn = (rgb @ LUMA)[alpha[..., 0] > 0.5]
-    backdrop = 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0
-    return rgb * alpha + backdrop * (1 - alpha)
+    return rgb * alpha + _backdrop((rgb @ LUMA)[alpha[..., 0] > 0.5]) * (1 - alpha)
 
 
 def is_colour(image: Image.Image) -> bool:
@@ -147,6 +145,10 @@ def _flatten_alpha(grey_alpha: np.ndarray) -> np.ndarray:
     grey, alpha = grey_alpha[..., 0], grey_alpha[..., 1]
     if alpha.min() > 0.99:
         return grey
-    drawn = grey[alpha > 0.5]
-    backdrop = 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0
-    return grey * alpha + backdrop * (1 - alpha)
+    return grey * alpha + _backdrop(grey[alpha > 0.5]) * (1 - alpha)
+
+
+def _backdrop(drawn: np.ndarray) -> float:
+    """The shade to put behind transparent pixels: black under a light drawing, else white
+    (``drawn``: the grey levels, 0-1, of the opaque pixels)."""
+    return 0.0 if drawn.size and drawn.mean() > 0.5 else 1.0

@@ -16,6 +16,7 @@ TRAIN_LABELS = "train-labels-idx1-ubyte.gz"
 TEST_IMAGES = "t10k-images-idx3-ubyte.gz"
 TEST_LABELS = "t10k-labels-idx1-ubyte.gz"
 FILES = (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)
+CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/")  # CIFAR-10 and -100
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="cifar10",
             description="CIFAR-10, photos of 10 kinds of things, 50k train / 10k test, 32x32 colour",
-            mirrors=("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/"),
+            mirrors=CIFAR_MIRRORS,
             md5={"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
             class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
             kind="natural",
@@ -113,7 +114,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             name="cifar100",
             description="CIFAR-100, photos of 100 kinds of things, 50k train / 10k test, 32x32 colour",
-            mirrors=("https://www.cs.toronto.edu/~kriz/", "http://www.cs.toronto.edu/~kriz/"),
+            mirrors=CIFAR_MIRRORS,
             md5={"cifar-100-binary.tar.gz": "03b5dce01913d631647c71ecec9e9cb8"},
             class_names=(),  # its 100 fine labels' names come from the tarball
             kind="natural",

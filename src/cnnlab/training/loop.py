@@ -74,7 +74,7 @@ from cnnlab.training.optim import (
     training_loss,
 )
 from cnnlab.training.system import keep_freed_memory, select_device, set_threads, threads_label
-from cnnlab.training.tensors import dataset_source, on_device, pixel_stats, prepare_data
+from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
 
 
 @dataclass
@@ -122,9 +122,9 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
+    check_mirroring(config.augment, data.kind, data.name)  # refused before any work on the data
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
-    check_mirroring(config.augment, data.kind, data.name)
     if resume is None and (note := fit_to_small_data(config, data.kind, len(data.train_labels))):
         say(note)
 
@@ -170,7 +170,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     if parts.best is not None:
         say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
 
-    info, logits, metrics = score_test(trained, config, data, dataset_source(config, dataset), (mean, std), device)
+    info, logits, metrics = score_test(trained, config, data, data.source or data.name, (mean, std), device)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]

@@ -3,8 +3,6 @@ the device as one tensor per split (trick 1 of cnnlab.training.loop)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from cnnlab.data import Dataset, load_dataset, reshape_images, split_validation
@@ -26,13 +24,6 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
     return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
                         config.image_size, channels=1 if config.grey else None)
 
-
-def dataset_source(config: TrainConfig, dataset: Dataset | None) -> str:
-    """What to load to evaluate this model again: a registry name, or the user data's absolute path."""
-    if dataset is not None:
-        return dataset.source or dataset.name
-    path = Path(config.dataset)
-    return str(path.resolve()) if path.exists() else config.dataset
 
 def pixel_stats(images: torch.Tensor) -> tuple[Stats, Stats]:
     """Mean and standard deviation of the pixels scaled to 0-1: numbers for grey images ``(N, H, W)``
