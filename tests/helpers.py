@@ -65,3 +65,20 @@ def wait_until_up(url: str, process: subprocess.Popen, seconds: float = 30) -> N
         except OSError:
             time.sleep(0.2)
     pytest.fail(f"cnnlab serve did not answer {url} within {seconds} s")
+
+
+def run_cli(capsys, *args) -> tuple[int, str, str]:
+    """``cnnlab ARGS`` in this process: its exit code, stdout and stderr."""
+    from cnnlab.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(capsys, *args, match: str) -> None:
+    """``cnnlab ARGS`` fails with one line on stderr, naming ``match``, and no traceback."""
+    code, _, err = run_cli(capsys, *args)
+    assert code != 0
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and match in err, err

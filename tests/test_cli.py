@@ -11,24 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.cli import main
 from cnnlab.data.idx import encode_idx
 from cnnlab.data.registry import FILES
 from cnnlab.models.registry import MODELS
 from cnnlab.training.loop import train
-
-
-def run_cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(capsys, *args, match: str):
-    code, _, err = run_cli(capsys, *args)
-    assert code != 0
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err and match in err, err
+from tests.helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture

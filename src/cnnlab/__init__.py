@@ -10,6 +10,7 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     for p in cnnlab.predict_files("runs/mine", ["my_digit.jpg"]):   # photos are preprocessed as MNIST
         print(p.label, p.confidence)
     print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
+    why = cnnlab.explain("runs/mine", ["my_digit.jpg"])[0]    # heatmaps, layers, and a PNG
 """
 
 from cnnlab.data import DATASETS, Dataset, describe, load_dataset
@@ -36,6 +37,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "compare": ("cnnlab.reporting.compare", "compare_runs"),
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
+    "explain": ("cnnlab.explain", "explain"),
 }
 
 
@@ -65,6 +67,7 @@ __all__ = [
     "digit_to_mnist",
     "evaluate",
     "evaluate_model",
+    "explain",
     "flops_per_image",
     "format_comparison",
     "load_dataset",

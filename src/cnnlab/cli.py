@@ -161,10 +161,35 @@ def predict_command(
     results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed, tta=tta)
     for p in results:
         print(json.dumps(p.to_json()) if as_json else p.to_text())
-    failed = [p for p in results if p.error]
+    fail_if_unanswered(results, "an answer")
+
+
+@command("explain")
+def explain_command(
+    model: Annotated[Path, typer.Argument(help="Run directory or model.safetensors")],
+    paths: Annotated[list[Path], typer.Argument(help="Images, folders of images, or pixel CSV files")],
+    method: Annotated[list[str], typer.Option(help="saliency, integrated-gradients, occlusion, gradcam or all; "
+                                              "repeat it or separate by commas")] = ["all"],  # noqa: B006
+    target: Annotated[Optional[str], typer.Option(help="The class to explain (a name or an index) "
+                                                  "[default: each image's answer]")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for one PNG per image")] = Path("explanations"),
+    as_json: JsonOpt = False,
+) -> None:
+    from cnnlab.explain import explain
+
+    methods = [name for given in method for name in given.split(",") if name.strip()]
+    results = explain(model, list(paths), methods, target, out)
+    for e in results:
+        print(json.dumps(e.to_json()) if as_json else e.to_text())
+    fail_if_unanswered(results, "an explanation")
+
+
+def fail_if_unanswered(results: list, what: str) -> None:
+    """After every answer is printed: a non-zero exit naming the images that got none."""
+    failed = [r for r in results if r.error]
     if failed:
         detail = f": {failed[0].path}: {failed[0].error}" if len(failed) == 1 else " (see above)"
-        raise CnnlabError(f"{len(failed)} of {len(results)} images got no answer{detail}")
+        raise CnnlabError(f"{len(failed)} of {len(results)} images got no {what.split()[-1]}{detail}")
 
 
 @command("report")

@@ -52,6 +52,16 @@ COMMANDS = {
         "cnnlab predict runs/fast-mnist-seed0 photos/ --min-confidence 0.9",
         "cnnlab predict runs/fast-mnist-seed0 year.jpg --number --json",
     ),
+    "explain": _help(
+        "Show why a model gave its answer, and what each layer saw.",
+        "Each image is prepared as predict prepares it. One PNG per image holds your image, the input "
+        "the network saw, a heatmap of the pixels that decided for each method (saliency, "
+        "integrated-gradients, occlusion, gradcam; computed by Captum), then every layer's activations: "
+        "a grid of maps for each conv layer and bars for each dense layer.",
+        "cnnlab explain runs/fast-mnist-seed0 my_digit.jpg",
+        "cnnlab explain runs/fast-mnist-seed0 photos/ --method saliency --method gradcam --out why/",
+        "cnnlab explain runs/fast-mnist-seed0 my_digit.jpg --target 9",
+    ),
     "report": _help(
         "Make a run's pictures and report.html again.",
         "Rebuilds the pictures (curves, confusion matrix, mistakes, filters, feature maps) and the "

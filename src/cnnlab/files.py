@@ -12,12 +12,26 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process's file-creation mask (reading it means setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # read once, at import, before any thread could create files meanwhile
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder and an atomic rename.
+
+    The file gets the permissions a plain ``open`` would give it (0666 less the umask: usually
+    rw-r--r--), not the temp file's private 0600, so a run can be shared and served like any file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -164,7 +164,7 @@ def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool 
     return [plain_image(source, info, name)]
 
 
-def _inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Module
+def prepared_inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Module
             ) -> Iterator[tuple[str, list[np.ndarray] | str, bool]]:
     """``(name, images or an error message, whether this ends its file)`` per image; a CSV gives one
     per row. A CSV found in a folder that is not a pixel CSV (a labels file) joins ``inputs.skipped``."""
@@ -229,7 +229,7 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     bar = tqdm(total=len(inputs.files), desc="predicting", unit="file", leave=False,
                disable=not progress if progress is not None else None)
     waiting = 0  # images in ``pending``: a number brings several, an error none
-    for name, images, ends_file in _inputs(inputs, info, number, model):
+    for name, images, ends_file in prepared_inputs(inputs, info, number, model):
         if images == []:  # a skipped file
             bar.update(1)
             continue

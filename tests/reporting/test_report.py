@@ -3,7 +3,8 @@ import re
 import pytest
 
 from cnnlab.errors import CnnlabError
-from cnnlab.reporting.report import PICTURES, conv_activations, rebuild
+from cnnlab.models.attribution import conv_activations
+from cnnlab.reporting.report import PICTURES, rebuild
 from cnnlab.training.loop import train
 
 

@@ -16,7 +16,7 @@ import torch
 from cnnlab.files import atomic_write_bytes
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -24,7 +24,7 @@ def _save(fig: plt.Figure, path: str | Path) -> Path:
     return Path(path)
 
 
-def _tile(images: np.ndarray, columns: int, pad: int = 2, fill: float = 0.0) -> tuple[np.ndarray, list]:
+def tile(images: np.ndarray, columns: int, pad: int = 2, fill: float = 0.0) -> tuple[np.ndarray, list]:
     """Images ``(N, H, W)`` or ``(N, H, W, C)`` laid out in one array with ``pad`` pixels between them.
 
     One imshow of the mosaic is many times faster than a matplotlib axes per image, which
@@ -61,14 +61,14 @@ def sample_grid(images: torch.Tensor, labels: torch.Tensor, class_names: list[st
                 title: str = "", columns: int = 8) -> Path:
     """A labelled grid of uint8 images ``(N, H, W)`` (white ink on black as the network sees them)
     or ``(N, H, W, 3)`` (colour)."""
-    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=8)
+    mosaic, corners = tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=8)
     fig, ax = _mosaic_figure(mosaic)
     _show_pixels(ax, mosaic)
     for (x, y), label in zip(corners, labels, strict=False):
         ax.text(x, y - 1, class_names[int(label)], color="white", fontsize=7, va="bottom")
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(history: list[dict[str, float]], path: str | Path, title: str = "",
@@ -96,7 +96,7 @@ def training_curves(history: list[dict[str, float]], path: str | Path, title: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title or "Training curves")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def compared_curves(runs: list[tuple[str, list[dict[str, float]], list[dict[str, float]]]], path: str | Path) -> Path:
@@ -118,7 +118,7 @@ def compared_curves(runs: list[tuple[str, list[dict[str, float]], list[dict[str,
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Training (dashed) and validation (solid)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def lr_finder(lrs: list[float], losses: list[float], suggestion: float, path: str | Path, title: str = "") -> Path:
@@ -135,7 +135,7 @@ def lr_finder(lrs: list[float], losses: list[float], suggestion: float, path: st
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     fig.suptitle(title or "Learning-rate range test")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str | Path, title: str = "") -> Path:
@@ -154,7 +154,7 @@ def confusion_matrix(matrix: list[list[int]], class_names: list[str], path: str 
             ax.text(j, i, str(value), ha="center", va="center", fontsize=7,
                     color="white" if shown[i, j] > shown.max() * 0.6 else "black")
     ax.set_title(title or "Confusion matrix (test set)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path: str | Path,
@@ -173,7 +173,7 @@ def accuracy_vs_seconds(curves: dict[str, tuple[list[float], list[float]]], path
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right")
     ax.set_title(f"Time to accuracy on {dataset}, this machine")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def per_class_accuracy(per_class: dict[str, float], path: str | Path, title: str = "") -> Path:
@@ -188,7 +188,7 @@ def per_class_accuracy(per_class: dict[str, float], path: str | Path, title: str
     ax.set_ylabel("test accuracy (%)")
     ax.tick_params(axis="x", rotation=45 if max(map(len, names)) > 2 else 0)
     ax.set_title(title or "Accuracy per class (worst in red)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str], confidence: list[float],
@@ -197,13 +197,13 @@ def labelled_mistakes(images: torch.Tensor, true: list[str], predicted: list[str
     if not len(images):
         images = torch.zeros(1, 28, 28)
         title = "No test image was misclassified"
-    mosaic, corners = _tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=12)
+    mosaic, corners = tile(images.numpy().astype(np.float32), min(columns, len(images)), pad=12)
     fig, ax = _mosaic_figure(mosaic, scale=0.05)
     _show_pixels(ax, mosaic)
     for (x, y), t, p, c in zip(corners, true, predicted, confidence, strict=False):
         ax.text(x, y - 1, f"{t}->{p} {100 * c:.0f}%", color="tomato", fontsize=8, va="bottom")
     ax.set_title(title or "Most confidently wrong test images: true -> predicted (confidence)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Path:
@@ -213,7 +213,7 @@ def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Pat
     kernels = kernels / np.maximum(np.abs(kernels).max(axis=(1, 2, 3), keepdims=True), 1e-12)
     colour = kernels.shape[1] == 3
     kernels = (kernels.transpose(0, 2, 3, 1) + 1) / 2 if colour else kernels[:, 0]
-    mosaic, _ = _tile(kernels, min(8, len(kernels)), pad=1, fill=0.5 if colour else 0.0)
+    mosaic, _ = tile(kernels, min(8, len(kernels)), pad=1, fill=0.5 if colour else 0.0)
     fig, ax = _mosaic_figure(mosaic, scale=0.25)
     if colour:
         ax.imshow(mosaic)
@@ -221,7 +221,7 @@ def conv_filters(weight: torch.Tensor, path: str | Path, title: str = "") -> Pat
         ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
     ax.set_title(title or ("First-layer filters\n(the colour each one looks for)" if colour else
                            "First-layer filters\n(red: weight on ink, blue: on background)"), fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path: str | Path, title: str = "",
@@ -238,7 +238,7 @@ def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path
         low = scaled.min(axis=(1, 2), keepdims=True)
         scaled = (scaled - low) / np.maximum(scaled.max(axis=(1, 2), keepdims=True) - low, 1e-12)
         rows.append(np.pad(scaled, ((0, per_layer - len(scaled)), (0, 0), (0, 0))))
-    mosaic, corners = _tile(np.concatenate(rows), per_layer, pad=4)
+    mosaic, corners = tile(np.concatenate(rows), per_layer, pad=4)
     mosaic = plt.get_cmap("magma")(mosaic)[..., :3]
     pixels = image.numpy().astype(np.float32) / 255
     x, y = corners[0]
@@ -250,4 +250,4 @@ def feature_maps(image: torch.Tensor, maps: list[tuple[str, torch.Tensor]], path
         x, y = corners[row * per_layer]
         ax.text(x, y - 0.5, name, color="white", fontsize=8, va="bottom")
     ax.set_title(title or "Feature maps of one test image after each conv layer", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -5,6 +5,7 @@
     confusion.png    true against predicted class on the test set
     per_class.png    test accuracy of each class
     mistakes.png     the most confidently wrong test images
+    why_wrong.png    the same, each beside its saliency for the wrong class (Captum)
     filters.png      the first conv layer's kernels
     feature_maps.png one test image after each conv layer
 
@@ -28,8 +29,9 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, write_csv, write_json
+from cnnlab.models.attribution import attribute, conv_activations, first_network
 from cnnlab.models.files import SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
-from cnnlab.models.inference import images_logits, to_input
+from cnnlab.models.inference import background_of, images_logits, to_input
 from cnnlab.models.summary import summarize
 
 PICTURES = {
@@ -38,33 +40,12 @@ PICTURES = {
     "confusion.png": "Confusion matrix",
     "per_class.png": "Accuracy per class",
     "mistakes.png": "Most confidently wrong",
+    "why_wrong.png": "Why it was wrong: the pixels behind each wrong answer (saliency)",
     "filters.png": "First-layer filters",
     "feature_maps.png": "Feature maps",
 }
 MISTAKES = 24
-
-
-def first_network(model: nn.Module) -> nn.Module:
-    """The model itself, or an ensemble's first member (its pictures stand for the others)."""
-    members = getattr(model, "members", None)
-    return members[0] if isinstance(members, nn.ModuleList) else model
-
-
-@torch.no_grad()
-def conv_activations(model: nn.Module, inputs: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-    """``(layer name, output (N, C, H, W))`` of every Conv2d for normalised ``inputs``, in order."""
-    found: list[tuple[str, torch.Tensor]] = []
-    network = first_network(model)
-    hooks = [layer.register_forward_hook(lambda _m, _i, out, name=name: found.append((name, out.detach())))
-             for name, layer in network.named_modules() if isinstance(layer, nn.Conv2d)]
-    was_training = network.training
-    try:
-        network.eval()(inputs)
-    finally:
-        network.train(was_training)
-        for hook in hooks:
-            hook.remove()
-    return [(f"conv {i + 1} ({name})", out) for i, (name, out) in enumerate(found)]
+WHY_WRONG = 12  # of those, the first shown with their saliency
 
 
 @dataclass
@@ -152,11 +133,25 @@ def write_pictures(run: Path, model: nn.Module, info: ModelInfo, record: RunReco
     plots.labelled_mistakes(test_images[wrong], [names[int(k)] for k in test_labels[wrong]],
                             [names[int(k)] for k in predicted[wrong]], confidence[wrong].tolist(),
                             run / "mistakes.png")
+    why_wrong(model, info, test_images[wrong[:WHY_WRONG]], test_labels[wrong[:WHY_WRONG]],
+              predicted[wrong[:WHY_WRONG]], run / "why_wrong.png")
     maps = conv_activations(model, to_input(test_images[:1], info.mean, info.std))
     if maps:
         first_conv = next(m for m in first_network(model).modules() if isinstance(m, nn.Conv2d))
         plots.conv_filters(first_conv.weight, run / "filters.png")
         plots.feature_maps(test_images[0], [(name, out[0]) for name, out in maps], run / "feature_maps.png")
+
+
+def why_wrong(model: nn.Module, info: ModelInfo, images: torch.Tensor, labels: torch.Tensor,
+              predicted: torch.Tensor, path: Path) -> None:
+    """``why_wrong.png``: wrong answers, each beside the saliency of the class the model gave."""
+    from cnnlab.reporting.inside import why_wrong as draw
+
+    inputs = to_input(images, info.mean, info.std)
+    heats = (attribute(model, inputs, predicted, "saliency", background_of(info.mean, info.std)) if len(images)
+             else torch.zeros(0, info.image_size, info.image_size))
+    names = info.class_names
+    draw(images.numpy(), heats.numpy(), [names[int(k)] for k in labels], [names[int(k)] for k in predicted], path)
 
 
 def write_html(run: Path) -> Path:

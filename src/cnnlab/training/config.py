@@ -60,6 +60,10 @@ class TrainConfig:
         kind = kind or dataset_kind(str(overrides.get("dataset", "mnist")))
         return cls(**{**get_preset(name).settings_for(kind), **overrides, "preset": name})
 
+    def __post_init__(self) -> None:
+        # Paths as text, so the config is written to config.json as it is; Python callers pass Path too.
+        self.data_dir, self.out = (str(p) if p is not None else None for p in (self.data_dir, self.out))
+
     def validate(self) -> None:
         """Raise :class:`CnnlabError` naming the first bad option."""
         if not self.model.startswith(PYTHON_ARCHITECTURE):  # a module of the user's own class: train(model=...)
