@@ -57,6 +57,9 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         page.on("requestfailed", lambda request: failed.append(request.url))
         page.goto(server)
         expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
+        # Before any drawing: a placeholder, not an <img> without a source (a broken-image icon).
+        expect(page.locator("#seen")).to_be_hidden()
+        expect(page.locator("#seen-empty")).to_be_visible()
         box = page.locator("#pad").bounding_box()
         assert box["x"] + box["width"] <= 390, "the canvas must fit a phone's width"
         draw_a_one(page, box)
@@ -69,12 +72,40 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         fill, track = (top.locator(part).bounding_box()["width"] for part in (".fill", ".track"))
         assert fill > 0.5 * track, "the most likely class's bar is drawn at its probability's length"
         assert page.locator("#seen").get_attribute("src").startswith("data:image/png;base64,")
+        expect(page.locator("#seen")).to_be_visible()
+        expect(page.locator("#seen-empty")).to_be_hidden()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
         page.click("#clear")
         expect(page.locator("#label")).to_have_text("\u2013")
         browser.close()
     assert not failed, f"requests failed: {failed}"
+
+
+def test_the_api_docs_render_with_the_network_blocked(server):
+    """/docs is Swagger UI; its script and styles come from the app, so it renders offline."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        elsewhere = []
+
+        def only_the_app(route):
+            if route.request.url.startswith(server):
+                route.continue_()
+            else:
+                elsewhere.append(route.request.url)
+                route.abort()
+
+        page.route("**/*", only_the_app)
+        page.goto(server + "docs")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("cnnlab", timeout=10_000)
+        expect(page.locator(".opblock-summary-path", has_text="/api/predict")).to_be_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "api-docs.png"), full_page=True)
+        browser.close()
+    assert not elsewhere, f"the docs page asked for something outside the app: {elsewhere}"
 
 
 def draw_a_one(page, box: dict) -> None:

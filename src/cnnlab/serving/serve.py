@@ -5,7 +5,7 @@
     POST /api/predict   an image as multipart ``file`` or JSON ``{"image": "<base64>"}``; ``?number=true``
     GET  /api/model     the model's facts
     GET  /healthz       liveness
-    GET  /docs          OpenAPI documentation (FastAPI's)
+    GET  /docs          OpenAPI documentation (Swagger UI, its assets served here too: it works offline)
 
 Images go through the same preprocessing as ``cnnlab predict`` (cnnlab.predict.preprocess_source).
 Errors are JSON ``{"error": message}``: 413 for a body over the upload limit or an image that
@@ -32,6 +32,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
@@ -87,8 +88,9 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
             probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
         return describe(digits, probabilities, info.class_names, number)
 
-    app = FastAPI(title="cnnlab", description=f"Predictions of {facts['name']} ({info.architecture})",
-                  version="1")
+    # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
+    app = FastAPIOffline(title="cnnlab", description=f"Predictions of {facts['name']} ({info.architecture})",
+                         version="1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
 

@@ -69,6 +69,12 @@ async function ask(blob, name) {
   if (mine === asked) showAnswer(reply);
 }
 
+// Before an answer there is no picture: an <img> without a source would show a broken-image icon.
+function showSeen(shown) {
+  document.getElementById("seen").hidden = !shown;
+  document.getElementById("seen-empty").hidden = shown;
+}
+
 function showAnswer(reply) {
   const label = document.getElementById("label");
   const confidence = document.getElementById("confidence");
@@ -80,6 +86,7 @@ function showAnswer(reply) {
     label.textContent = "\u2013";
     confidence.textContent = "";
     seen.removeAttribute("src");
+    showSeen(false);
     setBars(null);
     return;
   }
@@ -87,6 +94,7 @@ function showAnswer(reply) {
   label.textContent = isNumber ? reply.number : reply.label;
   confidence.textContent = `${(100 * reply.confidence).toFixed(1)}% sure`;
   seen.src = `data:image/png;base64,${reply.preprocessed}`;
+  showSeen(true);
   setBars(isNumber ? reply.digits[0].probabilities : reply.probabilities);
   if (isNumber) {
     for (const digit of reply.digits) {
