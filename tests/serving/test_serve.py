@@ -43,7 +43,7 @@ def test_page_and_assets_are_served_and_nothing_comes_from_elsewhere(client):
     assert '<canvas id="pad"' in page.text and 'id="clear"' in page.text and 'type="file"' in page.text
     assert 'name="viewport"' in page.text  # phone-sized screens
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
-    assert sorted(assets) == ["/static/app.css", "/static/app.js"]
+    assert sorted(assets) == ["/static/app.css", "/static/app.js", "/static/inside.js"]
     for text in [page.text, *(client.get(a).text for a in assets)]:
         assert not re.search(r"https?://|//cdn|@import|fonts\.", text), "every asset must come from the app"
 
@@ -53,6 +53,32 @@ def test_health_and_model_facts(client, mnist_run):
     facts = client.get("/api/model").json()
     assert facts["architecture"] == "cnn-fast" and facts["classes"] == [str(d) for d in range(10)]
     assert facts["parameters"] == 139_002 and 0.9 < facts["test_accuracy"] <= 1 and facts["name"] == "run"
+
+
+def test_explain_answers_with_a_heatmap_and_every_layer(client, digit_photo):
+    assert client.get("/api/model").json()["methods"] == ["saliency", "integrated-gradients", "occlusion", "gradcam"]
+    for method in ("integrated-gradients", "gradcam"):
+        reply = client.post(f"/api/explain?method={method}", files={"file": ("seven.jpg", digit_photo)})
+        assert reply.status_code == 200, reply.text
+        answer = reply.json()
+        assert answer["label"] == "7" and answer["method"] == method and answer["target"] == "7"
+        heat = Image.open(io.BytesIO(base64.b64decode(answer["heatmap"])))
+        assert heat.size == (28, 28) and heat.mode == "RGB"
+        conv1, conv2, dense1, output = answer["layers"]
+        assert (conv1["name"], conv1["shape"], conv1["columns"]) == ("conv 1", [16, 20, 20], 16)
+        maps = Image.open(io.BytesIO(base64.b64decode(conv2["image"])))
+        assert maps.size == (16 * 9 - 1, 2 * 9 - 1)  # 32 maps of 8x8, 16 to a row, 1 pixel apart
+        assert len(conv2["channels"]) == 32 and all(low <= high for low, high in conv2["channels"])
+        assert dense1["units"] == 256 and len(dense1["values"]) == 256 and "classes" not in dense1
+        assert output["classes"] == [str(d) for d in range(10)] and max(output["values"]) == output["values"][7]
+
+
+def test_explain_refuses_an_unknown_method_and_an_empty_image(client):
+    reply = client.post("/api/explain?method=heat", files={"file": ("x.png", png_bytes(np.zeros((40, 40), np.uint8)))})
+    assert reply.status_code == 400 and "unknown method 'heat'" in reply.json()["error"]
+    blank = png_bytes(np.full((60, 60), 255, np.uint8))
+    reply = client.post("/api/explain", files={"file": ("blank.png", blank)})
+    assert reply.status_code == 422 and "ink" in reply.json()["error"]
 
 
 def test_multipart_upload_answers_as_cnnlab_predict_does(client, mnist_run, digit_photo, tmp_path):

@@ -82,6 +82,40 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
     assert not failed, f"requests failed: {failed}"
 
 
+def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        expect(page.locator("#method option")).to_have_count(4)
+        expect(page.locator("#heatmap")).to_be_hidden()
+        draw_a_one(page, page.locator("#pad").bounding_box())
+        expect(page.locator("#label")).to_have_text("1", timeout=10_000)
+        expect(page.locator("#heatmap")).to_be_visible()
+        layers = page.locator("#layers figure")
+        expect(layers).to_have_count(4)  # cnn-fast: 2 conv layers, 2 dense
+        expect(layers.nth(0).locator("figcaption")).to_contain_text("conv 1: 16 maps of 20x20")
+        expect(layers.nth(3).locator("figcaption")).to_contain_text("dense 2: a score per class")
+        maps = layers.nth(1).locator("img")
+        expect(maps).to_be_visible()
+        page.wait_for_function("document.querySelector('#layers figure:nth-child(2) img').naturalWidth > 0")
+        maps.hover(position={"x": 2, "y": 2})  # the first map's corner (scrolled into view)
+        expect(page.locator("#tip")).to_be_visible()
+        expect(page.locator("#tip")).to_contain_text("conv 2, channel 1 of 32:")
+        bars = layers.nth(3).locator("canvas")
+        bars.hover(position={"x": bars.bounding_box()["width"] * 0.15, "y": 40})  # the second of 10 classes
+        expect(page.locator("#tip")).to_contain_text("dense 2, class 1:")
+        before = page.locator("#heatmap").get_attribute("src")
+        page.select_option("#method", "gradcam")
+        expect(page.locator("#heatmap")).not_to_have_attribute("src", before, timeout=10_000)
+        expect(page.locator("#heat-legend")).to_contain_text("where the last conv block looked")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "inside-the-network.png"), full_page=True)
+        browser.close()
+
+
 def test_the_api_docs_render_with_the_network_blocked(server):
     """/docs is Swagger UI; its script and styles come from the app, so it renders offline."""
     from playwright.sync_api import expect, sync_playwright

@@ -3,6 +3,8 @@
     GET  /              the page (canvas, upload, live prediction, bars, the 28x28 the network saw)
     GET  /static/...    its script and style sheet: every asset is served here, nothing external
     POST /api/predict   an image as multipart ``file`` or JSON ``{"image": "<base64>"}``; ``?number=true``
+    POST /api/explain   the same body: the answer, a heatmap of the pixels that decided it (``?method=``)
+                        and every layer's activations (cnnlab.serving.explain_api)
     GET  /api/model     the model's facts
     GET  /healthz       liveness
     GET  /docs          OpenAPI documentation (Swagger UI, its assets served here too: it works offline)
@@ -37,10 +39,13 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from cnnlab.errors import CnnlabError
+from cnnlab.explain import explain_image
 from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
+from cnnlab.models.attribution import METHODS, has_conv
 from cnnlab.models.files import load_model
 from cnnlab.models.registry import count_parameters
-from cnnlab.predict import class_probabilities, png_bytes, preprocess_source, preprocessing, uses_digit_steps
+from cnnlab.predict import class_probabilities, preprocess_source, preprocessing, uses_digit_steps
+from cnnlab.serving.explain_api import explain_json, png_base64
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
@@ -75,7 +80,8 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     facts = {"name": Path(model_path).resolve().name, "architecture": info.architecture, "dataset": info.dataset,
              "classes": info.class_names, "image_size": info.image_size, "test_accuracy": info.test_accuracy,
              "parameters": count_parameters(model), "channels": info.in_channels,
-             "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info)}
+             "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info),
+             "methods": [m for m in METHODS if m != "gradcam" or has_conv(model)]}
     limit = int(max_upload_mb * 1024 * 1024)
     forward = threading.Lock()  # one forward pass at a time: torch already uses every core for one
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
@@ -87,6 +93,12 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         with forward:
             probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
         return describe(digits, probabilities, info.class_names, number)
+
+    def look_inside(data: bytes, method: str) -> dict[str, Any]:
+        image = preprocess_source(data, info, name="the image", model=model)[0]
+        with forward:
+            explained = explain_image(model, info, "the image", image, (method,))
+        return explain_json(explained, method, info.class_names)
 
     # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of {facts['name']} ({info.architecture})",
@@ -112,6 +124,15 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         data = await image_bytes(request, limit)
         return await asyncio.get_running_loop().run_in_executor(workers, answer, data, number)
 
+    @app.post("/api/explain", openapi_extra={"requestBody": PREDICT_BODY})
+    async def explain(request: Request, method: str = "integrated-gradients") -> dict[str, Any]:
+        """Read one image, and show why: a heatmap of the pixels that decided (``method``: saliency,
+        integrated-gradients, occlusion or gradcam) and every conv and dense layer's activations."""
+        if method not in facts["methods"]:
+            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(facts['methods'])}")
+        data = await image_bytes(request, limit)
+        return await asyncio.get_running_loop().run_in_executor(workers, look_inside, data, method)
+
     return app
 
 
@@ -127,10 +148,6 @@ def describe(digits: list[np.ndarray], probabilities: list[list[float]], classes
     return {"number": "".join(e["label"] for e in entries),
             "confidence": round(float(np.prod([e["confidence"] for e in entries])), 6),
             "preprocessed": png_base64(np.concatenate(digits, axis=1)), "digits": entries}
-
-
-def png_base64(image: np.ndarray) -> str:
-    return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 async def image_bytes(request: Request, limit: int) -> bytes:

@@ -14,11 +14,13 @@ let drawing = false;
 let inked = false;
 let timer = null;
 let asked = 0; // the newest request's number: older answers arriving late are dropped
+let lastImage = null; // the last image asked about, [blob, name]: asked again when the method changes
 
 function clearPad() {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, pad.width, pad.height);
   inked = false;
+  lastImage = null;
   showAnswer(null);
 }
 
@@ -54,13 +56,16 @@ function schedule() {
   timer = setTimeout(() => { if (inked) pad.toBlob((blob) => ask(blob, "drawing.png")); }, DEBOUNCE_MS);
 }
 
+// One digit: /api/explain answers and looks inside (inside.js); a number: /api/predict reads it.
 async function ask(blob, name) {
   const mine = ++asked;
+  lastImage = [blob, name];
   const form = new FormData();
   form.append("file", blob, name);
+  const url = numberMode.checked ? "/api/predict?number=true" : insideUrl();
   let reply;
   try {
-    const response = await fetch(`/api/predict?number=${numberMode.checked}`, { method: "POST", body: form });
+    const response = await fetch(url, { method: "POST", body: form });
     reply = await response.json();
     if (!response.ok) reply = { error: reply.error || `the server answered ${response.status}` };
   } catch (error) {
@@ -82,6 +87,7 @@ function showAnswer(reply) {
   const digits = document.getElementById("digits");
   document.getElementById("message").textContent = reply && reply.error ? reply.error : "";
   digits.replaceChildren();
+  showInside(reply);
   if (!reply || reply.error) {
     label.textContent = "\u2013";
     confidence.textContent = "";
@@ -137,6 +143,7 @@ document.getElementById("file").addEventListener("change", (event) => {
   if (file) ask(file, file.name);
 });
 numberMode.addEventListener("change", () => schedule());
+methodChoice.addEventListener("change", () => { if (lastImage) ask(...lastImage); });
 
 async function loadModel() {
   const facts = await (await fetch("/api/model")).json();
@@ -145,6 +152,7 @@ async function loadModel() {
   document.getElementById("model-facts").textContent =
     `Model ${facts.name}: ${facts.architecture} on ${facts.dataset}, ${accuracy}, ${facts.parameters.toLocaleString("en")} parameters`;
   document.getElementById("preprocessing").textContent = `Each image is prepared by ${facts.preprocessing}, as in cnnlab predict.`;
+  setMethods(facts.methods);
   if (!facts.drawing) showUploadOnly(facts);
   makeBars();
   setBars(null);
