@@ -21,11 +21,11 @@ from cnnlab.cli_app import (
     JsonOpt,
     app,
     command,
-    new_run_dir,
     run_label,
     square_side,
 )
 from cnnlab.errors import CnnlabError, require
+from cnnlab.files import free_folder
 
 if TYPE_CHECKING:
     from cnnlab.training.loop import TrainResult
@@ -84,7 +84,7 @@ def train_command(
                                      **{k: v for k, v in chosen.items() if v is not None})
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
     name = run_label(model) if model else preset
-    out = out or new_run_dir(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
+    out = out or free_folder(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
     if (out / "model.safetensors").exists() and not overwrite:
         raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
     if (out / CHECKPOINT_FILE).exists() and not overwrite:
@@ -225,12 +225,14 @@ def serve_command(
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
+    runs: Annotated[Path, typer.Option(help="Folder for the runs the page's Train tab starts")] = Path("runs"),
 ) -> None:
     from cnnlab.serving.serve import serve
 
     require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
     require(max_upload_mb > 0, f"--max-upload-mb must be positive, got {max_upload_mb}")
-    serve(model, host, port, max_upload_mb)
+    require(not runs.exists() or runs.is_dir(), f"--runs {runs}: exists and is not a folder; give a folder")
+    serve(model, host, port, max_upload_mb, runs)
 
 
 @command("show")

@@ -41,15 +41,6 @@ def run_label(model: str) -> str:
     return Path(model).stem if Path(model).is_file() else "spec"
 
 
-def new_run_dir(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet."""
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
-
-
 def square_side(text: str | None) -> int | None:
     """``--image-size``: ``64`` or ``64x64`` -> 64. cnnlab's networks take square images."""
     if text is None:

@@ -17,11 +17,11 @@ from cnnlab.cli_app import (
     ImageSizeOpt,
     JsonOpt,
     command,
-    new_run_dir,
     run_label,
     square_side,
 )
 from cnnlab.errors import CnnlabError, require
+from cnnlab.files import free_folder
 
 
 @command("summary")
@@ -73,7 +73,7 @@ def lr_find_command(
                                      **{k: v for k, v in chosen.items() if v is not None})
     found = lr_find(config, start=start, end=end, steps=steps)
     dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    out = out or new_run_dir(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")
+    out = out or free_folder(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")
     found.plot(out / "lr_find.png")
     write_json(out / "lr_find.json", found.to_dict())
     print(found.describe())

@@ -60,3 +60,12 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     atomic_write_text(path, buffer.getvalue())
+
+
+def free_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet (nothing is overwritten)."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate

@@ -43,7 +43,7 @@ def test_page_and_assets_are_served_and_nothing_comes_from_elsewhere(client):
     assert '<canvas id="pad"' in page.text and 'id="clear"' in page.text and 'type="file"' in page.text
     assert 'name="viewport"' in page.text  # phone-sized screens
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
-    assert sorted(assets) == ["/static/app.css", "/static/app.js", "/static/inside.js"]
+    assert sorted(assets) == ["/static/app.css", "/static/app.js", "/static/inside.js", "/static/train.js"]
     for text in [page.text, *(client.get(a).text for a in assets)]:
         assert not re.search(r"https?://|//cdn|@import|fonts\.", text), "every asset must come from the app"
 

@@ -36,7 +36,8 @@ def server(mnist_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("browser") / "run"
     train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(run), progress=False)
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port),
+                                "--runs", str(run.parent / "page-runs")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
@@ -113,6 +114,47 @@ def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(serv
         expect(page.locator("#heat-legend")).to_contain_text("where the last conv block looked")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "inside-the-network.png"), full_page=True)
+        browser.close()
+
+
+def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(server):
+    """Runs last among the page's tests: it replaces the model the server answers with."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(server)
+        page.click("#tab-train-button")
+        expect(page.locator("#tab-train")).to_be_visible()
+        expect(page.locator("#t-preset option")).to_have_count(3)
+        page.fill("#t-epochs", "3")
+        page.fill("#t-limit", "6000")
+        page.click("#t-start")
+        expect(page.locator("#t-stop")).to_be_enabled()
+        expect(page.locator("#t-lines")).to_contain_text("Training cnn-fast", timeout=30_000)
+        # Points arrive while it runs: read them twice, a second apart, before the run ends.
+        first = page.evaluate("points.length")
+        page.wait_for_timeout(1000)
+        later, lines = page.evaluate("points.length"), page.locator("#t-lines").text_content()
+        assert later > first and "Test error" not in lines, (first, later, lines)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "train-tab-running.png"), full_page=True)
+        # A second start, from another page, while this one runs: 409, said on that page.
+        other = browser.new_page()
+        other.goto(server)
+        other.click("#tab-train-button")
+        other.evaluate("document.getElementById('train-form').requestSubmit()")
+        expect(other.locator("#t-status")).to_contain_text("already running")
+        expect(page.locator("#t-status")).to_contain_text("Done:", timeout=120_000)
+        expect(page.locator("#t-lines")).to_contain_text("Epoch 3/3")
+        expect(page.locator("#t-filters-caption")).to_have_text("First-layer filters after epoch 3")
+        page.screenshot(path=str(ARTIFACTS / "train-tab-done.png"), full_page=True)
+        # The new model answers a new drawing.
+        page.click("#tab-use-button")
+        expect(page.locator("#model-facts")).to_contain_text("page-fast-mnist")
+        draw_a_one(page, page.locator("#pad").bounding_box())
+        expect(page.locator("#label")).to_have_text("1", timeout=10_000)
         browser.close()
 
 

@@ -16,10 +16,13 @@ import torch
 from cnnlab.files import atomic_write_bytes
 
 
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    buffer = io.BytesIO()
+def save_figure(fig: plt.Figure, path: str | Path | io.BytesIO) -> Path | io.BytesIO:
+    """Write ``fig`` as a PNG to ``path`` atomically (or into a buffer), and close it."""
+    buffer = path if isinstance(path, io.BytesIO) else io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+    if buffer is path:
+        return path
     atomic_write_bytes(path, buffer.getvalue())
     return Path(path)
 

@@ -25,6 +25,7 @@ import os
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,21 +43,15 @@ from cnnlab.errors import CnnlabError
 from cnnlab.explain import explain_image
 from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
 from cnnlab.models.attribution import METHODS, has_conv
-from cnnlab.models.files import load_model
+from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.registry import count_parameters
 from cnnlab.predict import class_probabilities, preprocess_source, preprocessing, uses_digit_steps
+from cnnlab.serving.api_error import ApiError
 from cnnlab.serving.explain_api import explain_json, png_base64
+from cnnlab.serving.train_routes import add_train_routes
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
-
-
-class ApiError(Exception):
-    """An answer other than 200: the HTTP status and a message that says what to send instead."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
 
 
 PREDICT_BODY = {  # the two request forms, for the OpenAPI page (the handler reads the body itself)
@@ -70,18 +65,35 @@ PREDICT_BODY = {  # the two request forms, for the OpenAPI page (the handler rea
 }
 
 
-def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> FastAPI:
+@dataclass(frozen=True)
+class Served:
+    """The model the app answers with, and its facts (``GET /api/model``). The Train tab replaces
+    the whole of it when a training finishes; a request under way keeps the one it started with."""
+
+    model: torch.nn.Module
+    info: ModelInfo
+    facts: dict[str, Any]
+
+    @classmethod
+    def load(cls, model_path: str | Path) -> Served:
+        model, info = load_model(model_path)
+        facts = {"name": Path(model_path).resolve().name, "architecture": info.architecture,
+                 "dataset": info.dataset, "classes": info.class_names, "image_size": info.image_size,
+                 "test_accuracy": info.test_accuracy, "parameters": count_parameters(model),
+                 "channels": info.in_channels, "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info),
+                 "methods": [m for m in METHODS if m != "gradcam" or has_conv(model)]}
+        return cls(model, info, facts)
+
+
+def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               runs: str | Path = "runs") -> FastAPI:
     """The web app for the model saved at ``model_path`` (a run directory or its ``model.safetensors``).
 
     Args:
         max_upload_mb: request bodies larger than this many megabytes get 413.
+        runs: the folder for the Train tab's run directories.
     """
-    model, info = load_model(model_path)
-    facts = {"name": Path(model_path).resolve().name, "architecture": info.architecture, "dataset": info.dataset,
-             "classes": info.class_names, "image_size": info.image_size, "test_accuracy": info.test_accuracy,
-             "parameters": count_parameters(model), "channels": info.in_channels,
-             "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info),
-             "methods": [m for m in METHODS if m != "gradcam" or has_conv(model)]}
+    serving = [Served.load(model_path)]  # one slot: the Train tab puts a new model in it
     limit = int(max_upload_mb * 1024 * 1024)
     forward = threading.Lock()  # one forward pass at a time: torch already uses every core for one
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
@@ -89,20 +101,25 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnlab-predict")
 
     def answer(data: bytes, number: bool) -> dict[str, Any]:
+        served = serving[0]  # one model for the whole request, even if the Train tab replaces it meanwhile
+        model, info = served.model, served.info
         digits = preprocess_source(data, info, number, name="the image", model=model)
         with forward:
             probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
         return describe(digits, probabilities, info.class_names, number)
 
     def look_inside(data: bytes, method: str) -> dict[str, Any]:
+        served = serving[0]  # one model for the whole request, even if the Train tab replaces it meanwhile
+        model, info = served.model, served.info
         image = preprocess_source(data, info, name="the image", model=model)[0]
         with forward:
             explained = explain_image(model, info, "the image", image, (method,))
         return explain_json(explained, method, info.class_names)
 
     # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
-    app = FastAPIOffline(title="cnnlab", description=f"Predictions of {facts['name']} ({info.architecture})",
-                         version="1")
+    first = serving[0]
+    app = FastAPIOffline(title="cnnlab", description=f"Predictions of {first.facts['name']} "
+                         f"({first.info.architecture}), and a Train tab", version="1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
 
@@ -116,7 +133,7 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
     @app.get("/api/model")
     def model_facts() -> dict[str, Any]:
-        return facts
+        return serving[0].facts
 
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
     async def predict(request: Request, number: bool = False) -> dict[str, Any]:
@@ -128,11 +145,16 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
     async def explain(request: Request, method: str = "integrated-gradients") -> dict[str, Any]:
         """Read one image, and show why: a heatmap of the pixels that decided (``method``: saliency,
         integrated-gradients, occlusion or gradcam) and every conv and dense layer's activations."""
-        if method not in facts["methods"]:
-            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(facts['methods'])}")
+        methods = serving[0].facts["methods"]
+        if method not in methods:
+            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(methods)}")
         data = await image_bytes(request, limit)
         return await asyncio.get_running_loop().run_in_executor(workers, look_inside, data, method)
 
+    def serve_new_model(run: Path) -> None:
+        serving[0] = Served.load(run)
+
+    add_train_routes(app, Path(runs), lambda: serving[0].info, serve_new_model)
     return app
 
 
@@ -246,11 +268,11 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> None:
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runs: str | Path = "runs") -> None:
     """Run the app on uvicorn until Ctrl-C; loopback only unless ``host`` says otherwise."""
     import uvicorn
 
-    app = create_app(model_path, max_upload_mb)
+    app = create_app(model_path, max_upload_mb, runs)
     check_port_free(host, port)
     shown = f"[{host}]" if ":" in host else host
     print(f"Serving {Path(model_path)} at http://{shown}:{port}/  (API docs at /docs; Ctrl-C to stop)", flush=True)

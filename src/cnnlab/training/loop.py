@@ -92,7 +92,8 @@ class TrainResult:
 
 def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | None = None, progress: bool | None = None,
           on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None,
-          resume: dict[str, Any] | None = None, **options: Any) -> TrainResult:
+          resume: dict[str, Any] | None = None, on_point: Callable[[dict], None] | None = None,
+          **options: Any) -> TrainResult:
     """Train a model and, if ``config.out`` is set, write its run directory.
 
     Args:
@@ -107,6 +108,9 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
             Returning True stops training after that epoch; the run is scored and saved as usual.
         resume: a checkpoint (:func:`~cnnlab.training.checkpoint.load_checkpoint`) of this same configuration:
             training goes on after its last finished epoch, as if it had never stopped.
+        on_point: called with each point of the learning curves as it is taken (a row of
+            ``points.csv``), for watching a run live (``cnnlab serve``'s Train tab). With it, points
+            are taken in runs of any length, and at least every :data:`~cnnlab.training.curves.WATCH_SECONDS`.
     With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.training.checkpoint).
     """
     if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
@@ -136,8 +140,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     parts = make_parts(config, data, background_of(mean, std), device, world, steps, network)
     model, averaged = parts.model, parts.averaged
     trained = averaged.module if averaged else model  # the network this run delivers
-    if config.epochs <= MAX_EPOCHS:  # a short run's curves get points during each epoch
-        parts.points = EpochPoints(trained, val_x, val_y, steps)
+    if config.epochs <= MAX_EPOCHS or on_point:  # a short run's curves get points during each epoch
+        parts.points = EpochPoints(trained, val_x, val_y, steps, on_point=on_point)
     history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
     say(start_line(config, model, data, device, threads, world))
     if note := loss_note(config):

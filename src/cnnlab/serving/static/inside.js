@@ -13,9 +13,10 @@ const LEGENDS = {
   "gradcam": "bright: where the last conv block looked",
 };
 
-function setMethods(methods) {
-  for (const name of methods) methodChoice.add(new Option(name, name));
-  if (methods.includes("integrated-gradients")) methodChoice.value = "integrated-gradients";
+function setMethods(methods) { // again after the Train tab brings a new model: keep the choice if it can
+  const chosen = methodChoice.value || "integrated-gradients";
+  methodChoice.replaceChildren(...methods.map((name) => new Option(name, name)));
+  if (methods.includes(chosen)) methodChoice.value = chosen;
 }
 
 function insideUrl() {

@@ -1,0 +1,143 @@
+// The Train tab: start a training (POST /api/train), watch it through server-sent events
+// (/api/train/events: the curves' points several times a second, each epoch's line and first-layer
+// filters), stop it (POST /api/train/stop). When it is done, the page serves the new model.
+"use strict";
+
+const trainForm = document.getElementById("train-form");
+const trainStatus = document.getElementById("t-status");
+const startButton = document.getElementById("t-start");
+const stopButton = document.getElementById("t-stop");
+const curves = document.getElementById("t-curves");
+let stream = null;
+let points = []; // {epoch, loss, accuracy, val_loss, val_accuracy}
+
+for (const button of document.querySelectorAll(".tabs button")) {
+  button.addEventListener("click", () => showTab(button.dataset.tab));
+}
+
+function showTab(name) {
+  for (const button of document.querySelectorAll(".tabs button")) {
+    button.setAttribute("aria-selected", String(button.dataset.tab === name));
+  }
+  document.getElementById("tab-use").hidden = name !== "use";
+  document.getElementById("tab-train").hidden = name !== "train";
+}
+
+function say(text, isError = false) {
+  trainStatus.textContent = text;
+  trainStatus.classList.toggle("error", isError);
+}
+
+async function loadTrainOptions() {
+  const options = await (await fetch("/api/train/options")).json();
+  const presets = document.getElementById("t-preset");
+  for (const preset of options.presets) presets.add(new Option(`${preset.name}: ${preset.description}`, preset.name));
+  const models = document.getElementById("t-models");
+  for (const model of options.models) models.append(new Option(model.description, model.name));
+  const current = await fetch("/api/train");
+  if (current.ok) watch(await current.json()); // a training started earlier (or from another page)
+}
+
+trainForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const number = (id) => (document.getElementById(id).value ? Number(document.getElementById(id).value) : null);
+  const body = { preset: document.getElementById("t-preset").value, model: document.getElementById("t-model").value || null,
+                 epochs: number("t-epochs"), limit: number("t-limit") };
+  const response = await fetch("/api/train", { method: "POST", headers: { "content-type": "application/json" },
+                                               body: JSON.stringify(body) });
+  const reply = await response.json();
+  if (!response.ok) return say(reply.error || `the server answered ${response.status}`, true);
+  watch(reply);
+});
+
+stopButton.addEventListener("click", async () => {
+  const response = await fetch("/api/train/stop", { method: "POST" });
+  if (!response.ok) say((await response.json()).error, true);
+  else say("Stopping after the step under way\u2026");
+});
+
+function watch(job) {
+  if (stream) stream.close();
+  points = [];
+  document.getElementById("t-lines").textContent = "";
+  document.getElementById("t-filters-box").hidden = true;
+  drawCurves();
+  running(job.state === "running");
+  say(job.state === "running" ? `Training into ${job.run}\u2026` : "");
+  stream = new EventSource("/api/train/events");
+  stream.onmessage = (message) => handle(JSON.parse(message.data));
+  stream.onerror = () => { if (stream && stream.readyState === EventSource.CLOSED) say("The stream closed.", true); };
+}
+
+function running(yes) {
+  startButton.disabled = yes;
+  stopButton.disabled = !yes;
+}
+
+function handle(event) {
+  if (event.type === "line") {
+    const lines = document.getElementById("t-lines");
+    lines.textContent += `${event.text}\n`;
+    lines.scrollTop = lines.scrollHeight;
+  } else if (event.type === "point") {
+    points.push(event);
+    requestAnimationFrame(drawCurves);
+  } else if (event.type === "epoch" && event.filters) {
+    document.getElementById("t-filters").src = `data:image/png;base64,${event.filters}`;
+    document.getElementById("t-filters-caption").textContent = `First-layer filters after epoch ${event.row.epoch}`;
+    document.getElementById("t-filters-box").hidden = false;
+  } else if (["done", "stopped", "failed"].includes(event.type)) {
+    stream.close();
+    stream = null;
+    running(false);
+    if (event.type === "done") {
+      say(`Done: ${(100 * event.test_accuracy).toFixed(2)}% test accuracy. The Draw tab now uses this model (${event.run}).`);
+      loadModel();
+    } else if (event.type === "stopped") {
+      say(`Stopped after ${event.epochs_done} finished epoch(s); the checkpoint is kept: cnnlab train --resume ${event.run}`);
+    } else {
+      say(`The training failed: ${event.error}`, true);
+    }
+  }
+}
+
+// Two charts on one canvas: loss (left) and accuracy (right) against epochs, training and validation.
+function drawCurves() {
+  const context = curves.getContext("2d");
+  context.clearRect(0, 0, curves.width, curves.height);
+  const half = curves.width / 2;
+  chart(context, 0, half, "loss", [["loss", "#2f6fdf"], ["val_loss", "#e67e22"]]);
+  chart(context, half, half, "accuracy", [["accuracy", "#2f6fdf"], ["val_accuracy", "#e67e22"]]);
+}
+
+function chart(context, left, width, title, lines) {
+  const pad = { left: 44, right: 12, top: 22, bottom: 26 };
+  const values = points.flatMap((p) => lines.map(([key]) => p[key]).filter((v) => v !== undefined));
+  const lastEpoch = Math.max(1, ...points.map((p) => p.epoch));
+  const low = values.length ? Math.min(...values) : 0;
+  const high = values.length ? Math.max(...values) : 1;
+  const x = (epoch) => left + pad.left + (epoch / lastEpoch) * (width - pad.left - pad.right);
+  const y = (v) => pad.top + (1 - (v - low) / (high - low || 1)) * (curves.height - pad.top - pad.bottom);
+  context.fillStyle = "#1b1f24";
+  context.font = "13px system-ui, sans-serif";
+  context.fillText(`${title} (blue: training, orange: validation)`, left + pad.left, 15);
+  context.fillStyle = "#5b6470";
+  context.fillText(high.toFixed(3), left + 2, pad.top + 4);
+  context.fillText(low.toFixed(3), left + 2, curves.height - pad.bottom);
+  context.fillText(`epoch ${lastEpoch.toFixed(2)}`, left + width - 90, curves.height - 6);
+  context.strokeStyle = "#c9ced6";
+  context.strokeRect(left + pad.left, pad.top, width - pad.left - pad.right, curves.height - pad.top - pad.bottom);
+  for (const [key, colour] of lines) {
+    context.strokeStyle = colour;
+    context.lineWidth = 2;
+    context.beginPath();
+    points.filter((p) => p[key] !== undefined).forEach((p, i) => {
+      if (i === 0) context.moveTo(x(p.epoch), y(p[key]));
+      else context.lineTo(x(p.epoch), y(p[key]));
+    });
+    context.stroke();
+  }
+}
+
+drawCurves();
+loadTrainOptions();

@@ -1,0 +1,116 @@
+"""The Train tab's API (cnnlab.serving.training_job runs the training):
+
+    GET  /api/train/options  the presets and models to choose from
+    POST /api/train          start one: JSON {"preset", "model", "epochs", "limit"}; 202, or 409 while one runs
+    GET  /api/train          the current (or last) training's state and settings; 404 before the first
+    GET  /api/train/events   its events as server-sent events, from the first: a late page sees the whole run
+    POST /api/train/stop     stop it after the step under way, keeping its checkpoint; 409 when none runs
+
+A training that finishes replaces the model the app serves and explains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from sse_starlette.sse import EventSourceResponse
+
+from cnnlab.data.registry import DATASETS, dataset_kind
+from cnnlab.files import free_folder
+from cnnlab.models.files import ModelInfo
+from cnnlab.models.registry import MODELS
+from cnnlab.serving.api_error import ApiError
+from cnnlab.serving.training_job import TrainingJob, TrainRequest, start_job
+from cnnlab.training.presets import PRESETS
+
+WAIT_SECONDS = 0.5  # how long one wait for the next event lasts; the stream then checks its client
+
+
+class TrainBody(BaseModel):
+    """The Train tab's form: a preset, and optionally a model (a registry name or a layer spec),
+    the epochs and a limit on the training images."""
+
+    preset: str = "fast"
+    model: str | None = None
+    epochs: int | None = None
+    limit: int | None = None
+
+
+def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelInfo],
+                     serve_new_model: Callable[[Path], None]) -> None:
+    """Add the Train tab's routes to ``app``: runs go under ``runs``, on the served model's dataset
+    when it is a built-in one (else MNIST); a finished run's model is passed to ``serve_new_model``."""
+
+    def dataset_and_shape() -> tuple[str, tuple[int, int, int]]:
+        info = served_info()
+        if info.dataset in DATASETS:
+            return info.dataset, (len(info.class_names), info.in_channels, info.image_size)
+        return "mnist", (10, 1, 28)
+    current: list[TrainingJob | None] = [None]
+    starting = threading.Lock()
+
+    def job() -> TrainingJob:
+        if current[0] is None:
+            raise ApiError(404, "no training has been started here; start one with POST /api/train")
+        return current[0]
+
+    @app.post("/api/train", status_code=202)
+    def start_training(body: TrainBody) -> dict[str, Any]:
+        """Start a training (one at a time): the page's Train tab."""
+        with starting:
+            if current[0] is not None and current[0].state == "running":
+                raise ApiError(409, f"a training is already running ({current[0].out.name}); stop it or wait "
+                                    "for it to finish")
+            dataset, shape = dataset_and_shape()
+            settings = TrainRequest(**body.model_dump()).settings(dataset, shape)
+            out = free_folder(runs / f"page-{settings['preset']}-{dataset}")
+            current[0] = start_job(settings, out, lambda finished: serve_new_model(finished.out))
+            return current[0].to_json()
+
+    @app.get("/api/train/options")
+    def training_options() -> dict[str, Any]:
+        """What the Train tab offers: the presets (with what each trains here) and the registry's models."""
+        dataset, _ = dataset_and_shape()
+        kind = dataset_kind(dataset)
+        return {"dataset": dataset,
+                "presets": [{"name": p.name, "description": p.description_for(kind)} for p in PRESETS.values()],
+                "models": [{"name": m.name, "description": m.description} for m in MODELS.values()]}
+
+    @app.get("/api/train")
+    def training_state() -> dict[str, Any]:
+        """The current or last training: ``state`` (running, done, stopped, failed), settings, run directory."""
+        return job().to_json()
+
+    @app.post("/api/train/stop")
+    def stop_training() -> dict[str, Any]:
+        """Stop the training after the step under way; its checkpoint is kept (``cnnlab train --resume``)."""
+        running = job()
+        if running.state != "running":
+            raise ApiError(409, f"no training is running; the last one is {running.state}")
+        running.stop()
+        return running.to_json()
+
+    @app.get("/api/train/events")
+    async def training_events() -> EventSourceResponse:
+        """The training's events (text/event-stream), each a JSON object with a ``type``: line, point,
+        epoch, then done, stopped or failed, which ends the stream."""
+        watched = job()
+
+        async def stream():
+            seen = 0
+            while True:
+                events = await asyncio.to_thread(watched.wait, seen, WAIT_SECONDS)
+                for event in events:
+                    yield {"data": json.dumps(event)}
+                seen += len(events)
+                if watched.state != "running" and seen >= len(watched.events):
+                    return
+
+        return EventSourceResponse(stream(), ping=10)

@@ -1,0 +1,200 @@
+"""The page's Train tab: one training at a time, in a process of its own, watched as it runs.
+
+The training is ``cnnlab.train`` in a child process (``python -m cnnlab.serving.training_job``: it
+shares no thread, lock or memory with the server), with one thread fewer than the machine has
+cores, so the server keeps a core for answering predictions. The child sends its events as JSON
+lines on its stdout:
+
+    {"type": "line", "text": ...}        each line ``cnnlab train`` prints (the epoch lines among them)
+    {"type": "point", "epoch": ...}      a point of the curves, at least every 0.25 s (cnnlab.training.curves)
+    {"type": "epoch", "row": ..., "filters": <PNG>}   an epoch's history row and its first-layer filters
+    {"type": "done", "run": ..., "test_accuracy": ...}
+    {"type": "stopped", "run": ..., "epochs_done": ...}   Stop: after the step under way, checkpoint kept
+    {"type": "failed", "error": ...}
+
+The server keeps every event of the current job, so a page that connects late (or again) sees the
+whole run; a client that goes away takes nothing with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+MAX_EPOCHS = 50  # the page is for runs one watches
+
+
+@dataclass
+class TrainRequest:
+    """What the Train tab sends: a preset, optionally a model (a registry name or a layer spec), the
+    epochs and a limit on the training images (for quick runs)."""
+
+    preset: str = "fast"
+    model: str | None = None
+    epochs: int | None = None
+    limit: int | None = None
+
+    def settings(self, dataset: str, shape: tuple[int, int, int] = (10, 1, 28)) -> dict[str, Any]:
+        """The keyword options for ``cnnlab.train`` on ``dataset``, whose images and classes are
+        ``shape`` (classes, channels, side), checked: a :class:`CnnlabError` names the bad one. A
+        spec is planned for that shape (no weights allocated), so one that does not fit is refused here."""
+        from cnnlab.models.layers import plan
+        from cnnlab.models.registry import model_spec
+        from cnnlab.training.config import TrainConfig
+        from cnnlab.training.presets import get_preset
+
+        get_preset(self.preset)
+        if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
+            raise CnnlabError(f"epochs must be between 1 and {MAX_EPOCHS}, got {self.epochs}")
+        if self.limit is not None and self.limit < 100:
+            raise CnnlabError(f"limit must be at least 100 training images, got {self.limit}")
+        options = {"preset": self.preset, "dataset": dataset,
+                   **{k: v for k, v in (("model", self.model), ("epochs", self.epochs), ("limit", self.limit))
+                      if v not in (None, "")}}
+        config = TrainConfig.from_preset(self.preset, **{k: v for k, v in options.items() if k != "preset"})
+        config.validate()
+        if spec := model_spec(config.model):
+            plan(spec, *shape)
+        return options
+
+
+@dataclass
+class TrainingJob:
+    """One training run of the page: its settings, its run directory, its events so far, and its state
+    (``running``, ``done``, ``stopped`` or ``failed``)."""
+
+    settings: dict[str, Any]
+    out: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    state: str = "running"
+    process: Any = None
+    changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def add(self, event: dict[str, Any]) -> None:
+        with self.changed:
+            self.events.append(event)
+            if event["type"] in ("done", "stopped", "failed"):
+                self.state = event["type"]
+            self.changed.notify_all()
+
+    def stop(self) -> None:
+        """Ask the child to stop after the step under way (as Ctrl-C does): its checkpoint is kept."""
+        if self.state == "running" and self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+    def wait(self, seen: int, timeout: float) -> list[dict[str, Any]]:
+        """The events after the first ``seen``, waiting up to ``timeout`` seconds for one."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.events) > seen or self.state != "running", timeout)
+            return self.events[seen:]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "settings": self.settings, "run": str(self.out), "events": len(self.events)}
+
+
+def start_job(settings: dict[str, Any], out: Path, on_done: Callable[[TrainingJob], None]) -> TrainingJob:
+    """Start ``cnnlab.train(**settings)`` writing to ``out`` in a child process; a thread passes its
+    events to the job, and calls ``on_done(job)`` when the run is saved, before the page hears of it."""
+    threads = max(1, (os.cpu_count() or 1) - 1)
+    job = TrainingJob(settings, out)
+    job.process = subprocess.Popen([sys.executable, "-m", "cnnlab.serving.training_job", json.dumps(settings),
+                                    str(out), str(threads)], stdout=subprocess.PIPE, text=True)
+
+    def relay() -> None:
+        ended = False
+        for line in job.process.stdout:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                event = {"type": "line", "text": line.rstrip()}  # a library printing on its own
+            if event["type"] == "done":
+                on_done(job)
+            job.add(event)
+            ended = ended or event["type"] in ("done", "stopped", "failed")
+        code = job.process.wait()
+        if not ended:
+            job.add({"type": "failed", "error": f"the training process ended (exit code {code}) without a result"})
+
+    threading.Thread(target=relay, daemon=True, name="cnnlab-train-relay").start()
+    return job
+
+
+class _Lines(io.TextIOBase):
+    """stdout in the child: each printed line becomes a ``line`` event."""
+
+    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.emit, self.pending = emit, ""
+
+    def write(self, text: str) -> int:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.strip():
+                self.emit({"type": "line", "text": line})
+        return len(text)
+
+
+def train_in_child(settings: dict[str, Any], out: str, threads: int) -> None:
+    """The child process: train, sending lines, points, epochs and the end as JSON lines on stdout."""
+    events = sys.stdout
+
+    def emit(event: dict[str, Any]) -> None:
+        events.write(json.dumps(event) + "\n")
+        events.flush()
+
+    sys.stdout = _Lines(emit)
+    from cnnlab.training.loop import train
+
+    def on_epoch(row, model, _to_input) -> None:
+        emit({"type": "epoch", "row": row, "filters": filters_png(model)})
+
+    try:
+        result = train(**settings, out=out, threads=threads, progress=False, on_epoch=on_epoch,
+                       on_point=lambda row: emit({"type": "point", **row}))
+        emit({"type": "done", "run": out, "test_accuracy": result.metrics["test_accuracy"]})
+    except KeyboardInterrupt:
+        emit({"type": "stopped", "run": out, "epochs_done": _epochs_done(Path(out))})
+    except CnnlabError as exc:
+        emit({"type": "failed", "error": str(exc)})
+    except Exception as exc:
+        emit({"type": "failed", "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _epochs_done(out: Path) -> int:
+    from cnnlab.training.checkpoint import load_checkpoint
+
+    try:
+        return len(load_checkpoint(out)["history"])
+    except CnnlabError:
+        return 0
+
+
+def filters_png(model) -> str | None:
+    """The first conv layer's kernels as a base64 PNG (cnnlab.reporting.plots.conv_filters), or None."""
+    from torch import nn
+
+    from cnnlab.models.attribution import first_network
+    from cnnlab.reporting.plots import conv_filters
+
+    first = next((m for m in first_network(model).modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        return None
+    buffer = io.BytesIO()
+    conv_filters(first.weight, buffer)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+if __name__ == "__main__":  # python -m cnnlab.serving.training_job SETTINGS_JSON OUT THREADS (start_job runs it)
+    train_in_child(json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
