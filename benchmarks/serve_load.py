@@ -1,13 +1,17 @@
-"""Load on `cnnlab serve` over loopback: many concurrent clients, a mix of good and bad requests.
+"""Load on `cnnlab serve` over loopback: many concurrent clients, a mix of good and bad requests,
+once with the server idle and once while its Train tab trains.
 
     python benchmarks/serve_load.py runs/fast-mnist-seed0 [--requests 2000] [--clients 16]
 
 Starts the server in its own process on a free port, then sends ``--requests`` POSTs to
 /api/predict from ``--clients`` threads: drawn digits (PNG, as the page sends them), photos of
 MNIST test digits (JPEG and PNG, some in number mode) and 5% malformed bodies (random bytes,
-truncated images, bad JSON, bad base64). Prints throughput, p50 and p99 latency, the count of each
-status code, and the server's resident memory before and after (before: after ``--warm-up``
-requests of the same mix, not counted). Goal: no 5xx, memory growth under 50 MB.
+truncated images, bad JSON, bad base64). Then it starts a training (POST /api/train: the fast
+preset for ``--train-epochs`` epochs) and, once its first curve point has arrived, sends the same
+mix again; the training is stopped afterwards. For each phase it prints throughput, p50 and p99
+latency, the count of each status code, and the server's resident memory before and after
+(before the first: after ``--warm-up`` requests of the same mix, not counted), and the ratio of
+the two p99s. Goals: no 5xx, memory growth under 50 MB, p99 while training at most 3x idle's.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ import argparse
 import base64
 import io
 import json
+import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -87,11 +94,11 @@ def resident_mb(pid: int) -> float:
     return float("nan")
 
 
-def start_server(model: str) -> tuple[subprocess.Popen, str]:
+def start_server(model: str, runs: str) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", model, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", model, "--port", str(port), "--runs", runs],
                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
@@ -104,6 +111,44 @@ def start_server(model: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start")
 
 
+def send_all(url: str, requests: list[tuple[str, dict]], pool: ThreadPoolExecutor) -> dict:
+    """Send ``requests`` through ``pool``; their throughput, latency and status counts."""
+    statuses, latencies = Counter(), []
+
+    def send(item: tuple[str, dict]) -> None:
+        query, kwargs = item
+        with httpx.Client(base_url=url, timeout=60) as client:
+            started = time.perf_counter()
+            reply = client.post("/api/predict" + query, **kwargs)
+            latencies.append(time.perf_counter() - started)
+            statuses[reply.status_code] += 1
+            if reply.status_code >= 500:
+                print(f"{reply.status_code}: {reply.text[:200]}", file=sys.stderr)
+
+    started = time.perf_counter()
+    list(pool.map(send, requests))
+    seconds = time.perf_counter() - started
+    cut = statistics.quantiles(latencies, n=100)
+    return {"requests": len(requests), "seconds": round(seconds, 2),
+            "requests_per_second": round(len(requests) / seconds, 1),
+            "p50_ms": round(1000 * statistics.median(latencies), 1), "p99_ms": round(1000 * cut[98], 1),
+            "status_counts": dict(sorted(statuses.items()))}
+
+
+def start_training(url: str, epochs: int) -> None:
+    """Start the Train tab's training and wait until it is really training (its first curve point)."""
+    with httpx.Client(base_url=url, timeout=60) as client:
+        reply = client.post("/api/train", json={"preset": "fast", "epochs": epochs})
+        if reply.status_code != 202:
+            raise SystemExit(f"could not start a training: {reply.status_code} {reply.text}")
+        with client.stream("GET", "/api/train/events") as events:
+            for line in events.iter_lines():
+                if '"type": "point"' in line:
+                    return
+                if '"type": "failed"' in line:
+                    raise SystemExit(f"the training failed: {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model")
@@ -111,43 +156,35 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warm-up", type=int, default=100, help="requests sent first, before memory is read")
+    parser.add_argument("--train-epochs", type=int, default=30, help="long enough to outlast the second phase")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
     requests = make_requests(args.requests, args.seed, args.data_dir)
-    process, url = start_server(args.model)
+    runs = tempfile.mkdtemp(prefix="cnnlab-load-runs-")
+    process, url = start_server(args.model, runs)
     try:
-        statuses, latencies = Counter(), []
-
-        def send(item: tuple[str, dict]) -> None:
-            query, kwargs = item
-            with httpx.Client(base_url=url, timeout=60) as client:
-                started = time.perf_counter()
-                reply = client.post("/api/predict" + query, **kwargs)
-                latencies.append(time.perf_counter() - started)
-                statuses[reply.status_code] += 1
-                if reply.status_code >= 500:
-                    print(f"{reply.status_code}: {reply.text[:200]}", file=sys.stderr)
-
         with ThreadPoolExecutor(args.clients) as pool:
             # Warm-up, not counted: lazy imports, first-use buffers and one malloc arena per worker
             # thread are allocated once; growth after this is what would pile up in a long run.
-            list(pool.map(send, make_requests(args.warm_up, args.seed + 1, args.data_dir)))
-            statuses.clear()
-            latencies.clear()
+            send_all(url, make_requests(args.warm_up, args.seed + 1, args.data_dir), pool)
             before = resident_mb(process.pid)
-            started = time.perf_counter()
-            list(pool.map(send, requests))
-        seconds = time.perf_counter() - started
-        after = resident_mb(process.pid)
+            idle = send_all(url, requests, pool)
+            idle_after = resident_mb(process.pid)
+            start_training(url, args.train_epochs)
+            training = send_all(url, requests, pool)
+            training_after = resident_mb(process.pid)
+            with httpx.Client(base_url=url, timeout=60) as client:
+                still = client.get("/api/train").json()["state"]
+                client.post("/api/train/stop")
     finally:
         process.terminate()
         process.wait(timeout=10)
-    cut = statistics.quantiles(latencies, n=100)
-    print(json.dumps({"requests": len(requests), "clients": args.clients, "seconds": round(seconds, 2),
-                      "requests_per_second": round(len(requests) / seconds, 1),
-                      "p50_ms": round(1000 * statistics.median(latencies), 1), "p99_ms": round(1000 * cut[98], 1),
-                      "status_counts": dict(sorted(statuses.items())), "server_mb_before": round(before, 1),
-                      "server_mb_after": round(after, 1), "server_mb_growth": round(after - before, 1)}, indent=1))
+        shutil.rmtree(runs, ignore_errors=True)
+    print(json.dumps({"clients": args.clients, "cores": os.cpu_count(),
+                      "idle": {**idle, "server_mb_before": round(before, 1), "server_mb_after": round(idle_after, 1)},
+                      "while_training": {**training, "training_still_running_at_the_end": still == "running",
+                                         "server_mb_after": round(training_after, 1)},
+                      "p99_ratio_training_to_idle": round(training["p99_ms"] / idle["p99_ms"], 2)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 epoch, and the printed and plotted training loss says what it is."""
 
 import csv
+import itertools
 
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.curves import POINTS
@@ -29,3 +30,11 @@ def test_long_runs_keep_epoch_rows_only(toy_dataset):
 def test_the_note_is_left_out_when_the_loss_is_plain():
     assert loss_note(TrainConfig(label_smoothing=0.0, augment="none")) is None
     assert "label-smoothed" not in loss_note(TrainConfig(label_smoothing=0.0))
+
+
+def test_a_watched_run_gets_points_as_they_are_taken(toy_dataset):
+    heard = []
+    run = train(model="cnn", epochs=5, batch_size=16, dataset=toy_dataset, progress=False, on_point=heard.append)
+    assert run.points == heard  # each point is passed on as it is recorded, in runs longer than MAX_EPOCHS too
+    assert len(heard) >= 5 * 8 - 5 and heard[-1]["epoch"] == 5
+    assert all(a["epoch"] < b["epoch"] for a, b in itertools.pairwise(heard))

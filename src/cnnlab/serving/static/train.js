@@ -21,6 +21,7 @@ function showTab(name) {
   }
   document.getElementById("tab-use").hidden = name !== "use";
   document.getElementById("tab-train").hidden = name !== "train";
+  if (name === "train") drawCurves(); // a hidden canvas has no size to draw at
 }
 
 function say(text, isError = false) {
@@ -31,7 +32,11 @@ function say(text, isError = false) {
 async function loadTrainOptions() {
   const options = await (await fetch("/api/train/options")).json();
   const presets = document.getElementById("t-preset");
-  for (const preset of options.presets) presets.add(new Option(`${preset.name}: ${preset.description}`, preset.name));
+  const about = document.getElementById("t-preset-about");
+  for (const preset of options.presets) presets.add(new Option(preset.name, preset.name));
+  const describe = () => { about.textContent = options.presets.find((p) => p.name === presets.value).description; };
+  presets.addEventListener("change", describe);
+  describe();
   const models = document.getElementById("t-models");
   for (const model of options.models) models.append(new Option(model.description, model.name));
   const current = await fetch("/api/train");
@@ -101,32 +106,38 @@ function handle(event) {
   }
 }
 
-// Two charts on one canvas: loss (left) and accuracy (right) against epochs, training and validation.
+// Two charts on one canvas, loss and accuracy against epochs, training and validation: side by side,
+// or one above the other on a narrow screen. The canvas is drawn at its shown size, so text stays sharp.
 function drawCurves() {
+  const shown = curves.clientWidth || 900;
+  const stacked = shown < 600;
+  curves.width = shown;
+  curves.height = stacked ? 440 : 260;
   const context = curves.getContext("2d");
-  context.clearRect(0, 0, curves.width, curves.height);
-  const half = curves.width / 2;
-  chart(context, 0, half, "loss", [["loss", "#2f6fdf"], ["val_loss", "#e67e22"]]);
-  chart(context, half, half, "accuracy", [["accuracy", "#2f6fdf"], ["val_accuracy", "#e67e22"]]);
+  const [width, height] = stacked ? [shown, 220] : [shown / 2, 260];
+  chart(context, [0, 0, width, height], "loss", [["loss", "#2f6fdf"], ["val_loss", "#e67e22"]]);
+  chart(context, stacked ? [0, height, width, height] : [width, 0, width, height], "accuracy",
+        [["accuracy", "#2f6fdf"], ["val_accuracy", "#e67e22"]]);
 }
 
-function chart(context, left, width, title, lines) {
+function chart(context, [left, top, width, height], title, lines) {
   const pad = { left: 44, right: 12, top: 22, bottom: 26 };
   const values = points.flatMap((p) => lines.map(([key]) => p[key]).filter((v) => v !== undefined));
   const lastEpoch = Math.max(1, ...points.map((p) => p.epoch));
   const low = values.length ? Math.min(...values) : 0;
   const high = values.length ? Math.max(...values) : 1;
   const x = (epoch) => left + pad.left + (epoch / lastEpoch) * (width - pad.left - pad.right);
-  const y = (v) => pad.top + (1 - (v - low) / (high - low || 1)) * (curves.height - pad.top - pad.bottom);
+  const y = (v) => top + pad.top + (1 - (v - low) / (high - low || 1)) * (height - pad.top - pad.bottom);
   context.fillStyle = "#1b1f24";
   context.font = "13px system-ui, sans-serif";
-  context.fillText(`${title} (blue: training, orange: validation)`, left + pad.left, 15);
+  context.fillText(`${title} (blue: training, orange: validation)`, left + pad.left, top + 15);
   context.fillStyle = "#5b6470";
-  context.fillText(high.toFixed(3), left + 2, pad.top + 4);
-  context.fillText(low.toFixed(3), left + 2, curves.height - pad.bottom);
-  context.fillText(`epoch ${lastEpoch.toFixed(2)}`, left + width - 90, curves.height - 6);
+  context.fillText(high.toFixed(3), left + 2, top + pad.top + 4);
+  context.fillText(low.toFixed(3), left + 2, top + height - pad.bottom);
+  context.fillText(`epoch ${lastEpoch.toFixed(2)}`, left + width - 90, top + height - 6);
   context.strokeStyle = "#c9ced6";
-  context.strokeRect(left + pad.left, pad.top, width - pad.left - pad.right, curves.height - pad.top - pad.bottom);
+  context.lineWidth = 1;
+  context.strokeRect(left + pad.left, top + pad.top, width - pad.left - pad.right, height - pad.top - pad.bottom);
   for (const [key, colour] of lines) {
     context.strokeStyle = colour;
     context.lineWidth = 2;
@@ -139,5 +150,6 @@ function chart(context, left, width, title, lines) {
   }
 }
 
+window.addEventListener("resize", () => requestAnimationFrame(drawCurves));
 drawCurves();
 loadTrainOptions();
