@@ -13,11 +13,10 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models.attribution import METHODS, activations, attribute, check_methods, on_input
 from cnnlab.models.inference import background_of, to_input
 from cnnlab.models.layers import build_spec
-from cnnlab.models.registry import build_model
+from cnnlab.models.registry import MODELS, build_model
 
-NETWORKS = [  # (name or spec, channels, size)
-    ("cnn-fast", 1, 28), ("cnn-wide-x3", 1, 28), ("lenet5", 1, 28), ("seed-cnn", 1, 28),
-    ("conv16k3-same res32s2 gap", 1, 28), ("cnn-small", 3, 32), ("mlp", 1, 28),
+NETWORKS = [  # (name or spec, channels, size): every registry model, a spec with a residual block, colour
+    *((name, 1, 28) for name in MODELS), ("conv16k3-same res32s2 gap", 1, 28), ("cnn-small", 3, 32),
 ]
 
 
