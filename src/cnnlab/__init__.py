@@ -37,7 +37,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "compare": ("cnnlab.reporting.compare", "compare_runs"),
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
-    "explain": ("cnnlab.explain", "explain"),
+    "explain": ("cnnlab.explanation", "explain"),
 }
 
 

@@ -175,7 +175,7 @@ def explain_command(
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image")] = Path("explanations"),
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.explain import explain
+    from cnnlab.explanation import explain
 
     methods = [name for given in method for name in given.split(",") if name.strip()]
     results = explain(model, list(paths), methods, target, out)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.explain import Explanation
+from cnnlab.explanation import Explanation
 from cnnlab.models.attribution import SIGNED, Activation
 from cnnlab.predict import png_bytes
 from cnnlab.reporting.inside import MAP_COLUMNS, MAX_MAPS, overlay

@@ -40,7 +40,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from cnnlab.errors import CnnlabError
-from cnnlab.explain import explain_image
+from cnnlab.explanation import explain_image
 from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
 from cnnlab.models.attribution import METHODS, has_conv
 from cnnlab.models.files import ModelInfo, load_model

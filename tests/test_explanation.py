@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnnlab import train
 from cnnlab.cli import app
-from cnnlab.explain import explain
+from cnnlab.explanation import explain
 from cnnlab.models.attribution import METHODS
 from cnnlab.predict import predict_files
 from tests.helpers import assert_one_line_error, run_cli
@@ -98,3 +98,10 @@ def test_a_network_without_conv_layers(mnist_dir, tmp_path, capsys):
 
 def test_the_command_is_registered():
     assert "explain" in [c.name for c in app.registered_commands]
+
+
+def test_cnnlab_explain_is_the_function_even_after_its_module_is_imported():
+    import cnnlab
+    import cnnlab.explanation  # a submodule named explain would replace the function on the package
+
+    assert cnnlab.explain is cnnlab.explanation.explain
