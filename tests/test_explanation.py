@@ -50,6 +50,15 @@ def test_a_target_class_and_pictures_that_are_never_replaced(digit_run, tmp_path
     assert not np.allclose(first.maps["saliency"], again.maps["saliency"])
 
 
+def test_a_pixel_csvs_rows_get_a_picture_each(digit_run, mnist, tmp_path):
+    csv = tmp_path / "rows.csv"
+    rows = [",".join(map(str, mnist.test_images[i].numpy().ravel())) for i in range(2)]
+    csv.write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + "\n".join(rows) + "\n")
+    results = explain(digit_run, [csv], [" Saliency", "all "], out=tmp_path / "why", progress=False)
+    assert [e.label for e in results] == ["7", "2"] and list(results[0].maps) == list(METHODS)
+    assert [e.picture.name for e in results] == ["rows-row1.png", "rows-row2.png"]
+
+
 def test_colour_model(colour_run, tmp_path):
     held_out = sorted((colour_run.parent / "held-out").rglob("*.png"))
     results = explain(colour_run, held_out, ["gradcam", "integrated-gradients"], out=tmp_path, progress=False)

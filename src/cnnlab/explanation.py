@@ -89,7 +89,8 @@ def explain(model_path: str | Path, paths: list[str | Path], methods: list[str] 
     """
     asked = check_methods(methods)
     model, info = load_model(model_path)
-    methods = usable_methods(asked, model, all_asked="all" in methods, name=info.architecture)
+    all_asked = any(m.strip().lower() == "all" for m in methods)
+    methods = usable_methods(asked, model, all_asked=all_asked, name=info.architecture)
     wanted = class_index(target, info.class_names)
     inputs = expand_inputs(paths)
     folder = Path(out) if out is not None else None
@@ -157,7 +158,8 @@ def photo_of(name: str, image: np.ndarray) -> np.ndarray:
 
 def free_name(folder: Path, name: str) -> Path:
     """``folder/<stem>.png``, or ``<stem>-2.png``... : the first name not taken (nothing is replaced)."""
-    stem = Path(name.replace(":", "-row")).stem if ":" in Path(name).name else Path(name).stem
+    file, _, row = name.rpartition(":") if ":" in Path(name).name else (name, "", "")
+    stem = f"{Path(file).stem}-row{row}" if row else Path(name).stem
     candidate, n = folder / f"{stem}.png", 1
     while candidate.exists():
         n += 1

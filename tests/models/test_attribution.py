@@ -10,7 +10,17 @@ import torch.nn.functional as F
 from cnnlab import train
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.models.attribution import METHODS, activations, attribute, check_methods, on_input
+from cnnlab.models.attribution import (
+    METHODS,
+    activations,
+    attribute,
+    cell_geometry,
+    check_methods,
+    has_conv,
+    last_map_layer,
+    networks,
+    on_input,
+)
 from cnnlab.models.inference import background_of, to_input
 from cnnlab.models.layers import build_spec
 from cnnlab.models.registry import MODELS, build_model
@@ -76,6 +86,24 @@ def test_a_layers_cells_land_on_the_pixels_they_see(spec, start, jump):
         placed = on_input(cells, network, layer, 28)[0, 0]
         y, x = divmod(int(placed.argmax()), 28)
         assert abs(y - (start + row * jump)) <= 0.5 and abs(x - (start + column * jump)) <= 0.5, (spec, row, column)
+
+
+def test_the_arithmetic_predicts_every_registry_networks_last_map():
+    inputs = torch.zeros(1, 1, 28, 28)
+    for name in MODELS:
+        for network in networks(make(name, 1, 28)):
+            if not has_conv(network):
+                continue
+            layer = last_map_layer(network, inputs)
+            shapes = []
+            hook = layer.register_forward_hook(lambda _m, _i, out, found=shapes: found.append(tuple(out.shape[-2:])))
+            network.eval()(inputs)
+            hook.remove()
+            geometry = cell_geometry(network, layer, 28)
+            if name == "seed-cnn-as-printed":  # it turns its input around: its map is stretched instead
+                assert geometry is None or tuple(geometry[2]) != shapes[0]
+            else:
+                assert geometry is not None and tuple(geometry[2]) == shapes[0], name
 
 
 def corner_digits(images: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

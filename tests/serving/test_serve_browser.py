@@ -79,6 +79,10 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
         page.click("#clear")
         expect(page.locator("#label")).to_have_text("\u2013")
+        page.click("#tab-train-button")  # the Train tab fits the phone too: nothing wider than the screen
+        expect(page.locator("#t-preset option")).to_have_count(3)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(ARTIFACTS / "train-tab-phone.png"), full_page=True)
         browser.close()
     assert not failed, f"requests failed: {failed}"
 

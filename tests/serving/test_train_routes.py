@@ -73,13 +73,17 @@ def test_stop_keeps_the_checkpoint_and_the_served_model(app_client):
 
 
 def test_what_cannot_be_trained_gets_4xx(app_client):
-    client, _ = app_client
+    client, tmp_path = app_client
     bad = client.post("/api/train", json={"model": "conv32k5 maxpool conv64k13 dense10"})  # 12x12 < 13x13
     assert bad.status_code == 422 and "layer 3 'conv64k13'" in bad.json()["error"], bad.json()
     assert client.post("/api/train", json={"model": "conv32k5 maxpol"}).status_code == 422
     assert client.post("/api/train", json={"preset": "quick"}).status_code == 422
     assert client.post("/api/train", json={"epochs": 0}).status_code == 422
     assert client.post("/api/train", json={"epochs": "many"}).status_code == 400
+    secret = tmp_path / "notes.txt"
+    secret.write_text("conv32k5 private words")
+    refused = client.post("/api/train", json={"model": str(secret)})
+    assert refused.status_code == 422 and "not a file" in refused.json()["error"] and "private" not in refused.text
     assert client.get("/api/train").status_code == 404  # nothing was started
 
 

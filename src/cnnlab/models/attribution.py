@@ -42,8 +42,8 @@ SIGNED = ("integrated-gradients", "occlusion")  # the others are magnitudes (>= 
 def check_methods(methods: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``methods`` as a tuple, with 'all' spread out; a :class:`CnnlabError` naming an unknown one."""
     chosen: list[str] = []
-    for method in methods:
-        for name in (METHODS if method == "all" else [method.strip().lower()]):
+    for method in (m.strip().lower() for m in methods):
+        for name in (METHODS if method == "all" else [method]):
             if name not in METHODS:
                 raise CnnlabError(f"unknown method '{name}': use one or more of {', '.join(METHODS)} (or all)")
             if name not in chosen:
@@ -133,26 +133,50 @@ def on_input(maps: torch.Tensor, network: nn.Module, layer: nn.Module, side: int
     """A layer's maps ``(N, C, h, w)`` brought to the input's ``side`` x ``side`` pixels, each cell at
     the centre of the input square it sees. A 'valid' conv's or a crop's output sees the middle of the
     image, not the whole of it, so stretching the map over the image would shift it. Where the layers
-    before are not a plain chain (a user's module), the map is stretched."""
-    start, jump = 0.0, 1.0  # the first cell's centre and the distance between cells, in input pixels
-    for module in _chain(network):
-        if isinstance(module, CropBorder):
-            start += module.pixels * jump
-        elif isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
-            kernel, stride, padding = (_first(getattr(module, key)) for key in ("kernel_size", "stride", "padding"))
-            padding = (kernel - 1) // 2 if padding == "same" else padding
-            start, jump = start + ((kernel - 1) / 2 - padding) * jump, jump * stride
-        if module is layer:
-            break
-    else:
+    before are not a plain chain of convs, pools and crops whose arithmetic gives the map's very size
+    (a user's module, a network that turns its input around), the map is stretched."""
+    geometry = cell_geometry(network, layer, side)
+    if geometry is None or tuple(geometry[2]) != tuple(maps.shape[-2:]):
         return F.interpolate(maps, size=(side, side), mode="bilinear", align_corners=False)
+    starts, jumps, sizes = geometry
     pixels = torch.arange(side, dtype=torch.float32)
-    cells = [(pixels - start) / jump / max(n - 1, 1) * 2 - 1 for n in maps.shape[-2:]]  # grid_sample's [-1, 1]
+    cells = [(pixels - start) / jump / max(n - 1, 1) * 2 - 1  # in grid_sample's [-1, 1]
+             for start, jump, n in zip(starts, jumps, sizes, strict=True)]
     grid = torch.stack(torch.meshgrid(cells[0], cells[1], indexing="ij")[::-1], dim=-1)
     # Beyond the outermost cells' centres the map fades to 0 within one cell: nothing there was seen
     # by a cell at its centre, and repeating the edge cell would paint a wide band that it never saw.
     return F.grid_sample(maps, grid.expand(len(maps), -1, -1, -1), mode="bilinear", padding_mode="zeros",
                          align_corners=True)
+
+
+def cell_geometry(network: nn.Module, layer: nn.Module, side: int
+                  ) -> tuple[list[float], list[float], list[int]] | None:
+    """For rows and columns: where ``layer``'s first cell is centred and how far apart its cells are,
+    in input pixels, and the map's size, worked out from the kernels, strides, paddings, dilations
+    and crops in front of it; None when ``layer`` is not on that chain."""
+    start, jump, size = [0.0, 0.0], [1.0, 1.0], [side, side]
+    for module in _chain(network):
+        if isinstance(module, CropBorder):
+            for axis in (0, 1):
+                start[axis] += module.pixels * jump[axis]
+                size[axis] -= 2 * module.pixels
+        elif isinstance(module, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
+            kernel, stride, dilation = (_pair(getattr(module, key, 1)) for key in ("kernel_size", "stride", "dilation"))
+            for axis in (0, 1):
+                span = (kernel[axis] - 1) * dilation[axis]
+                padding = span // 2 if module.padding == "same" else _pair(module.padding)[axis]
+                steps = size[axis] + 2 * padding - span - 1
+                size[axis] = (-(-steps // stride[axis]) if getattr(module, "ceil_mode", False)
+                              else steps // stride[axis]) + 1
+                start[axis] += (span / 2 - padding) * jump[axis]
+                jump[axis] *= stride[axis]
+        if module is layer:
+            return start, jump, size
+    return None
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
 
 
 def _chain(module: nn.Module):
@@ -161,10 +185,6 @@ def _chain(module: nn.Module):
     for child in (module.body if isinstance(module, Residual) else module).children():
         yield from _chain(child)
     yield module
-
-
-def _first(value):
-    return value[0] if isinstance(value, tuple) else value
 
 
 @dataclass

@@ -146,13 +146,19 @@ MODELS: dict[str, Architecture] = {
 }
 
 
+def spec_file(model: str) -> Path | None:
+    """The spec file ``--model`` names, if it names one: a path with a suffix, to an existing file."""
+    path = Path(model)
+    return path if "\n" not in model and len(model) < 4096 and path.suffix and path.is_file() else None
+
+
 def resolve_model(model: str) -> str:
     """What ``--model`` names, as a registry name or a spec's text: a registry name stays as it is,
     a file's spec is read from it, and anything else must be a spec itself."""
     if model in MODELS:
         return model
     path = Path(model)
-    if "\n" not in model and len(model) < 4096 and path.suffix and path.is_file():
+    if spec_file(model):
         if path.stat().st_size > MAX_SPEC_CHARACTERS:
             raise CnnlabError(f"{path}: {path.stat().st_size:,} bytes is too long for a spec file; "
                               f"at most {MAX_SPEC_CHARACTERS:,}")

@@ -85,6 +85,53 @@ class Served:
         return cls(model, info, facts)
 
 
+class Answers:
+    """What the API answers, with the served model (which the Train tab may replace) and one
+    forward pass at a time: torch already uses every core for one, and ``cnnlab explain``'s layer
+    hooks must see only their own pass."""
+
+    def __init__(self, model_path: str | Path) -> None:
+        self.served = Served.load(model_path)
+        self.forward = threading.Lock()
+
+    def predict(self, data: bytes, number: bool) -> dict[str, Any]:
+        served = self.served  # one model for the whole request, even if the Train tab replaces it meanwhile
+        model, info = served.model, served.info
+        # Reading a number runs the model on candidate cuts: those passes take the lock too.
+        judge = _Locked(model, self.forward) if number else model
+        digits = preprocess_source(data, info, number, name="the image", model=judge)
+        with self.forward:
+            probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
+        return describe(digits, probabilities, info.class_names, number)
+
+    def explain(self, data: bytes, method: str) -> dict[str, Any]:
+        served = self.served
+        model, info, methods = served.model, served.info, served.facts["methods"]
+        if method not in methods:
+            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(methods)}")
+        image = preprocess_source(data, info, name="the image", model=model)[0]
+        with self.forward:
+            # The answer as /api/predict gives it (with the shifts); the maps explain its class.
+            probabilities = class_probabilities(model, info, torch.from_numpy(image[None].copy()), tta=True)[0]
+            answer = int(probabilities.argmax())
+            explained = explain_image(model, info, "the image", image, (method,), answer)
+        explained.label, explained.confidence = info.class_names[answer], round(float(probabilities[answer]), 6)
+        explained.probabilities = {c: round(float(p), 6) for c, p in zip(info.class_names, probabilities, strict=True)}
+        return explain_json(explained, method, info.class_names)
+
+
+class _Locked(torch.nn.Module):
+    """``model`` whose every forward pass holds ``lock``."""
+
+    def __init__(self, model: torch.nn.Module, lock: threading.Lock) -> None:
+        super().__init__()
+        self.model, self.lock = model, lock
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            return self.model(inputs)
+
+
 def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
                runs: str | Path = "runs") -> FastAPI:
     """The web app for the model saved at ``model_path`` (a run directory or its ``model.safetensors``).
@@ -93,31 +140,14 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
         max_upload_mb: request bodies larger than this many megabytes get 413.
         runs: the folder for the Train tab's run directories.
     """
-    serving = [Served.load(model_path)]  # one slot: the Train tab puts a new model in it
+    answers = Answers(model_path)
     limit = int(max_upload_mb * 1024 * 1024)
-    forward = threading.Lock()  # one forward pass at a time: torch already uses every core for one
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
     # CPU, and each would hold its own malloc arena (a 40-thread pool grew the server by 280 MB).
     workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnlab-predict")
 
-    def answer(data: bytes, number: bool) -> dict[str, Any]:
-        served = serving[0]  # one model for the whole request, even if the Train tab replaces it meanwhile
-        model, info = served.model, served.info
-        digits = preprocess_source(data, info, number, name="the image", model=model)
-        with forward:
-            probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
-        return describe(digits, probabilities, info.class_names, number)
-
-    def look_inside(data: bytes, method: str) -> dict[str, Any]:
-        served = serving[0]  # one model for the whole request, even if the Train tab replaces it meanwhile
-        model, info = served.model, served.info
-        image = preprocess_source(data, info, name="the image", model=model)[0]
-        with forward:
-            explained = explain_image(model, info, "the image", image, (method,))
-        return explain_json(explained, method, info.class_names)
-
     # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
-    first = serving[0]
+    first = answers.served
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of {first.facts['name']} "
                          f"({first.info.architecture}), and a Train tab", version="1")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -133,28 +163,25 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
     @app.get("/api/model")
     def model_facts() -> dict[str, Any]:
-        return serving[0].facts
+        return answers.served.facts
 
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
     async def predict(request: Request, number: bool = False) -> dict[str, Any]:
         """Read one digit (or, with ``number=true``, a number of several digits) from an image."""
         data = await image_bytes(request, limit)
-        return await asyncio.get_running_loop().run_in_executor(workers, answer, data, number)
+        return await asyncio.get_running_loop().run_in_executor(workers, answers.predict, data, number)
 
     @app.post("/api/explain", openapi_extra={"requestBody": PREDICT_BODY})
     async def explain(request: Request, method: str = "integrated-gradients") -> dict[str, Any]:
         """Read one image, and show why: a heatmap of the pixels that decided (``method``: saliency,
         integrated-gradients, occlusion or gradcam) and every conv and dense layer's activations."""
-        methods = serving[0].facts["methods"]
-        if method not in methods:
-            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(methods)}")
         data = await image_bytes(request, limit)
-        return await asyncio.get_running_loop().run_in_executor(workers, look_inside, data, method)
+        return await asyncio.get_running_loop().run_in_executor(workers, answers.explain, data, method)
 
     def serve_new_model(run: Path) -> None:
-        serving[0] = Served.load(run)
+        answers.served = Served.load(run)
 
-    add_train_routes(app, Path(runs), lambda: serving[0].info, serve_new_model)
+    add_train_routes(app, Path(runs), lambda: answers.served.info, serve_new_model)
     return app
 
 

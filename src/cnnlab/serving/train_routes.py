@@ -77,11 +77,7 @@ def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelIn
     @app.get("/api/train/options")
     def training_options() -> dict[str, Any]:
         """What the Train tab offers: the presets (with what each trains here) and the registry's models."""
-        dataset, _ = dataset_and_shape()
-        kind = dataset_kind(dataset)
-        return {"dataset": dataset,
-                "presets": [{"name": p.name, "description": p.description_for(kind)} for p in PRESETS.values()],
-                "models": [{"name": m.name, "description": m.description} for m in MODELS.values()]}
+        return options_for(dataset_and_shape()[0])
 
     @app.get("/api/train")
     def training_state() -> dict[str, Any]:
@@ -101,16 +97,31 @@ def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelIn
     async def training_events() -> EventSourceResponse:
         """The training's events (text/event-stream), each a JSON object with a ``type``: line, point,
         epoch, then done, stopped or failed, which ends the stream."""
-        watched = job()
+        return EventSourceResponse(event_stream(job()), ping=10)
 
-        async def stream():
-            seen = 0
-            while True:
-                events = await asyncio.to_thread(watched.wait, seen, WAIT_SECONDS)
-                for event in events:
-                    yield {"data": json.dumps(event)}
-                seen += len(events)
-                if watched.state != "running" and seen >= len(watched.events):
-                    return
+    def end_training() -> None:  # the server is shutting down: no training outlives it
+        if current[0] is not None:
+            current[0].end()
 
-        return EventSourceResponse(stream(), ping=10)
+    app.router.on_shutdown.append(end_training)
+
+
+def options_for(dataset: str) -> dict[str, Any]:
+    """The presets, with what each trains on ``dataset``, and the registry's models."""
+    kind = dataset_kind(dataset)
+    return {"dataset": dataset,
+            "presets": [{"name": p.name, "description": p.description_for(kind)} for p in PRESETS.values()],
+            "models": [{"name": m.name, "description": m.description} for m in MODELS.values()]}
+
+
+async def event_stream(job: TrainingJob):
+    """``job``'s events from the first, each with its index as the event id, until it has ended.
+    A client that reconnects gets the whole run again (the page starts its picture afresh then)."""
+    seen = 0
+    while True:
+        events = await asyncio.to_thread(job.wait, seen, WAIT_SECONDS)
+        for offset, event in enumerate(events):
+            yield {"id": str(seen + offset), "data": json.dumps(event)}
+        seen += len(events)
+        if job.state != "running" and seen >= len(job.events):
+            return

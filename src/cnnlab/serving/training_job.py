@@ -9,7 +9,7 @@ lines on its stdout:
     {"type": "point", "epoch": ...}      a point of the curves, at least every 0.25 s (cnnlab.training.curves)
     {"type": "epoch", "row": ..., "filters": <PNG>}   an epoch's history row and its first-layer filters
     {"type": "done", "run": ..., "test_accuracy": ...}
-    {"type": "stopped", "run": ..., "epochs_done": ...}   Stop: after the step under way, checkpoint kept
+    {"type": "stopped", "run": ..., "epochs_done": ..., "checkpoint": ...}   Stop: after the step under way
     {"type": "failed", "error": ...}
 
 The server keeps every event of the current job, so a page that connects late (or again) sees the
@@ -51,11 +51,13 @@ class TrainRequest:
         ``shape`` (classes, channels, side), checked: a :class:`CnnlabError` names the bad one. A
         spec is planned for that shape (no weights allocated), so one that does not fit is refused here."""
         from cnnlab.models.layers import plan
-        from cnnlab.models.registry import model_spec
+        from cnnlab.models.registry import MODELS, model_spec, spec_file
         from cnnlab.training.config import TrainConfig
         from cnnlab.training.presets import get_preset
 
         get_preset(self.preset)
+        if self.model and self.model not in MODELS and spec_file(self.model):  # the page opens no server files
+            raise CnnlabError(f"model '{self.model}': the page takes a registry name or a layer spec, not a file")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
             raise CnnlabError(f"epochs must be between 1 and {MAX_EPOCHS}, got {self.epochs}")
         if self.limit is not None and self.limit < 100:
@@ -79,6 +81,7 @@ class TrainingJob:
     out: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     state: str = "running"
+    stopping: bool = False
     process: Any = None
     changed: threading.Condition = field(default_factory=threading.Condition)
 
@@ -90,9 +93,21 @@ class TrainingJob:
             self.changed.notify_all()
 
     def stop(self) -> None:
-        """Ask the child to stop after the step under way (as Ctrl-C does): its checkpoint is kept."""
-        if self.state == "running" and self.process is not None and self.process.poll() is None:
+        """Ask the child, once, to stop after the step under way (as Ctrl-C does): its checkpoint is
+        kept. A second Ctrl-C would stop it at once, so a second Stop sends nothing."""
+        if self.state == "running" and not self.stopping and self.process is not None and self.process.poll() is None:
+            self.stopping = True
             self.process.send_signal(signal.SIGINT)
+
+    def end(self, seconds: float = 10.0) -> None:
+        """When the server shuts down: stop the training, and kill it if it has not ended in ``seconds``."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.stop()
+        try:
+            self.process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
     def wait(self, seen: int, timeout: float) -> list[dict[str, Any]]:
         """The events after the first ``seen``, waiting up to ``timeout`` seconds for one."""
@@ -112,23 +127,39 @@ def start_job(settings: dict[str, Any], out: Path, on_done: Callable[[TrainingJo
     job.process = subprocess.Popen([sys.executable, "-m", "cnnlab.serving.training_job", json.dumps(settings),
                                     str(out), str(threads)], stdout=subprocess.PIPE, text=True)
 
-    def relay() -> None:
-        ended = False
+    threading.Thread(target=relay, args=(job, on_done), daemon=True, name="cnnlab-train-relay").start()
+    return job
+
+
+def relay(job: TrainingJob, on_done: Callable[[TrainingJob], None]) -> None:
+    """Pass the child's events to ``job`` until it ends. Whatever happens here, the job ends with
+    one of done, stopped or failed, and the child is waited for, so no page waits for ever."""
+    try:
         for line in job.process.stdout:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                event = {"type": "line", "text": line.rstrip()}  # a library printing on its own
+            event = _event(line)
             if event["type"] == "done":
-                on_done(job)
+                try:
+                    on_done(job)
+                except CnnlabError as exc:
+                    event = {"type": "failed", "error": f"the run was saved, but its model cannot be served: {exc}"}
             job.add(event)
-            ended = ended or event["type"] in ("done", "stopped", "failed")
+            if job.state != "running":
+                break
+    except (OSError, ValueError) as exc:  # the pipe broke, or the child wrote bytes that are not text
+        job.add({"type": "failed", "error": f"lost the training process's output ({exc})"})
+    finally:
         code = job.process.wait()
-        if not ended:
+        if job.state == "running":
             job.add({"type": "failed", "error": f"the training process ended (exit code {code}) without a result"})
 
-    threading.Thread(target=relay, daemon=True, name="cnnlab-train-relay").start()
-    return job
+
+def _event(line: str) -> dict[str, Any]:
+    """One line of the child's stdout as an event; anything but an event object is a printed line."""
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        event = None
+    return event if isinstance(event, dict) and "type" in event else {"type": "line", "text": line.rstrip()}
 
 
 class _Lines(io.TextIOBase):
@@ -165,7 +196,9 @@ def train_in_child(settings: dict[str, Any], out: str, threads: int) -> None:
                        on_point=lambda row: emit({"type": "point", **row}))
         emit({"type": "done", "run": out, "test_accuracy": result.metrics["test_accuracy"]})
     except KeyboardInterrupt:
-        emit({"type": "stopped", "run": out, "epochs_done": _epochs_done(Path(out))})
+        saved = (Path(out) / "checkpoint.pt").is_file()
+        emit({"type": "stopped", "run": out, "epochs_done": _epochs_done(Path(out)) if saved else 0,
+              "checkpoint": saved})
     except CnnlabError as exc:
         emit({"type": "failed", "error": str(exc)})
     except Exception as exc:

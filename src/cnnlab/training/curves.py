@@ -3,9 +3,10 @@
 A run of one or two epochs would draw one dot per line. For runs of up to :data:`MAX_EPOCHS`
 epochs, and any run watched live (``on_point``), every 1/:data:`POINTS` of an epoch (and its end)
 records the training loss and accuracy of the steps since the last point, and the validation loss
-and accuracy on the first :data:`VAL_IMAGES` validation images; a watched run gets a point at least
-every :data:`WATCH_SECONDS` too. Each point costs one host sync and a forward pass over those
-images; that time is measured and left out of the epoch's training seconds, as checkpoints are.
+and accuracy on the first :data:`VAL_IMAGES` validation images. A watched run gets a point every
+:data:`WATCH_SECONDS` too, or every three times a point's cost if that is longer. Each point costs
+one host sync and a forward pass over those images; that time is measured and left out of the
+epoch's training seconds, as checkpoints are.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class EpochPoints:
         self.on_point = on_point
         self.seconds, self.epoch, self.last = 0.0, 0, (0.0, 0.0, 0.0, 0)
         self.taken = time.perf_counter()  # when the last point was taken
+        self.cost = 0.0  # how long taking it took
 
     def start(self, epoch: int) -> None:
         self.epoch, self.last, self.seconds = epoch, (0.0, 0.0, 0.0, 0), 0.0
@@ -45,7 +47,9 @@ class EpochPoints:
         watched, every :data:`WATCH_SECONDS` as well."""
         if (step + 1) % self.every == 0 or step + 1 == self.steps:
             return True
-        return self.on_point is not None and time.perf_counter() - self.taken >= WATCH_SECONDS
+        # Watched: often, but never so often that taking points (a forward pass over VAL_IMAGES)
+        # costs more than a quarter of the time.
+        return self.on_point is not None and time.perf_counter() - self.taken >= max(WATCH_SECONDS, 3 * self.cost)
 
     def after_step(self, step: int, sums: torch.Tensor, seen: int) -> None:
         """``sums``: the epoch's running (loss, cross-entropy, hits) sums on the device after step ``step``
@@ -65,4 +69,5 @@ class EpochPoints:
                 self.on_point(row)
         self.last = (loss, cross_entropy, hits, seen)
         self.taken = time.perf_counter()
-        self.seconds += self.taken - started
+        self.cost = self.taken - started
+        self.seconds += self.cost

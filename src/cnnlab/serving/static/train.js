@@ -10,6 +10,7 @@ const stopButton = document.getElementById("t-stop");
 const curves = document.getElementById("t-curves");
 let stream = null;
 let points = []; // {epoch, loss, accuracy, val_loss, val_accuracy}
+let drawPending = false; // one redraw a frame, however many points arrive
 
 for (const button of document.querySelectorAll(".tabs button")) {
   button.addEventListener("click", () => showTab(button.dataset.tab));
@@ -56,6 +57,7 @@ trainForm.addEventListener("submit", async (event) => {
 });
 
 stopButton.addEventListener("click", async () => {
+  stopButton.disabled = true; // a second stop would not wait for the step under way
   const response = await fetch("/api/train/stop", { method: "POST" });
   if (!response.ok) say((await response.json()).error, true);
   else say("Stopping after the step under way\u2026");
@@ -70,6 +72,9 @@ function watch(job) {
   running(job.state === "running");
   say(job.state === "running" ? `Training into ${job.run}\u2026` : "");
   stream = new EventSource("/api/train/events");
+  // The stream starts from the run's first event, also when the browser reconnects after a drop:
+  // start the picture afresh each time, so nothing is drawn twice.
+  stream.onopen = () => { points = []; document.getElementById("t-lines").textContent = ""; };
   stream.onmessage = (message) => handle(JSON.parse(message.data));
   stream.onerror = () => { if (stream && stream.readyState === EventSource.CLOSED) say("The stream closed.", true); };
 }
@@ -86,7 +91,10 @@ function handle(event) {
     lines.scrollTop = lines.scrollHeight;
   } else if (event.type === "point") {
     points.push(event);
-    requestAnimationFrame(drawCurves);
+    if (!drawPending) {
+      drawPending = true;
+      requestAnimationFrame(() => { drawPending = false; drawCurves(); });
+    }
   } else if (event.type === "epoch" && event.filters) {
     document.getElementById("t-filters").src = `data:image/png;base64,${event.filters}`;
     document.getElementById("t-filters-caption").textContent = `First-layer filters after epoch ${event.row.epoch}`;
@@ -99,7 +107,8 @@ function handle(event) {
       say(`Done: ${(100 * event.test_accuracy).toFixed(2)}% test accuracy. The Draw tab now uses this model (${event.run}).`);
       loadModel();
     } else if (event.type === "stopped") {
-      say(`Stopped after ${event.epochs_done} finished epoch(s); the checkpoint is kept: cnnlab train --resume ${event.run}`);
+      say(event.checkpoint ? `Stopped after ${event.epochs_done} finished epoch(s); the checkpoint is kept: ` +
+          `cnnlab train --resume ${event.run}` : "Stopped before anything could be saved.");
     } else {
       say(`The training failed: ${event.error}`, true);
     }
