@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import json
 import os
 import socket
@@ -73,6 +74,9 @@ class Served:
     model: torch.nn.Module
     info: ModelInfo
     facts: dict[str, Any]
+    # A copy for /api/explain: its layer hooks must see only its own passes, never those that
+    # reading a number makes on ``model`` meanwhile (they run outside the forward lock).
+    inspected: torch.nn.Module
 
     @classmethod
     def load(cls, model_path: str | Path) -> Served:
@@ -82,13 +86,12 @@ class Served:
                  "test_accuracy": info.test_accuracy, "parameters": count_parameters(model),
                  "channels": info.in_channels, "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info),
                  "methods": [m for m in METHODS if m != "gradcam" or has_conv(model)]}
-        return cls(model, info, facts)
+        return cls(model, info, facts, copy.deepcopy(model).eval())
 
 
 class Answers:
     """What the API answers, with the served model (which the Train tab may replace) and one
-    forward pass at a time: torch already uses every core for one, and ``cnnlab explain``'s layer
-    hooks must see only their own pass."""
+    forward pass at a time: torch already uses every core for one."""
 
     def __init__(self, model_path: str | Path) -> None:
         self.served = Served.load(model_path)
@@ -97,9 +100,7 @@ class Answers:
     def predict(self, data: bytes, number: bool) -> dict[str, Any]:
         served = self.served  # one model for the whole request, even if the Train tab replaces it meanwhile
         model, info = served.model, served.info
-        # Reading a number runs the model on candidate cuts: those passes take the lock too.
-        judge = _Locked(model, self.forward) if number else model
-        digits = preprocess_source(data, info, number, name="the image", model=judge)
+        digits = preprocess_source(data, info, number, name="the image", model=model)
         with self.forward:
             probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
         return describe(digits, probabilities, info.class_names, number)
@@ -114,22 +115,10 @@ class Answers:
             # The answer as /api/predict gives it (with the shifts); the maps explain its class.
             probabilities = class_probabilities(model, info, torch.from_numpy(image[None].copy()), tta=True)[0]
             answer = int(probabilities.argmax())
-            explained = explain_image(model, info, "the image", image, (method,), answer)
+            explained = explain_image(served.inspected, info, "the image", image, (method,), answer)
         explained.label, explained.confidence = info.class_names[answer], round(float(probabilities[answer]), 6)
         explained.probabilities = {c: round(float(p), 6) for c, p in zip(info.class_names, probabilities, strict=True)}
         return explain_json(explained, method, info.class_names)
-
-
-class _Locked(torch.nn.Module):
-    """``model`` whose every forward pass holds ``lock``."""
-
-    def __init__(self, model: torch.nn.Module, lock: threading.Lock) -> None:
-        super().__init__()
-        self.model, self.lock = model, lock
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        with self.lock:
-            return self.model(inputs)
 
 
 def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
