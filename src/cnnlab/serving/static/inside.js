@@ -34,7 +34,20 @@ function showInside(reply) {
   if (!shown) return;
   heatmap.src = `data:image/png;base64,${reply.heatmap}`;
   for (const layer of reply.layers) layersBox.append(layer.kind === "conv" ? convFigure(layer) : denseFigure(layer));
+  drawDenseLayers();
 }
+
+// Bars are drawn at the canvas's shown size, once it is on the page, so the class names stay
+// readable on a phone as on a desktop.
+function drawDenseLayers() {
+  for (const canvas of layersBox.querySelectorAll("canvas")) {
+    canvas.width = canvas.clientWidth || 900;
+    canvas.height = 90;
+    drawBars(canvas, canvas.layer);
+  }
+}
+
+window.addEventListener("resize", () => requestAnimationFrame(drawDenseLayers));
 
 function range(pair) {
   return `${pair[0].toFixed(2)} to ${pair[1].toFixed(2)}`;
@@ -78,10 +91,8 @@ function denseFigure(layer) {
   const what = layer.classes ? "a score per class" : `${layer.units} units`;
   const box = figure(`${layer.name}: ${what}; values ${range(layer.range)}`);
   const canvas = document.createElement("canvas");
-  canvas.width = 900;
-  canvas.height = 90;
   canvas.dataset.layer = layer.name;
-  drawBars(canvas, layer);
+  canvas.layer = layer; // drawn by drawDenseLayers once the canvas has its size
   canvas.addEventListener("mousemove", (event) => {
     const box = canvas.getBoundingClientRect();
     const unit = Math.floor((event.clientX - box.left) / box.width * layer.units);
