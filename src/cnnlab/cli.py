@@ -161,7 +161,7 @@ def predict_command(
     results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed, tta=tta)
     for p in results:
         print(json.dumps(p.to_json()) if as_json else p.to_text())
-    fail_if_unanswered(results, "an answer")
+    fail_if_unanswered(results, "answer")
 
 
 @command("explain")
@@ -181,7 +181,7 @@ def explain_command(
     results = explain(model, list(paths), methods, target, out)
     for e in results:
         print(json.dumps(e.to_json()) if as_json else e.to_text())
-    fail_if_unanswered(results, "an explanation")
+    fail_if_unanswered(results, "explanation")
 
 
 def fail_if_unanswered(results: list, what: str) -> None:
@@ -189,7 +189,7 @@ def fail_if_unanswered(results: list, what: str) -> None:
     failed = [r for r in results if r.error]
     if failed:
         detail = f": {failed[0].path}: {failed[0].error}" if len(failed) == 1 else " (see above)"
-        raise CnnlabError(f"{len(failed)} of {len(results)} images got no {what.split()[-1]}{detail}")
+        raise CnnlabError(f"{len(failed)} of {len(results)} images got no {what}{detail}")
 
 
 @command("report")

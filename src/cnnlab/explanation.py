@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from cnnlab.data.images import decode, to_rgb
 from cnnlab.errors import CnnlabError
+from cnnlab.files import free_folder
 from cnnlab.models.attribution import Activation, activations, attribute, check_methods, has_conv
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import background_of, predict_logits, to_input
@@ -160,8 +161,4 @@ def free_name(folder: Path, name: str) -> Path:
     """``folder/<stem>.png``, or ``<stem>-2.png``... : the first name not taken (nothing is replaced)."""
     file, _, row = name.rpartition(":") if ":" in Path(name).name else (name, "", "")
     stem = f"{Path(file).stem}-row{row}" if row else Path(name).stem
-    candidate, n = folder / f"{stem}.png", 1
-    while candidate.exists():
-        n += 1
-        candidate = folder / f"{stem}-{n}.png"
-    return candidate
+    return free_folder(folder / stem, ".png")

@@ -62,10 +62,11 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-def free_folder(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``... : the first that does not exist yet (nothing is overwritten)."""
-    candidate, n = base, 1
+def free_folder(base: Path, suffix: str = "") -> Path:
+    """``base``, or ``base-2``, ``base-3``... (each followed by ``suffix``, such as ``.png``): the
+    first that does not exist yet, so nothing is overwritten."""
+    candidate, n = base.with_name(base.name + suffix), 1
     while candidate.exists():
         n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
+        candidate = base.with_name(f"{base.name}-{n}{suffix}")
     return candidate

@@ -55,8 +55,17 @@ def check_methods(methods: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def first_network(model: nn.Module) -> nn.Module:
     """The model itself, or an ensemble's first member (its pictures stand for the others)."""
-    members = getattr(model, "members", None)
-    return members[0] if isinstance(members, nn.ModuleList) else model
+    return networks(model)[0]
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d | None:
+    """The (first) network's first conv layer, whose kernels the filter pictures show; None without one."""
+    return next((m for m in first_network(model).modules() if isinstance(m, nn.Conv2d)), None)
+
+
+def output_layer(layers: list[Activation]) -> int | None:
+    """The index in ``layers`` of the last dense layer, the one that scores the classes; None without one."""
+    return max((i for i, layer in enumerate(layers) if layer.kind == "dense"), default=None)
 
 
 def networks(model: nn.Module) -> list[nn.Module]:

@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 from matplotlib.gridspec import GridSpec
 
-from cnnlab.models.attribution import SIGNED, Activation
+from cnnlab.models.attribution import SIGNED, Activation, output_layer
 from cnnlab.reporting.plots import plt, save_figure, tile  # plots sets matplotlib's file-only backend
 
 TITLES = {"saliency": "saliency", "integrated-gradients": "integrated gradients", "occlusion": "occlusion",
           "gradcam": "Grad-CAM"}
 MAX_MAPS = 64  # a conv layer's maps drawn (the first ones); the rest are said in its title
 MAP_COLUMNS = 16
+MAP_GAP = 1  # pixels between two maps
 
 
 def overlay(image: np.ndarray, heat: np.ndarray, signed: bool) -> np.ndarray:
@@ -41,13 +42,15 @@ def _show(ax: plt.Axes, pixels: np.ndarray, title: str) -> None:
     ax.set_axis_off()
 
 
-def _map_mosaic(values: np.ndarray) -> np.ndarray:
-    """A conv layer's maps ``(C, h, w)`` tiled ``MAP_COLUMNS`` to a row, 1 pixel apart (NaN between)."""
-    return tile(values[:MAX_MAPS], min(MAP_COLUMNS, len(values)), pad=1, fill=np.nan)[0]
+def map_mosaic(values: np.ndarray) -> np.ndarray:
+    """A conv layer's first :data:`MAX_MAPS` maps ``(C, h, w)`` tiled ``MAP_COLUMNS`` to a row,
+    :data:`MAP_GAP` pixels apart (NaN between), with no border around the grid."""
+    mosaic = tile(values[:MAX_MAPS], min(MAP_COLUMNS, len(values)), pad=MAP_GAP, fill=np.nan)[0]
+    return mosaic[MAP_GAP:-MAP_GAP, MAP_GAP:-MAP_GAP]
 
 
 def _conv_row(ax: plt.Axes, layer: Activation) -> None:
-    mosaic = _map_mosaic(layer.values)
+    mosaic = map_mosaic(layer.values)
     low, high = layer.value_range
     ax.imshow(np.ma.masked_invalid(mosaic), cmap="magma", vmin=low, vmax=high if high > low else low + 1,
               interpolation="nearest")
@@ -84,7 +87,7 @@ def explanation(photo: np.ndarray, seen: np.ndarray, maps: dict[str, np.ndarray]
     heights = [2.4]
     for layer in layers:
         if layer.kind == "conv":
-            mosaic = _map_mosaic(layer.values)
+            mosaic = map_mosaic(layer.values)
             heights.append(min(4.5, 0.35 + 9.6 * mosaic.shape[0] / mosaic.shape[1]))
         else:
             heights.append(1.5)
@@ -97,13 +100,13 @@ def explanation(photo: np.ndarray, seen: np.ndarray, maps: dict[str, np.ndarray]
         signed = method in SIGNED
         note = "red: for, blue: against" if signed else "bright: most"
         _show(fig.add_subplot(top[2 + k]), overlay(seen, heat, signed), f"{TITLES[method]}\n({note})")
-    last_dense = max((i for i, layer in enumerate(layers) if layer.kind == "dense"), default=None)
+    scores = output_layer(layers)
     for row, layer in enumerate(layers, 1):
         ax = fig.add_subplot(grid[row])
         if layer.kind == "conv":
             _conv_row(ax, layer)
         else:
-            final = row - 1 == last_dense and len(layer.values) == len(class_names)
+            final = row - 1 == scores and len(layer.values) == len(class_names)
             _dense_row(ax, layer, class_names if final else None, answer if final else None)
     because = "" if target == answer else f"; the maps explain '{class_names[target]}'"
     fig.suptitle(f"{title}: '{class_names[answer]}'{because}", fontsize=10)

@@ -29,7 +29,7 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, write_csv, write_json
-from cnnlab.models.attribution import attribute, conv_activations, first_network
+from cnnlab.models.attribution import attribute, conv_activations, first_conv
 from cnnlab.models.files import SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
 from cnnlab.models.inference import background_of, images_logits, to_input
 from cnnlab.models.summary import summarize
@@ -137,8 +137,7 @@ def write_pictures(run: Path, model: nn.Module, info: ModelInfo, record: RunReco
               predicted[wrong[:WHY_WRONG]], run / "why_wrong.png")
     maps = conv_activations(model, to_input(test_images[:1], info.mean, info.std))
     if maps:
-        first_conv = next(m for m in first_network(model).modules() if isinstance(m, nn.Conv2d))
-        plots.conv_filters(first_conv.weight, run / "filters.png")
+        plots.conv_filters(first_conv(model).weight, run / "filters.png")
         plots.feature_maps(test_images[0], [(name, out[0]) for name, out in maps], run / "feature_maps.png")
 
 

@@ -15,12 +15,10 @@ from typing import Any
 import numpy as np
 
 from cnnlab.explanation import Explanation
-from cnnlab.models.attribution import SIGNED, Activation
+from cnnlab.models.attribution import SIGNED, Activation, output_layer
 from cnnlab.predict import png_bytes
-from cnnlab.reporting.inside import MAP_COLUMNS, MAX_MAPS, overlay
-from cnnlab.reporting.plots import plt, tile
-
-GAP = 1  # pixels between two maps of a layer's picture
+from cnnlab.reporting.inside import MAP_COLUMNS, MAP_GAP, MAX_MAPS, map_mosaic, overlay
+from cnnlab.reporting.plots import plt
 
 
 def png_base64(image: np.ndarray) -> str:
@@ -32,14 +30,14 @@ def explain_json(explanation: Explanation, method: str, class_names: list[str]) 
     """The JSON answer for one explained image: what ``/api/predict`` answers, plus ``method``,
     ``heatmap`` (a PNG of the heatmap over the image the network saw) and ``layers``."""
     heat = overlay(explanation.image, explanation.maps[method], method in SIGNED)
-    last_dense = max((i for i, layer in enumerate(explanation.layers) if layer.kind == "dense"), default=None)
+    scores = output_layer(explanation.layers)
     return {
         "label": explanation.label, "confidence": explanation.confidence,
         "probabilities": explanation.probabilities, "preprocessed": png_base64(explanation.image),
         "method": method, "target": explanation.target,
         "heatmap": png_base64((heat * 255).round().astype(np.uint8)),
         "layers": [conv_json(layer) if layer.kind == "conv" else
-                   dense_json(layer, class_names if i == last_dense else None)
+                   dense_json(layer, class_names if i == scores else None)
                    for i, layer in enumerate(explanation.layers)],
     }
 
@@ -48,14 +46,13 @@ def conv_json(layer: Activation) -> dict[str, Any]:
     """A conv layer's first :data:`MAX_MAPS` maps as one PNG, and where each lies in it."""
     values = layer.values[:MAX_MAPS]
     low, high = layer.value_range
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    columns = min(MAP_COLUMNS, len(values))
-    mosaic = tile(scaled, columns, pad=GAP, fill=np.nan)[0][GAP:-GAP, GAP:-GAP]  # no border around the grid
+    mosaic = map_mosaic((values - low) / (high - low) if high > low else np.zeros_like(values))
     colours = plt.get_cmap("magma")(np.nan_to_num(mosaic, nan=1.0))[..., :3]
     colours[np.isnan(mosaic)] = 1.0  # white between the maps
     count, height, width = layer.values.shape
     return {"name": layer.name, "kind": "conv", "shape": [count, height, width], "range": [low, high],
-            "columns": columns, "tile": [height, width], "gap": GAP, "shown": len(values),
+            "columns": min(MAP_COLUMNS, len(values)), "tile": [height, width], "gap": MAP_GAP,
+            "shown": len(values),
             "channels": [[round(float(m.min()), 4), round(float(m.max()), 4)] for m in values],
             "image": png_base64((colours * 255).round().astype(np.uint8))}
 

@@ -6,7 +6,7 @@ cores, so the server keeps a core for answering predictions. The child sends its
 lines on its stdout:
 
     {"type": "line", "text": ...}        each line ``cnnlab train`` prints (the epoch lines among them)
-    {"type": "point", "epoch": ...}      a point of the curves, at least every 0.25 s (cnnlab.training.curves)
+    {"type": "point", "epoch": ...}      a point of the curves, about every 0.25 s (cnnlab.training.curves)
     {"type": "epoch", "row": ..., "filters": <PNG>}   an epoch's history row and its first-layer filters
     {"type": "done", "run": ..., "test_accuracy": ...}
     {"type": "stopped", "run": ..., "epochs_done": ..., "checkpoint": ...}   Stop: after the step under way
@@ -53,9 +53,7 @@ class TrainRequest:
         from cnnlab.models.layers import plan
         from cnnlab.models.registry import MODELS, model_spec, spec_file
         from cnnlab.training.config import TrainConfig
-        from cnnlab.training.presets import get_preset
 
-        get_preset(self.preset)
         if self.model and self.model not in MODELS and spec_file(self.model):  # the page opens no server files
             raise CnnlabError(f"model '{self.model}': the page takes a registry name or a layer spec, not a file")
         if self.epochs is not None and not 1 <= self.epochs <= MAX_EPOCHS:
@@ -216,12 +214,10 @@ def _epochs_done(out: Path) -> int:
 
 def filters_png(model) -> str | None:
     """The first conv layer's kernels as a base64 PNG (cnnlab.reporting.plots.conv_filters), or None."""
-    from torch import nn
-
-    from cnnlab.models.attribution import first_network
+    from cnnlab.models.attribution import first_conv
     from cnnlab.reporting.plots import conv_filters
 
-    first = next((m for m in first_network(model).modules() if isinstance(m, nn.Conv2d)), None)
+    first = first_conv(model)
     if first is None:
         return None
     buffer = io.BytesIO()

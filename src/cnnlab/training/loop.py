@@ -110,7 +110,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
             training goes on after its last finished epoch, as if it had never stopped.
         on_point: called with each point of the learning curves as it is taken (a row of
             ``points.csv``), for watching a run live (``cnnlab serve``'s Train tab). With it, points
-            are taken in runs of any length, and at least every :data:`~cnnlab.training.curves.WATCH_SECONDS`.
+            are taken in runs of any length, and every :data:`~cnnlab.training.curves.WATCH_SECONDS` or so.
     With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.training.checkpoint).
     """
     if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
