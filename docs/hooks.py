@@ -4,6 +4,7 @@ A page asks for one with a comment on a line of its own, the path relative to ``
 
     <!-- bench: results/bench.json -->
     <!-- inference: results/inference.json -->
+    <!-- targets: results/reader/handwriting-test.json -->   (benchmarks/targets.py's files)
 
 and gets the table, with the date, the machine and the command that made it, so no figure is
 retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
@@ -19,7 +20,7 @@ from pathlib import Path
 from cnnlab import bench
 from cnnlab.models import layers
 
-MARKER = re.compile(r"^<!-- (bench|inference|layers): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (bench|inference|layers|targets): (\S+) -->$", re.MULTILINE)
 # Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
 SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
 
@@ -84,12 +85,20 @@ def layers_table() -> str:
     return markdown_table(["kind", "number after it", "options", "flags", "what it is"], rows)
 
 
+def targets_section(results: dict) -> str:
+    """Figures with their targets (benchmarks/targets.py); a figure without one says where time goes."""
+    rows = [[row["what"], row["measured"], row["target"] or "",
+             "" if row["met"] is None else ("met" if row["met"] else "**not met**")] for row in results["results"]]
+    return "\n\n".join([provenance(results), markdown_table(["figure", "measured", "target", ""], rows)])
+
+
 def render(markdown: str, docs_dir: Path) -> str:
     def section(match: re.Match) -> str:
         if match[1] == "layers":
             return layers_table()
         results = json.loads((docs_dir / match[2]).read_text())
-        return bench_section(results) if match[1] == "bench" else inference_section(results)
+        sections = {"bench": bench_section, "inference": inference_section, "targets": targets_section}
+        return sections[match[1]](results)
 
     return MARKER.sub(section, markdown)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageFilter
+from scipy import ndimage
 
 
 def ink_crop(digit: np.ndarray) -> np.ndarray:
@@ -71,13 +72,18 @@ def render_photo(ink: np.ndarray, rng: np.random.Generator, height: int | None =
     return buffer.getvalue()
 
 
-def uci_digits_as_photos(count: int, rng: np.random.Generator) -> tuple[list[bytes], np.ndarray]:
+def uci_digits_as_photos(count: int, rng: np.random.Generator, half: str | None = None
+                         ) -> tuple[list[bytes], np.ndarray]:
     """A second handwriting source: the UCI digits bundled with scikit-learn (43 writers, none of
-    MNIST's; 8x8, 17 grey levels), rendered as photos like the MNIST ones."""
+    MNIST's; 8x8, 17 grey levels), rendered as photos like the MNIST ones. ``half``: ``validation``
+    draws from one half of them (a fixed shuffle), ``test`` from the other, None from all; ``count``
+    is capped at what there is."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    picks = rng.choice(len(digits.images), count, replace=False)
+    order = np.random.default_rng(1797).permutation(len(digits.images))
+    pool = {"validation": order[::2], "test": order[1::2]}.get(half, order) if half else order
+    picks = rng.choice(pool, min(count, len(pool)), replace=False)
     ink = (digits.images[picks] * 255 / 16).astype(np.uint8)
     return [render_photo(np.pad(image, 1), rng) for image in ink], digits.target[picks]
 
@@ -178,3 +184,24 @@ def read_numbers(read: Callable[[bytes], list[np.ndarray]], classify: Callable[[
         else:
             right += bool((classify(digits) == labels[chosen]).all())
     return right, wrong_count
+
+
+def number_in_marker(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
+    """A number written with a thick marker: strokes grown by 1-1.5 MNIST pixels each side (so
+    about twice as thick as a ballpoint's, a quarter of the digit's height), the digits spaced as
+    a marker's writer spaces them (2-7 px), photographed like ``render_photo``'s."""
+    crops = [ink_crop(d) for d in digits]
+    height = max(c.shape[0] for c in crops)
+    canvas = np.zeros((height + 12, sum(c.shape[1] + 7 for c in crops) + 8), np.uint8)
+    x = 4
+    for crop in crops:
+        y = int(rng.integers(2, 10 + height - crop.shape[0]))
+        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        x += crop.shape[1] + int(rng.integers(2, 8))
+    big = Image.fromarray(canvas[:, : x + 4])
+    big = big.resize((big.width * 4, big.height * 4), Image.Resampling.BICUBIC)
+    radius = rng.uniform(4, 6)  # at 4x: 1-1.5 MNIST pixels
+    y, x = np.mgrid[-6:7, -6:7]
+    thick = ndimage.grey_dilation(np.asarray(big), footprint=(x**2 + y**2) <= radius**2)
+    return render_photo(thick, rng, int(rng.integers(60, 301)))

@@ -16,7 +16,7 @@ STAGES = [
     ("cnnlab.reporting",),
     ("cnnlab.training",),
     ("cnnlab.handwriting",),
-    ("cnnlab.predict", "cnnlab.explanation", "cnnlab.export", "cnnlab.reproduce"),
+    ("cnnlab.predict", "cnnlab.reader", "cnnlab.explanation", "cnnlab.export", "cnnlab.reproduce"),
     ("cnnlab.serving", "cnnlab.bench"),
     ("cnnlab.cli_help", "cnnlab.cli_app", "cnnlab.cli_study", "cnnlab.cli", "cnnlab.__main__", "cnnlab"),
 ]

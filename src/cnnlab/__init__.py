@@ -7,6 +7,7 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     ds = cnnlab.load_dataset("mnist", val_split=0.1)
     run = cnnlab.train(model="cnn", epochs=2, dataset=ds, out="runs/mine")
     print(run.metrics["test_error"])
+    print(cnnlab.read(["my_number.jpg"])[0].number)      # the reader that ships with cnnlab: no training
     for p in cnnlab.predict_files("runs/mine", ["my_digit.jpg"]):   # photos are preprocessed as MNIST
         print(p.label, p.confidence)
     print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
@@ -37,7 +38,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "compare": ("cnnlab.reporting.compare", "compare_runs"),
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
-    "explain": ("cnnlab.explanation", "explain"),
+    "explain": ("cnnlab.explanation", "explain"), "read": ("cnnlab.reader", "read"),
 }
 
 
@@ -76,6 +77,7 @@ __all__ = [
     "number_to_mnist",
     "predict_files",
     "predict_images",
+    "read",
     "read_grey",
     "rebuild_report",
     "reproduce_article",

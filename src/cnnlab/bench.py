@@ -196,7 +196,7 @@ RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
         *(Recipe(p.name, p.description, p.settings["epochs"], _preset_runner(p.name), preset=p)
-          for p in PRESETS.values()),
+          for p in PRESETS.values() if p.benched),
         Recipe("pytorch-examples", "pytorch/examples mnist main.py: Adadelta, StepLR, batch 64, per-sample DataLoader",
                14, _pytorch_examples),
         Recipe("keras-convnet", "keras-io mnist_convnet: Adam 1e-3, batch 128, 10% validation split", 15,

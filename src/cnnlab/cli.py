@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 @command("train")
 def train_command(
-    preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate or best")] = "fast",
+    preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate, best or reader")] = "fast",
     model: Annotated[Optional[str], typer.Option(help=f"A name from 'cnnlab models', a layer spec ('conv32k3 maxpool "
                                                      f"dense128') or a file holding one {PRESET_DEFAULT}")] = None,
     dataset: DatasetOpt = "mnist",
@@ -48,7 +48,8 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same machine, same numbers")] = 0,
     val_split: Annotated[Optional[float], typer.Option(help=f"Fraction of training images held out for validation "
                                                         f"{PRESET_DEFAULT}")] = None,
-    augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong (digits), crop-flip "
+    augment: Annotated[Optional[str], typer.Option(help=f"Random warps: none, light, strong, handwriting (digits), "
+                                                   f"crop-flip "
                                                    f"(clothing, photos) {PRESET_DEFAULT}")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help=f"Test-time augmentation {PRESET_DEFAULT}")] = (
         None),
@@ -154,14 +155,40 @@ def predict_command(
 ) -> None:
     from cnnlab.predict import predict_files
 
-    if top < 1:
-        raise CnnlabError(f"--top must be at least 1, got {top}")
-    if not 0 <= min_confidence <= 1:
-        raise CnnlabError(f"--min-confidence must be a probability in [0, 1], got {min_confidence}")
+    check_answer_options(top, min_confidence)
     results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed, tta=tta)
     for p in results:
         print(json.dumps(p.to_json()) if as_json else p.to_text())
     fail_if_unanswered(results, "answer")
+
+
+@command("read")
+def read_command(
+    paths: Annotated[list[Path], typer.Argument(help="Photos or scans of handwriting, folders of them, or pixel CSVs")],
+    digit: Annotated[bool, typer.Option("--digit", help="Read each image as one digit")] = False,
+    number: Annotated[bool, typer.Option("--number", help="Read each image as a number of several digits")] = False,
+    min_confidence: Annotated[float, typer.Option(help="Mark answers below this probability uncertain")] = 0.0,
+    save_preprocessed: Annotated[Optional[Path], typer.Option(help="Folder for the inputs the network saw, as PNG")] = (
+        None),
+    top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    from cnnlab.reader import read
+
+    require(not (digit and number), "--digit and --number exclude each other: give one, or neither to let the "
+            "reader decide")
+    check_answer_options(top, min_confidence)
+    results = read(list(paths), "digit" if digit else "number" if number else "auto", top, min_confidence,
+                   save_preprocessed)
+    for p in results:
+        print(json.dumps(p.to_json()) if as_json else p.to_text())
+    fail_if_unanswered(results, "answer")
+
+
+def check_answer_options(top: int, min_confidence: float) -> None:
+    """Refuse a ``--top`` or ``--min-confidence`` that cannot be meant."""
+    require(top >= 1, f"--top must be at least 1, got {top}")
+    require(0 <= min_confidence <= 1, f"--min-confidence must be a probability in [0, 1], got {min_confidence}")
 
 
 @command("explain")
@@ -221,18 +248,20 @@ def export_command(
 
 @command("serve")
 def serve_command(
-    model: Annotated[Path, typer.Argument(help="Run directory (or its model.safetensors)")],
+    model: Annotated[Optional[Path], typer.Argument(help="Run directory (or its model.safetensors) [default: the "
+                                                   "handwriting reader that ships with cnnlab]")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 opens it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
     runs: Annotated[Path, typer.Option(help="Folder for the runs the page's Train tab starts")] = Path("runs"),
 ) -> None:
+    from cnnlab.reader import READER
     from cnnlab.serving.serve import serve
 
     require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
     require(max_upload_mb > 0, f"--max-upload-mb must be positive, got {max_upload_mb}")
     require(not runs.exists() or runs.is_dir(), f"--runs {runs}: exists and is not a folder; give a folder")
-    serve(model, host, port, max_upload_mb, runs)
+    serve(model or READER, host, port, max_upload_mb, runs)
 
 
 @command("show")

@@ -20,13 +20,14 @@ APP = _help(
     "cnnlab train  # the default model: one epoch, about 99.3%",
     "cnnlab evaluate runs/fast-mnist-seed0",
     "cnnlab predict runs/fast-mnist-seed0 photo.jpg",
+    "cnnlab read photo.jpg  # the bundled handwriting reader: no training first",
     "cnnlab serve runs/fast-mnist-seed0  # a draw-a-digit page at http://127.0.0.1:8000/",
 )
 
 COMMANDS = {
     "train": _help(
         "Train a model and save its run directory.",
-        "Starts from a preset's settings (fast, accurate or best); any option given on the command line "
+        "Starts from a preset's settings (fast, accurate, best or reader); any option given on the command line "
         "replaces the preset's. Prints a line per epoch and the test error, and writes the model, its "
         "history, pictures and report.html. A checkpoint is saved after every epoch; --resume RUN "
         "continues an interrupted run.",
@@ -51,6 +52,15 @@ COMMANDS = {
         "cnnlab predict runs/fast-mnist-seed0 my_digit.jpg",
         "cnnlab predict runs/fast-mnist-seed0 photos/ --min-confidence 0.9",
         "cnnlab predict runs/fast-mnist-seed0 year.jpg --number --json",
+    ),
+    "read": _help(
+        "Read photos of handwritten digits and numbers with the reader that ships with cnnlab.",
+        "No model or training needed: cnnlab's bundled reader, a network trained for photos of "
+        "handwriting, reads each image as one digit or a number, as it judges best (--digit and --number "
+        "force either). Output, folders and bad files as in predict.",
+        "cnnlab read photo.jpg",
+        "cnnlab read photos/ --json",
+        "cnnlab read year.jpg --number",
     ),
     "explain": _help(
         "Show why a model gave its answer, and what each layer saw.",
@@ -81,6 +91,7 @@ COMMANDS = {
         "POST /api/predict answers JSON, and /docs describes the API. Listens on loopback unless --host "
         "says otherwise.",
         "cnnlab serve runs/fast-mnist-seed0",
+        "cnnlab serve  # the handwriting reader that ships with cnnlab",
         "curl -F file=@my_digit.jpg http://127.0.0.1:8000/api/predict  # from another terminal",
     ),
     "show": _help(

@@ -46,7 +46,7 @@ def summary_command(
 def lr_find_command(
     model: Annotated[Optional[str], typer.Option(help="A name from 'cnnlab models', a layer spec or a spec file "
                                                  "[default: the preset's]")] = None,
-    preset: Annotated[str, typer.Option(help="The settings to sweep with: fast, accurate or best")] = "fast",
+    preset: Annotated[str, typer.Option(help="The settings to sweep with: fast, accurate, best or reader")] = "fast",
     dataset: DatasetOpt = "mnist",
     optimizer: Annotated[Optional[str], typer.Option(help="adam, sgd or adadelta [default: the preset's]")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Images per step [default: the preset's]")] = None,

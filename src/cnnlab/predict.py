@@ -25,7 +25,7 @@ from cnnlab.data.user import read_pixel_csv
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.handwriting.digit import digit_to_mnist, read_grey
-from cnnlab.handwriting.number import number_to_mnist
+from cnnlab.handwriting.number import Confidence, digit_or_number_to_mnist, number_to_mnist
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
 
@@ -143,28 +143,39 @@ def plain_image(source: str | Path | bytes, info: ModelInfo, name: str | None = 
     return fit_square(grey, info.image_size)
 
 
-def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool = False,
+def preprocess_source(source: str | Path | bytes, info: ModelInfo, number: bool | None = False,
                       name: str | None = None, model: torch.nn.Module | None = None) -> list[np.ndarray]:
     """An image file or its bytes -> the uint8 ``(H, W)`` (or ``(H, W, 3)``) inputs the model will see:
     one, or one per digit.
 
-    For a number, ``model`` (if given) judges marks that may be two touching digits.
+    ``number``: True reads a number, False one digit, None decides which (a digit model and
+    ``model`` needed: cnnlab.handwriting.number.digit_or_number_to_mnist). For a number, ``model``
+    (if given) judges marks that may be two touching digits.
     """
+    if number is None:
+        if not uses_digit_steps(info) or model is None:
+            raise CnnlabError("telling one digit from a number needs an MNIST digit model (28x28 grey)")
+        return digit_or_number_to_mnist(read_grey(source, name), _top_probability(model, info))
     if number:
         if (info.image_size, info.in_channels) != (28, 1):
             raise CnnlabError(f"--number needs a 28x28 grey digit model; this one takes {info.image_size}x"
                               f"{info.image_size} {'RGB' if info.in_channels == 3 else 'grey'}")
 
-        def confidence(images: np.ndarray) -> np.ndarray:
-            return predict_images(model, info, torch.from_numpy(images), 1)[0][:, 0].numpy()
-
-        return number_to_mnist(read_grey(source, name), confidence if model is not None else None)
+        confidence = _top_probability(model, info) if model is not None else None
+        return number_to_mnist(read_grey(source, name), confidence)
     if uses_digit_steps(info):
         return [digit_to_mnist(read_grey(source, name))]
     return [plain_image(source, info, name)]
 
 
-def prepared_inputs(inputs: Inputs, info: ModelInfo, number: bool, model: torch.nn.Module
+def _top_probability(model: torch.nn.Module, info: ModelInfo) -> Confidence:
+    def confidence(images: np.ndarray) -> np.ndarray:
+        return predict_images(model, info, torch.from_numpy(images), 1)[0][:, 0].numpy()
+
+    return confidence
+
+
+def prepared_inputs(inputs: Inputs, info: ModelInfo, number: bool | None, model: torch.nn.Module
             ) -> Iterator[tuple[str, list[np.ndarray] | str, bool]]:
     """``(name, images or an error message, whether this ends its file)`` per image; a CSV gives one
     per row. A CSV found in a folder that is not a pixel CSV (a labels file) joins ``inputs.skipped``."""
@@ -205,13 +216,14 @@ def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 
-def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 3, number: bool = False,
+def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 3, number: bool | None = False,
                   min_confidence: float = 0.0, save_preprocessed: str | Path | None = None,
                   progress: bool | None = None, tta: bool = True) -> list[Prediction]:
     """Predict every image in ``paths`` (files, folders, pixel CSVs) with a saved model.
 
     Args:
-        number: read each image as a number of several digits (MNIST models only).
+        number: read each image as a number of several digits (MNIST models only); None: decide
+            for each image whether it holds one digit or a number (as ``cnnlab read`` does).
         min_confidence: answers below this probability (a number: any digit's) are marked uncertain.
         save_preprocessed: a folder to write each input the network saw (its size and colour), as PNG.
         tta: average each answer over the image and its four one-pixel shifts. A photo's digit is
@@ -248,7 +260,7 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     return results
 
 
-def _answer(model, info: ModelInfo, pending: list[tuple[str, list[np.ndarray] | str]], top_k: int, number: bool,
+def _answer(model, info: ModelInfo, pending: list[tuple[str, list[np.ndarray] | str]], top_k: int, number: bool | None,
             min_confidence: float, saver: _PngSaver | None, tta: bool) -> list[Prediction]:
     """Predictions for a batch of preprocessed images, in one forward pass."""
     images = [image for _, found in pending if isinstance(found, list) for image in found]
@@ -264,7 +276,8 @@ def _answer(model, info: ModelInfo, pending: list[tuple[str, list[np.ndarray] | 
         own, used = tops[used : used + len(found)], used + len(found)
         if saver:
             saver.save(name, found)
-        answers.append(_prediction(name, own, number, min_confidence))
+        as_number = number if number is not None else len(found) > 1
+        answers.append(_prediction(name, own, as_number, min_confidence))
     return answers
 
 

@@ -47,6 +47,7 @@ from cnnlab.models.attribution import METHODS, has_conv
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.registry import count_parameters
 from cnnlab.predict import class_probabilities, preprocess_source, preprocessing, uses_digit_steps
+from cnnlab.reader import READER
 from cnnlab.serving.api_error import ApiError
 from cnnlab.serving.explain_api import explain_json, png_base64
 from cnnlab.serving.train_routes import add_train_routes
@@ -291,5 +292,6 @@ def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
     app = create_app(model_path, max_upload_mb, runs)
     check_port_free(host, port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"Serving {Path(model_path)} at http://{shown}:{port}/  (API docs at /docs; Ctrl-C to stop)", flush=True)
+    served = "the handwriting reader" if Path(model_path).resolve() == READER else Path(model_path)
+    print(f"Serving {served} at http://{shown}:{port}/  (API docs at /docs; Ctrl-C to stop)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,122 @@
+"""How fast ``cnnlab read`` answers, and where the time goes: medians on this machine.
+
+    python benchmarks/read_speed.py [--repeats 20]
+
+Prints, against the reader's targets (one photographed digit <= 60 ms, a 4-digit number
+<= 300 ms, the whole ``cnnlab read photo.jpg`` command <= 3 s):
+
+    digit / number   one read of docs/examples/digit0.jpg and number.jpg in a warm process:
+                     decoding, finding the ink, cutting it into digits, the network
+    command          ``cnnlab read docs/examples/number.jpg`` as a new process, and its parts:
+                     starting Python, importing cnnlab and torch, loading the reader
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.targets import Targets
+from cnnlab.handwriting import number as number_module
+from cnnlab.handwriting.digit import ink_of_photo, read_grey
+from cnnlab.models.files import load_model
+from cnnlab.predict import class_probabilities, preprocess_source
+from cnnlab.reader import READER, read
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGIT, NUMBER = ROOT / "docs/examples/digit0.jpg", ROOT / "docs/examples/number.jpg"
+TARGETS_MS = {"digit": 60, "number": 300, "command": 3000}
+
+
+def median_ms(work: Callable[[], object], repeats: int) -> float:
+    work()  # warm: first calls pay for lazy imports and allocations
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def parts_ms(path: Path, repeats: int) -> dict[str, float]:
+    """Where one read of ``path`` spends its time, each part measured on its own."""
+    model, info = load_model(READER)
+    grey = read_grey(path)
+    images = preprocess_source(path, info, number=None, model=model)
+    batch = torch.from_numpy(np.stack(images))
+    network_calls = []
+    original = number_module.one_digit_log_prob
+
+    def counted(images, network=None):
+        network_calls.append(len(images))
+        return original(images, network)
+
+    number_module.one_digit_log_prob = counted
+    preprocess_source(path, info, number=None, model=model)
+    number_module.one_digit_log_prob = original
+    return {
+        "decode": median_ms(lambda: read_grey(path), repeats),
+        "find the ink": median_ms(lambda: ink_of_photo(grey), repeats),
+        "find the ink, cut it, judge the pieces": median_ms(
+            lambda: preprocess_source(path, info, number=None, model=model), repeats),
+        "the network on the digits (5 shifts each)": median_ms(
+            lambda: class_probabilities(model, info, batch, tta=True), repeats),
+        "pieces judged": sum(network_calls),
+    }
+
+
+def command_ms(args: list[str], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        subprocess.run(args, check=True, capture_output=True, cwd=ROOT)
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times)
+
+
+def check(targets: Targets, what: str, name: str, ms: float) -> None:
+    targets.check(what, f"{ms:,.0f} ms", f"<= {TARGETS_MS[name]:,} ms", ms <= TARGETS_MS[name])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--results", default=None, help="a JSON file to write the figures to, for the docs")
+    args = parser.parse_args()
+    targets = Targets()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    digit = median_ms(lambda: read(DIGIT, progress=False), args.repeats)
+    number = median_ms(lambda: read(NUMBER, progress=False), args.repeats)
+    check(targets, f"one photographed digit ({DIGIT.name}, read() in a warm process)", "digit", digit)
+    for part, value in parts_ms(DIGIT, args.repeats).items():
+        targets.note(f"{DIGIT.name}: {part}", f"{value:.0f}" if part == "pieces judged" else f"{value:.1f} ms")
+    check(targets, f"a 4-digit number ({NUMBER.name}, read() in a warm process)", "number", number)
+    for part, value in parts_ms(NUMBER, args.repeats).items():
+        targets.note(f"{NUMBER.name}: {part}", f"{value:.0f}" if part == "pieces judged" else f"{value:.1f} ms")
+    cnnlab = shutil.which("cnnlab") or str(Path(sys.executable).with_name("cnnlab"))
+    runs = max(3, args.repeats // 4)
+    whole = command_ms([cnnlab, "read", str(NUMBER.relative_to(ROOT))], runs)
+    check(targets, f"the whole command, cnnlab read {NUMBER.relative_to(ROOT)}", "command", whole)
+    python = command_ms([sys.executable, "-c", "pass"], runs)
+    imports = command_ms([sys.executable, "-c", "import cnnlab.reader, cnnlab.cli"], runs)
+    loaded = command_ms([sys.executable, "-c", "import cnnlab.cli; from cnnlab.reader import READER; "
+                         "from cnnlab.models.files import load_model; load_model(READER)"], runs)
+    targets.note("the command: starting Python", f"{python:.0f} ms")
+    targets.note("the command: importing cnnlab (torch, numpy, scipy, PIL)", f"{imports - python:.0f} ms")
+    targets.note("the command: loading the reader", f"{loaded - imports:.0f} ms")
+    targets.note("the command: reading the photo and printing", f"{whole - loaded:.0f} ms")
+    targets.finish(args.results)
+
+
+if __name__ == "__main__":
+    main()
