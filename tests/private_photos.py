@@ -48,7 +48,7 @@ def written_on_a_note(digits: list[np.ndarray], rng: np.random.Generator) -> byt
     note = Image.new("L", (big.width + 2 * margin_x, big.height + 2 * margin_y))
     note.paste(big, (margin_x, margin_y))
     w, h = note.size
-    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+    corners = np.array([[0, 0], [0, h], [w, h], [w, 0]], np.float64)  # PIL's QUAD order: anticlockwise
     moved = corners + rng.uniform(-0.08, 0.08, (4, 2)) * [w, h]
     note = note.transform((w, h), Image.Transform.QUAD, tuple(moved.ravel()), Image.Resampling.BICUBIC)
     alpha = np.asarray(note, np.float32) / 255

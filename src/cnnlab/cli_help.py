@@ -54,7 +54,7 @@ COMMANDS = {
         "cnnlab predict runs/fast-mnist-seed0 year.jpg --number --json",
     ),
     "read": _help(
-        "Read photos of handwritten digits and numbers with the reader that ships with cnnlab.",
+        "Read handwritten digits and numbers with the bundled reader.",
         "No model or training needed: cnnlab's bundled reader, a network trained for photos of "
         "handwriting, reads each image as one digit or a number, as it judges best (--digit and --number "
         "force either). Output, folders and bad files as in predict.",

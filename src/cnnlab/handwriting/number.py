@@ -21,7 +21,7 @@ Confidence = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, 28, 28) -> e
 # and the network both give it at least SURE, or when the network is surer of it whole than of its
 # least sure piece cut as a number. On 2,000 photographed validation digits, the judge alone
 # (trained on the pieces of numbers, it doubts wide whole digits) let 8 be cut in two, and the
-# network's comparison 2; of two-digit numbers whose digits touch, it reads about 1 in 5 as one digit.
+# network's comparison 2; of two-digit numbers (600, two ways), it read 2-4 in 100 as one digit.
 ONE_DIGIT_NARROW, ONE_DIGIT_WIDE, ONE_DIGIT_SURE = 1.0, 1.6, 0.5
 # A piece the judge gives under exp(HOPELESS) of being one whole digit is not shown to the network,
 # which costs far more than the judge: its confidence is taken as UNKNOWN. Touching digits are cut
