@@ -186,20 +186,27 @@ def read_numbers(read: Callable[[bytes], list[np.ndarray]], classify: Callable[[
     return right, wrong_count
 
 
+def lay_out(crops: list[np.ndarray], rng: np.random.Generator, margin: int, rise: tuple[int, int],
+            gaps: tuple[int, int]) -> np.ndarray:
+    """Ink crops (uint8, bright) left to right on black, ``margin`` px from each side: each placed
+    ``rise[0]`` to ``rise[1] - 1`` px (plus the room a shorter crop leaves) from the top, and the
+    next ``gaps[0]`` to ``gaps[1] - 1`` px further on."""
+    height = max(c.shape[0] for c in crops)
+    canvas = np.zeros((height + rise[0] + rise[1], sum(c.shape[1] + gaps[1] for c in crops) + 2 * margin), np.uint8)
+    x = margin
+    for crop in crops:
+        y = int(rng.integers(rise[0], rise[1] + height - crop.shape[0]))
+        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        x += crop.shape[1] + int(rng.integers(*gaps))
+    return canvas[:, : x + margin]
+
+
 def number_in_marker(digits: list[np.ndarray], rng: np.random.Generator) -> bytes:
     """A number written with a thick marker: strokes grown by 1-1.5 MNIST pixels each side (so
     about twice as thick as a ballpoint's, a quarter of the digit's height), the digits spaced as
     a marker's writer spaces them (2-7 px), photographed like ``render_photo``'s."""
-    crops = [ink_crop(d) for d in digits]
-    height = max(c.shape[0] for c in crops)
-    canvas = np.zeros((height + 12, sum(c.shape[1] + 7 for c in crops) + 8), np.uint8)
-    x = 4
-    for crop in crops:
-        y = int(rng.integers(2, 10 + height - crop.shape[0]))
-        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
-        np.maximum(region, crop, out=region)
-        x += crop.shape[1] + int(rng.integers(2, 8))
-    big = Image.fromarray(canvas[:, : x + 4])
+    big = Image.fromarray(lay_out([ink_crop(d) for d in digits], rng, 4, (2, 10), (2, 8)))
     big = big.resize((big.width * 4, big.height * 4), Image.Resampling.BICUBIC)
     radius = rng.uniform(4, 6)  # at 4x: 1-1.5 MNIST pixels
     y, x = np.mgrid[-6:7, -6:7]

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from tests.photolike import ink_crop
+from tests.photolike import ink_crop, lay_out
 
 
 def _sheared(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -31,14 +31,7 @@ def written_on_a_note(digits: list[np.ndarray], rng: np.random.Generator) -> byt
     """One digit or a number (``digits``: MNIST uint8 images) as a photo of a sticky note."""
     crops = [_sheared(d, rng) for d in digits]
     height = max(c.shape[0] for c in crops)
-    canvas = np.zeros((height + 16, sum(c.shape[1] + 9 for c in crops) + 16), np.uint8)
-    x = 8
-    for crop in crops:
-        y = int(rng.integers(3, 13 + height - crop.shape[0]))
-        region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
-        np.maximum(region, crop, out=region)
-        x += crop.shape[1] + int(rng.integers(1, 9))
-    ink = canvas[:, : x + 8]
+    ink = lay_out(crops, rng, 8, (3, 13), (1, 9))
     if rng.random() < 0.5:  # a felt pen: strokes a little thicker
         ink = ndimage.grey_dilation(ink, size=(2, 2))
     scale = rng.uniform(24, 200) / height
