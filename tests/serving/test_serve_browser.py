@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from cnnlab.training.loop import train
+from cnnlab.training.presets import PRESETS
 from tests.helpers import free_port, wait_until_up
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -80,7 +81,7 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         page.click("#clear")
         expect(page.locator("#label")).to_have_text("\u2013")
         page.click("#tab-train-button")  # the Train tab fits the phone too: nothing wider than the screen
-        expect(page.locator("#t-preset option")).to_have_count(3)
+        expect(page.locator("#t-preset option")).to_have_count(len(PRESETS))
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=str(ARTIFACTS / "train-tab-phone.png"), full_page=True)
         browser.close()
@@ -131,7 +132,7 @@ def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(s
         page.goto(server)
         page.click("#tab-train-button")
         expect(page.locator("#tab-train")).to_be_visible()
-        expect(page.locator("#t-preset option")).to_have_count(3)
+        expect(page.locator("#t-preset option")).to_have_count(len(PRESETS))
         page.fill("#t-epochs", "3")
         page.fill("#t-limit", "6000")
         page.click("#t-start")
