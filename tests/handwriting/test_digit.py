@@ -8,9 +8,18 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from cnnlab.errors import CnnlabError
-from cnnlab.handwriting.digit import MNIST_STROKE_RANGE, NoInkError, digit_to_mnist, read_grey, stroke_width
+from cnnlab.handwriting.digit import (
+    MNIST_STROKE_RANGE,
+    NoInkError,
+    digit_to_mnist,
+    ink_image,
+    read_grey,
+    shrink,
+    stroke_width,
+)
 from cnnlab.handwriting.number import number_to_mnist
 from tests.helpers import png_claiming
+from tests.photolike import number_on_a_page
 
 
 def drawn_seven(size: int = 200, width: int = 14, ink: int = 20, paper: int = 235) -> np.ndarray:
@@ -55,6 +64,21 @@ def test_a_sharp_shadow_over_most_of_the_picture_and_half_the_digit_is_removed()
     shaded = drawn_seven() * np.where(x > 60 + 0.2 * y, 0.5, 1.0)  # a phone's shadow, its edge across the 7
     clean = digit_to_mnist(drawn_seven())
     assert (np.abs(digit_to_mnist(shaded).astype(int) - clean.astype(int)) > 64).mean() < 0.03
+
+
+def test_a_shadows_edge_near_a_small_number_on_a_page_does_not_turn_the_ink_light(mnist):
+    """In shadow, the lit paper beyond the edge is the lightest thing near the number: it must not
+    win the vote for light ink (it did on 8 of 300 such photos of validation digits)."""
+    rng = np.random.default_rng(11)
+    digits = mnist.test_images.numpy()
+    light = []
+    for k in range(150):
+        grey = shrink(read_grey(number_on_a_page(list(digits[rng.choice(len(digits), 4)]), rng)))
+        ink = ink_image(grey) > 0.5
+        around = ndimage.binary_dilation(ink, iterations=3) & ~ink
+        if grey[ink].mean() > grey[around].mean():  # what was taken for ink is lighter than the paper by it
+            light.append(k)
+    assert not light
 
 
 def test_thin_pen_on_a_large_photo_is_thickened_to_mnist_strokes():

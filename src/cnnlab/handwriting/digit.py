@@ -37,6 +37,10 @@ NOISE_BLUR = 1.5  # px of the work image: a lone hot pixel keeps under 7% of its
 PAPER_SCALE = 0.5  # x the picture's height: anything thinner that stands out from the paper is writing
 SPECK_FRACTION = 0.04  # ink blobs smaller than this fraction of the largest are noise
 CROP_MARGIN = 0.25  # the writing's part of a large photo is looked at again with this margin (x its size)
+DETAILED = 3 * MNIST_BOX  # writing this many pixels tall in the reduced photo has detail enough: not looked at again
+# A polarity vote this clear (x the contrast cast) decides; photos of validation digits gave 0.49-1
+# without a shadow, and -0.35-0.09 with a shadow's edge through the number (the lit paper voting).
+CLEAR_VOTE = 0.4
 RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
 
 
@@ -94,23 +98,38 @@ def _without_thin_strokes(image: np.ndarray, size: int, operation: Callable[...,
 
 def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_under_light_ink: np.ndarray,
                  size: int) -> bool:
-    """Whether the ink is darker than the paper, by a vote of the ``size`` x ``size`` tiles with writing.
+    """Whether the ink is darker than the paper, by a vote of the ``size`` x ``size`` tiles with
+    writing, or, where the vote is unclear, by which of the two kinds of ink would be thinner.
 
     Around writing the paper is most of what is seen, so a tile's median is paper; a tile votes
     for dark ink by how much further its darkest pixel is from that median than its lightest.
     Only tiles where something thinner than ``size`` stands out vote: a shadow's edge alone, which
     neither paper estimate removes, is not writing (the whole picture's median was, where a
-    shadow covered most of it).
+    shadow covered most of it). A shadow's edge through the writing still sways the vote (in
+    shadow, the lit paper is the lightest pixel): a vote under ``CLEAR_VOTE`` of the contrast
+    cast is settled by breadth. The right paper estimate leaves the strokes standing out, a pen's
+    width; the wrong one the paper between them and any lit strip, broader. (Breadth alone fails
+    on large single digits, whose strokes are as broad as the holes in their loops.)
     """
+    vote = cast = 0.0
     stands_out = np.maximum(paper_under_dark_ink - smooth, smooth - paper_under_light_ink)
-    vote = 0.0
     for top in range(0, smooth.shape[0], size):
         for left in range(0, smooth.shape[1], size):
             tile = (slice(top, top + size), slice(left, left + size))
             if stands_out[tile].max() >= MIN_CONTRAST:
                 low, median, high = smooth[tile].min(), np.median(smooth[tile]), smooth[tile].max()
                 vote += (median - low) - (high - median)
-    return vote > 0
+                cast += high - low
+    if abs(vote) >= CLEAR_VOTE * cast:
+        return vote > 0
+    return _breadth(paper_under_dark_ink - smooth) <= _breadth(smooth - paper_under_light_ink)
+
+
+def _breadth(stands_out: np.ndarray) -> float:
+    """How broad the pixels standing out by at least half the most (and ``MIN_CONTRAST``) are, as
+    :func:`stroke_width` measures a pen; inf when none do."""
+    mask = stands_out >= max(MIN_CONTRAST, 0.5 * float(stands_out.max()))
+    return stroke_width(mask) if mask.any() else float("inf")
 
 
 def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
@@ -124,9 +143,9 @@ def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     ink = ink_image(shrink(grey))
     labels, count = ink_mask(ink)
     factor = max(grey.shape) / max(ink.shape)
-    if factor < 1.5:  # little detail was lost to the reduction
-        return ink, labels, count
     rows, cols = np.flatnonzero(labels.any(1)), np.flatnonzero(labels.any(0))
+    if factor < 1.5 or rows[-1] - rows[0] >= DETAILED:  # little detail was lost to the reduction
+        return ink, labels, count
     margin = CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 2
     top, bottom = (int(np.clip(v * factor, 0, grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
     left, right = (int(np.clip(v * factor, 0, grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))

@@ -17,11 +17,13 @@ from cnnlab.handwriting.segment import digit_groups, digit_masks
 
 Confidence = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, 28, 28) -> each one's top probability (N,)
 # Reading an image as one digit or a number (``auto``): one mark (blobs in the same columns) up to
-# NARROW x as wide as it is tall is one digit; one up to WIDE x is one digit when the segment judge
-# and the network both give it at least SURE, or when the network is surer of it whole than of its
-# least sure piece cut as a number. On 2,000 photographed validation digits, the judge alone
-# (trained on the pieces of numbers, it doubts wide whole digits) let 8 be cut in two, and the
-# network's comparison 2; of two-digit numbers (600, two ways), it read 2-4 in 100 as one digit.
+# NARROW x as wide as it is tall is one digit unless the segment judge finds it HOPELESS as one
+# (three digits touching into one tall mark); one up to WIDE x is one digit when the judge and
+# the network both give it at least SURE. Otherwise it is one digit when the network is surer of it
+# whole than of its least sure piece cut as a number. On 2,000 photographed validation digits,
+# the judge alone (trained on the pieces of numbers, it doubts wide whole digits) let 8 be cut in
+# two, and the network's comparison 2; of two-digit numbers (600, two ways), it read 2-4 in 100
+# as one digit.
 ONE_DIGIT_NARROW, ONE_DIGIT_WIDE, ONE_DIGIT_SURE = 1.0, 1.6, 0.5
 # A piece the judge gives under exp(HOPELESS) of being one whole digit is not shown to the network,
 # which costs far more than the judge: its confidence is taken as UNKNOWN. Touching digits are cut
@@ -49,28 +51,30 @@ def digit_or_number_to_mnist(grey: np.ndarray, confidence: Confidence) -> list[n
 
     One mark (blobs stacked in the same columns, cnnlab.handwriting.segment.digit_groups) narrower
     than ``ONE_DIGIT_NARROW`` x its height is one digit, all its ink kept as
-    :func:`~cnnlab.handwriting.digit.digit_to_mnist` keeps it; so is one narrower than
-    ``ONE_DIGIT_WIDE`` that the segment judge takes for one whole digit and ``confidence`` reads,
-    each with at least ``ONE_DIGIT_SURE``, or that ``confidence`` reads more surely whole than the
-    least sure of its pieces cut as a number. Anything else is cut as a number
-    (:func:`number_to_mnist`), and a number of one piece is that digit.
+    :func:`~cnnlab.handwriting.digit.digit_to_mnist` keeps it, unless the segment judge finds it
+    hopeless as one digit; so is one narrower than ``ONE_DIGIT_WIDE`` that the judge takes for one
+    whole digit and ``confidence`` reads, each with at least ``ONE_DIGIT_SURE``. Any other such
+    mark is one digit when ``confidence`` reads it whole at least as surely as the least sure of
+    its pieces cut as a number. Anything else is cut as a number (:func:`number_to_mnist`), and a
+    number of one piece is that digit.
     """
     ink, labels, count = ink_of_photo(grey)
-    whole = to_mnist(ink, labels > 0)
     groups = digit_groups(labels, count)
     aspect = groups[0].width / groups[0].height
-    if len(groups) == 1 and aspect < ONE_DIGIT_NARROW:
-        return [whole]
-    digits = None
-    if len(groups) == 1 and aspect < ONE_DIGIT_WIDE:
-        as_one = confidence(whole[None])[0]
-        if min(np.exp(one_digit_log_prob(whole[None])[0]), as_one) >= ONE_DIGIT_SURE:
-            return [whole]
+    if len(groups) > 1 or aspect >= ONE_DIGIT_WIDE:
         digits = _number_from_ink(ink, labels, count, confidence)
-        if len(digits) > 1 and as_one >= confidence(np.stack(digits)).min():
-            return [whole]
-    digits = digits or _number_from_ink(ink, labels, count, confidence)
-    return [whole] if len(digits) == 1 else digits
+        return [to_mnist(ink, labels > 0)] if len(digits) == 1 else digits
+    whole = to_mnist(ink, labels > 0)
+    judged = float(one_digit_log_prob(whole[None])[0])
+    if aspect < ONE_DIGIT_NARROW and judged >= HOPELESS:
+        return [whole]
+    as_one = confidence(whole[None])[0]
+    if aspect >= ONE_DIGIT_NARROW and min(np.exp(judged), as_one) >= ONE_DIGIT_SURE:
+        return [whole]
+    digits = _number_from_ink(ink, labels, count, confidence)
+    if len(digits) == 1 or as_one >= confidence(np.stack(digits)).min():
+        return [whole]
+    return digits
 
 
 def _number_from_ink(ink: np.ndarray, labels: np.ndarray, count: int, confidence: Confidence | None
