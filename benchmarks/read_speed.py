@@ -42,17 +42,16 @@ import json, sys, time
 started = time.perf_counter()
 import cnnlab.cli
 parsed = time.perf_counter()
-from cnnlab.reader import READER, read
-from cnnlab.models.files import load_model
+from cnnlab.reader import load_reader, read
 imported = time.perf_counter()
-load_model(READER)
+load_reader()
 loaded = time.perf_counter()
 read(sys.argv[1], progress=False)
 done = time.perf_counter()
 print(json.dumps({"importing cnnlab's command line (torch, numpy, PIL)": 1000 * (parsed - started),
                   "importing the reading code (scipy, the judge)": 1000 * (imported - parsed),
                   "loading the reader": 1000 * (loaded - imported),
-                  "reading the photo (the reader loaded again, from the disk cache)": 1000 * (done - loaded)}))
+                  "reading the photo": 1000 * (done - loaded)}))
 """
 
 

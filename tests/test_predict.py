@@ -34,6 +34,8 @@ def test_predict_files_folders_and_csv(toy_run, toy_dataset, tmp_path):
     first = results[0].to_json()
     assert set(first) == {"path", "label", "confidence", "top", "uncertain"} and len(first["top"]) == 2
     assert first["top"][0][0] == first["label"] and 0 < first["confidence"] <= 1
+    loaded = load_model(toy_run)  # a model loaded once answers as its run directory does
+    assert [r.to_json() for r in predict_files(loaded, [folder, csv], top_k=2)] == [r.to_json() for r in results]
 
 
 def test_missing_and_unreadable_inputs(toy_run, tmp_path):

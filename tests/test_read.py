@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 import cnnlab
 from cnnlab.models.files import read_model_info
-from cnnlab.reader import READER, read
+from cnnlab.reader import READER, load_reader, read
 from tests.helpers import assert_one_line_error, png_claiming, run_cli
 from tests.photolike import compose_number, render_photo
 
@@ -80,6 +80,7 @@ def test_read_in_python_matches_the_command():
     assert read(f"{EXAMPLES}/digit0.jpg", mode="number")[0].number == "7"
     with pytest.raises(cnnlab.CnnlabError, match="mode must be one of auto, digit, number"):
         read(f"{EXAMPLES}/digit0.jpg", mode="numbers")
+    assert load_reader() is load_reader()  # loaded once a process, not for every call
 
 
 def test_photos_of_test_digits_are_read_as_digits_and_numbers(mnist, tmp_path):

@@ -216,12 +216,15 @@ def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 
-def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 3, number: bool | None = False,
+def predict_files(model_path: str | Path | tuple[torch.nn.Module, ModelInfo], paths: list[str | Path], top_k: int = 3,
+                  number: bool | None = False,
                   min_confidence: float = 0.0, save_preprocessed: str | Path | None = None,
                   progress: bool | None = None, tta: bool = True) -> list[Prediction]:
     """Predict every image in ``paths`` (files, folders, pixel CSVs) with a saved model.
 
     Args:
+        model_path: a run directory, a ``.safetensors`` or ``.onnx`` file, or a model already
+            loaded: the ``(model, info)`` that :func:`~cnnlab.models.files.load_model` returns.
         number: read each image as a number of several digits (MNIST models only); None: decide
             for each image whether it holds one digit or a number (as ``cnnlab read`` does).
         min_confidence: answers below this probability (a number: any digit's) are marked uncertain.
@@ -233,7 +236,7 @@ def predict_files(model_path: str | Path, paths: list[str | Path], top_k: int = 
     Images that cannot be answered (no ink, too many marks, unreadable) get ``error`` set;
     the others are still predicted.
     """
-    model, info = load_model(model_path)
+    model, info = model_path if isinstance(model_path, tuple) else load_model(model_path)
     inputs = expand_inputs(paths)
     pending: list[tuple[str, list[np.ndarray] | str]] = []
     results: list[Prediction] = []

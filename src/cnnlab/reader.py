@@ -11,9 +11,13 @@ number, as it judges best, unless told which. Train it again with::
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import torch
+
 from cnnlab.errors import CnnlabError
+from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.predict import Prediction, predict_files
 
 READER = Path(__file__).resolve().parent / "handwriting" / "reader"
@@ -38,4 +42,10 @@ def read(paths: str | Path | list[str | Path], mode: str = "auto", top_k: int = 
     if mode not in MODES:
         raise CnnlabError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
     given = [paths] if isinstance(paths, str | Path) else list(paths)
-    return predict_files(READER, given, top_k, MODES[mode], min_confidence, save_preprocessed, progress)
+    return predict_files(load_reader(), given, top_k, MODES[mode], min_confidence, save_preprocessed, progress)
+
+
+@functools.cache
+def load_reader() -> tuple[torch.nn.Module, ModelInfo]:
+    """The bundled reader, loaded once per process (20 ms a time; its files never change)."""
+    return load_model(READER)
