@@ -7,7 +7,7 @@ Trains the ``reader`` preset (cnnlab.training.presets: ``best``'s ensemble of th
 held out, and writes its weights as float16 (half the size, the same answers to within 1e-3 of a
 probability), ``model.json`` and ``config.json`` into ``cnnlab/handwriting/reader/`` (``--into``
 writes elsewhere), each file written whole or not at all. The run itself, with its report, stays
-in ``--out`` (``runs/reader-2`` and on when it exists). About 14 minutes on the project's 2-core CPU.
+in ``--out`` (``runs/reader-2`` and on when it exists). About 7 minutes on the project's 2-core CPU.
 """
 
 from __future__ import annotations
