@@ -216,9 +216,9 @@ def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor
     return probs.topk(min(top_k, probs.shape[1]), dim=1)
 
 
-def predict_files(model_path: str | Path | tuple[torch.nn.Module, ModelInfo], paths: list[str | Path], top_k: int = 3,
-                  number: bool | None = False,
-                  min_confidence: float = 0.0, save_preprocessed: str | Path | None = None,
+def predict_files(model_path: str | Path | tuple[torch.nn.Module, ModelInfo], paths: list[str | Path],
+                  top_k: int = 3, number: bool | None = False, min_confidence: float = 0.0,
+                  save_preprocessed: str | Path | None = None,
                   progress: bool | None = None, tta: bool = True) -> list[Prediction]:
     """Predict every image in ``paths`` (files, folders, pixel CSVs) with a saved model.
 

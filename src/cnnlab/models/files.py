@@ -188,8 +188,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
     except (SafetensorError, OSError, ValueError) as exc:
         raise CnnlabError(f"{weights}: not a readable safetensors file ({exc})") from None
     if model is None:
-        model = shell.to_empty(device="cpu")
-    model.load_state_dict(state)
+        # The loaded tensors become the network's own (in its dtypes: a float16 file loads as float32).
+        # Not to_empty(): on a network built on "meta" it imports sympy through torch's reference ops, 0.7 s.
+        dtypes = {name: tensor.dtype for name, tensor in shell.state_dict().items()}
+        shell.load_state_dict({name: tensor.to(dtypes[name]) for name, tensor in state.items()}, assign=True)
+        model = shell
+    else:
+        model.load_state_dict(state)
     return model.to(device).eval(), info
 
 
