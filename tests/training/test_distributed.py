@@ -1,11 +1,13 @@
 """Data-parallel training under torchrun (cnnlab.training.distributed): 2 CPU processes with gloo."""
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -32,6 +34,32 @@ def launch(*args: str, processes: int = 2) -> subprocess.Popen:
                "-m", "cnnlab", *args]
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env={**os.environ, "CNNLAB_OFFLINE": "1"})
+
+
+def workers_of(launcher: int) -> list[int]:
+    """The processes torchrun ``launcher`` started: each leads a session of its own, so killing the
+    launcher's process group leaves them running."""
+    workers = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = (Path("/proc") / entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == launcher:  # field 4: the parent
+            workers.append(int(entry))
+    return workers
+
+
+def kill_run(process: subprocess.Popen) -> int:
+    """SIGKILL a torchrun launch, its workers too, and wait until none of them is left; how many workers."""
+    groups = [process.pid, *workers_of(process.pid)]
+    for group in groups:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    process.wait()
+    for group in groups:
+        wait_until_gone(group)
+    return len(groups) - 1
 
 
 def wait_until_gone(group: int, seconds: float = 30) -> None:
@@ -72,9 +100,9 @@ def test_resume_works_under_torchrun(mnist_dir, tmp_path):
     finish(launch("train", *args, "--out", str(tmp_path / "whole")))
     victim = launch("train", *args, "--out", str(tmp_path / "broken"))
     wait_until_mid_epoch(victim, tmp_path / "broken", 1.0)
-    os.killpg(victim.pid, signal.SIGKILL)  # the launcher and both workers
-    victim.wait()
-    wait_until_gone(victim.pid)  # no worker of the killed run may still write to its directory
+    # Both workers too: left running, they wrote the next epoch's checkpoint while the resumed run's
+    # ranks were reading it, and the two ranks resumed from different epochs.
+    assert kill_run(victim) == 2
     assert len(load_checkpoint(tmp_path / "broken")["generators"]) == 2  # each rank's own random state
     assert "Resuming" in finish(launch("train", "--resume", str(tmp_path / "broken")))
     expected, got = (load_file(tmp_path / run / "model.safetensors") for run in ("whole", "broken"))
