@@ -40,13 +40,13 @@ def workers_of(launcher: int) -> list[int]:
     """The processes torchrun ``launcher`` started: each leads a session of its own, so killing the
     launcher's process group leaves them running."""
     workers = []
-    for entry in os.listdir("/proc"):
+    for process in Path("/proc").glob("[0-9]*"):
         try:
-            stat = (Path("/proc") / entry / "stat").read_text()
-        except (OSError, ValueError):
+            stat = (process / "stat").read_text()
+        except OSError:  # gone meanwhile
             continue
-        if entry.isdigit() and int(stat[stat.rindex(")") + 2 :].split()[1]) == launcher:  # field 4: the parent
-            workers.append(int(entry))
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == launcher:  # field 4, after the name: the parent
+            workers.append(int(process.name))
     return workers
 
 

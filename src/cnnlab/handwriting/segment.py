@@ -122,13 +122,10 @@ def _read_mark(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray
     """A mark wide enough to hold several digits, cut as ``score`` likes best; one under
     ``CUT_ASPECT`` wide only when ``score`` doubts it is one digit (see ``DOUBT``). A wide mark
     whose best reading leaves a piece ``score`` doubts is read again with pieces as thin as
-    ``THIN_PIECE``: a 1 squeezed between two digits (numbers of validation digits made the second
-    way: 287 -> 289 of 300 read whole, on a page 288 -> 288, photographed 291 -> 290)."""
+    ``THIN_PIECE``, for a 1 squeezed between two digits (numbers of validation digits made the
+    second way: 287 -> 289 of 300 read whole, on a page 288 -> 288, photographed 291 -> 290)."""
     if group.width >= SURE_ASPECT * group.height:
-        pieces = best_cuts(mask, group, score)
-        if score(pieces).min() < DOUBT:
-            return best_cuts(mask, group, score, min_piece=THIN_PIECE)
-        return pieces
+        return best_cuts(mask, group, score, thinner_if_doubtful=True)
     if group.width >= CUT_ASPECT * group.height:
         return [mask] if score([mask])[0] >= SURE else best_cuts(mask, group, score)
     if score([mask])[0] < DOUBT:
@@ -154,7 +151,8 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
     return joined
 
 
-def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = MIN_PIECE) -> list[np.ndarray]:
+def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = MIN_PIECE,
+              thinner_if_doubtful: bool = False) -> list[np.ndarray]:
     """``mask`` cut into the digits that ``score`` likes best, by dynamic programming.
 
     Candidate cuts are the columns where the ink is thinnest (local minima of the column sums)
@@ -163,7 +161,9 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
     Pieces narrower than ``min_piece`` or wider than ``MAX_PIECE`` of the height are not tried,
     except the whole mark. The even steps are tried coarse to fine: first twice as far apart,
     then at every step within one step of the best reading's cuts; a 4-digit number with two
-    digits touching took 300 pieces to judge tried all at once, and 0.35 s.
+    digits touching took 300 pieces to judge tried all at once, and 0.35 s. With
+    ``thinner_if_doubtful``, a best reading with a piece scoring under ``DOUBT`` is sought again
+    with pieces as narrow as ``THIN_PIECE``, the pieces already scored not scored again.
     """
     box = (slice(group.top, group.bottom), slice(group.left, group.right))
     local = mask[box]
@@ -175,8 +175,9 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
         placed[box] = piece
         return placed
 
-    def best_reading(points: list[int]) -> list[tuple[int, int]] | None:
-        """The best choice of ``points`` (columns, the mark's edges first and last) as spans."""
+    def best_reading(points: list[int], min_piece: float) -> list[tuple[int, int]]:
+        """The best choice of ``points`` (columns, the mark's edges first and last) as spans; the
+        whole mark, always a choice, at worst."""
         last = len(points) - 1
         spans = [(points[i], points[j]) for i in range(last) for j in range(i + 1, last + 1)
                  if (i, j) == (0, last)
@@ -198,15 +199,18 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
                        if i < j and i in best and (i, j) in values]
             if options:
                 best[j] = max(options, key=lambda option: option[0])
-        return best[points[-1]][1] if points[-1] in best else None
+        return best[points[-1]][1]
 
-    dips, steps = _candidate_cuts(mask, group, min_piece)
-    coarse = best_reading([group.left, *sorted(dips + steps[::2]), group.right])
-    if coarse is None:
-        return [mask]
-    step = max(1, round(CUT_STEP * group.height))
-    near = [c for c in steps if any(abs(c - right) <= step for _, right in coarse[:-1])]
-    reading = best_reading([group.left, *sorted(set(dips + steps[::2] + near)), group.right]) or coarse
+    def coarse_to_fine(min_piece: float) -> list[tuple[int, int]]:
+        dips, steps = _candidate_cuts(mask, group, min_piece)
+        coarse = best_reading([group.left, *sorted(dips + steps[::2]), group.right], min_piece)
+        step = max(1, round(CUT_STEP * group.height))
+        near = [c for c in steps if any(abs(c - right) <= step for _, right in coarse[:-1])]
+        return best_reading([group.left, *sorted(set(dips + steps[::2] + near)), group.right], min_piece)
+
+    reading = coarse_to_fine(min_piece)
+    if thinner_if_doubtful and min(values[span] for span in reading) + PIECE_COST < DOUBT:
+        reading = coarse_to_fine(THIN_PIECE)
     return [full_size(pieces[span]) for span in reading]
 
 

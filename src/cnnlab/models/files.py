@@ -182,7 +182,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
         raise CnnlabError(f"{path} holds a network of your own class ({name}); load it in Python with "
                           f"cnnlab.load_model({str(path)!r}, model={name.rsplit('.', 1)[-1]}())")
     shell = model if model is not None else info.build("meta")
-    _check_shapes(_shapes(shell.state_dict()), tensor_shapes(weights), weights, meta)
+    expected = shell.state_dict()
+    _check_shapes(_shapes(expected), tensor_shapes(weights), weights, meta)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
@@ -190,8 +191,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
     if model is None:
         # The loaded tensors become the network's own (in its dtypes: a float16 file loads as float32).
         # Not to_empty(): on a network built on "meta" it imports sympy through torch's reference ops, 0.7 s.
-        dtypes = {name: tensor.dtype for name, tensor in shell.state_dict().items()}
-        shell.load_state_dict({name: tensor.to(dtypes[name]) for name, tensor in state.items()}, assign=True)
+        shell.load_state_dict({name: tensor.to(expected[name].dtype) for name, tensor in state.items()}, assign=True)
         model = shell
     else:
         model.load_state_dict(state)
