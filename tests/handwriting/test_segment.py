@@ -86,3 +86,20 @@ def test_a_doubtful_narrow_mark_is_tried_as_a_thin_1_and_its_neighbour():
     one_or_ring = lambda masks: -np.abs(np.array(widths(masks))[:, None] - [5, 16]).min(1) / 2.0  # noqa: E731
     assert widths(digit_masks(labels, count, one_or_ring)) in ([5, 15], [5, 16], [6, 15], [4, 16])
     assert len(digit_masks(labels, count, liking_width(20))) == 1  # whole and liked: not tried again
+
+
+def test_a_narrow_mark_the_classifier_reads_whole_more_surely_is_not_cut():
+    # The same bar and ring, which a judge that likes thin 1s and rings would cut in two: a
+    # classifier surer of the whole (an open 6) than of either piece keeps it whole.
+    ink = rings(24, width=16)[0] > 0
+    ink[10:50, 20:25] = True
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    one_or_ring = lambda masks: -np.abs(np.array(widths(masks))[:, None] - [5, 16]).min(1) / 2.0  # noqa: E731
+    surest_whole = lambda masks: np.where(np.array(widths(masks)) >= 20, 0.9, 0.8)  # noqa: E731
+    surest_pieces = lambda masks: np.where(np.array(widths(masks)) >= 20, 0.7, 0.8)  # noqa: E731
+    assert len(digit_masks(labels, count, one_or_ring, surest_whole)) == 1
+    assert len(digit_masks(labels, count, one_or_ring, surest_pieces)) == 2
+    # A mark as wide as tall is cut as the judge likes, whatever the classifier says.
+    wide, wide_count = labelled(THREE_TOUCHING)
+    assert len(digit_masks(wide, wide_count, liking_width(16), lambda masks: np.where(
+        np.array(widths(masks)) >= 50, 0.99, 0.5))) >= 2

@@ -8,6 +8,8 @@
                leave no thin column where they meet), is scored and the best reading kept; without
                one, a group much wider than a digit is cut near equal steps, as many times as
                its width suggests
+    -> keep    a mark narrower than tall that was cut stays whole when the classifier reads it
+               whole at least as surely as the least sure of its pieces (an open 6 is not 1 + 0)
 """
 
 from __future__ import annotations
@@ -91,9 +93,11 @@ def digit_groups(labels: np.ndarray, count: int) -> list[Group]:
 
 
 Scorer = Callable[[list[np.ndarray]], np.ndarray]  # digit masks -> (N,) log-likelihood that each is one digit
+Sureness = Callable[[list[np.ndarray]], np.ndarray]  # digit masks -> (N,) the classifier's top probability
 
 
-def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> list[np.ndarray]:
+def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None,
+                sureness: Sureness | None = None) -> list[np.ndarray]:
     """One boolean mask ``(H, W)`` per digit, left to right (arguments as :func:`digit_groups`).
 
     ``score``: optional judge of how much a piece of ink looks like one whole digit (the segment
@@ -101,6 +105,11 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> 
     tall is read the way whose pieces score highest in sum, less ``PIECE_COST`` each, over all
     cuts at its thinnest columns (:func:`best_cuts`), and two marks that nearly touch are joined
     when they score higher as one, by the same measure. Without it, the width alone decides.
+
+    ``sureness``: optional classifier's confidence in each mask's digit. With it, a mark narrower
+    than ``SURE_ASPECT`` x its height that the judge would cut stays whole when the classifier
+    reads it whole at least as surely as the least sure of its pieces: the judge, which sees
+    each piece alone and enlarged, takes an open 6 for 1 + 0 and a 4 in two strokes for 1 + 1.
     """
     groups = digit_groups(labels, count)
     if score is not None:
@@ -109,7 +118,7 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> 
     for group in groups:
         mask = np.isin(labels, group.labels)
         if score is not None and group.width >= DOUBT_ASPECT * group.height:
-            masks += _read_mark(mask, group, score)
+            masks += _read_mark(mask, group, score, sureness)
         else:
             pieces = likely_pieces(group)
             masks += [mask] if pieces == 1 else _cut(mask, group, pieces)
@@ -118,19 +127,29 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None) -> 
     return masks
 
 
-def _read_mark(mask: np.ndarray, group: Group, score: Scorer) -> list[np.ndarray]:
+def _read_mark(mask: np.ndarray, group: Group, score: Scorer, sureness: Sureness | None = None
+               ) -> list[np.ndarray]:
     """A mark wide enough to hold several digits, cut as ``score`` likes best; one under
     ``CUT_ASPECT`` wide only when ``score`` doubts it is one digit (see ``DOUBT``). A wide mark
     whose best reading leaves a piece ``score`` doubts is read again with pieces as thin as
     ``THIN_PIECE``, for a 1 squeezed between two digits (numbers of validation digits made the
-    second way: 287 -> 289 of 300 read whole, on a page 288 -> 288, photographed 291 -> 290)."""
+    second way: 287 -> 289 of 300 read whole, on a page 288 -> 288, photographed 291 -> 290).
+    A mark narrower than ``SURE_ASPECT`` stays whole if ``sureness`` is as sure of it as of its
+    least sure piece (see :func:`cnnlab.handwriting.number.digit_or_number_to_mnist`; allowed up to
+    1.3 x the height, validation numbers made differently lost 2 more)."""
     if group.width >= SURE_ASPECT * group.height:
         return best_cuts(mask, group, score, thinner_if_doubtful=True)
     if group.width >= CUT_ASPECT * group.height:
-        return [mask] if score([mask])[0] >= SURE else best_cuts(mask, group, score)
-    if score([mask])[0] < DOUBT:
-        return best_cuts(mask, group, score, min_piece=THIN_PIECE)
-    return [mask]
+        pieces = [mask] if score([mask])[0] >= SURE else best_cuts(mask, group, score)
+    elif score([mask])[0] < DOUBT:
+        pieces = best_cuts(mask, group, score, min_piece=THIN_PIECE)
+    else:
+        return [mask]
+    if len(pieces) > 1 and sureness is not None:
+        sure = sureness([mask, *pieces])
+        if sure[0] >= sure[1:].min():
+            return [mask]
+    return pieces
 
 
 def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list[Group]:
