@@ -26,6 +26,22 @@ def test_tta_returns_log_probabilities_that_average_the_shifts():
     assert torch.allclose(alone, predict_logits(model, x).log_softmax(1), atol=1e-6)
 
 
+def test_tta_sends_each_chunk_with_all_its_shifts_through_the_network_at_once(monkeypatch):
+    from cnnlab.models import inference
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+    batches = []
+    model.register_forward_hook(lambda module, inputs, output: batches.append(len(inputs[0])))
+    x = torch.randn(7, 1, 6, 6)
+    expected = torch.stack([predict_logits(model, shift_images(x, *s, 0.0)).softmax(1) for s in TTA_SHIFTS]).mean(0)
+    batches.clear()
+    monkeypatch.setattr(inference, "EVAL_BATCH", 15)  # chunks of 3 images, 15 shifted images a call
+    out = predict_logits_tta(model, x, background=0.0)
+    assert batches == [15, 15, 5]
+    assert torch.allclose(out.exp(), expected, atol=1e-6)
+
+
 def test_train_and_evaluate_score_with_tta_when_asked(toy_dataset, tmp_path):
     from cnnlab import evaluate_model, train
 
