@@ -85,8 +85,8 @@ def predict_logits_tta(model: nn.Module, inputs: torch.Tensor, background: Stats
         ``(N, classes)`` log-probabilities, usable wherever logits are.
     """
     # Each chunk of images goes through the network once with all its shifts, not once per shift:
-    # reading one photo, 3 calls of the reader's ensemble instead of 15 (each call costs far more
-    # than its 28x28 images).
+    # reading one photo, the reader's three networks run 3 times instead of 15 (each run costs far
+    # more than its few 28x28 images).
     chunk = max(1, EVAL_BATCH // len(shifts))
     parts = []
     for start in range(0, len(inputs), chunk):
