@@ -103,3 +103,19 @@ def test_a_narrow_mark_the_classifier_reads_whole_more_surely_is_not_cut():
     wide, wide_count = labelled(THREE_TOUCHING)
     assert len(digit_masks(wide, wide_count, liking_width(16), lambda masks: np.where(
         np.array(widths(masks)) >= 50, 0.99, 0.5))) >= 2
+
+
+def test_a_cut_whose_pieces_the_judge_finds_clearly_whole_stands_however_sure_the_classifier_is():
+    # The bar and ring again, with a classifier surer of the whole: it keeps the mark whole only
+    # while the judge doubts a piece; pieces the judge takes for whole digits (a 1 crossing its
+    # neighbour) stay cut.
+    ink = rings(24, width=16)[0] > 0
+    ink[10:50, 20:25] = True
+    labels, count = ndimage.label(ink, structure=np.ones((3, 3)))
+    surest_whole = lambda masks: np.where(np.array(widths(masks)) >= 20, 0.9, 0.8)  # noqa: E731
+
+    def judge(piece_score: float):  # the whole mark doubted (under DOUBT), each piece scored alike
+        return lambda masks: np.where(np.array(widths(masks)) >= 20, -2.0, piece_score)
+
+    assert len(digit_masks(labels, count, judge(segment.CLEAR_PIECES - 0.2), surest_whole)) == 1
+    assert len(digit_masks(labels, count, judge(segment.CLEAR_PIECES + 0.2), surest_whole)) == 2
