@@ -42,8 +42,8 @@ DOUBT, DOUBT_ASPECT, THIN_PIECE = -0.9, 0.45, 0.1
 SURE, SURE_ASPECT = -0.9, 1.0
 # A cut whose pieces the judge all scores at least CLEAR_PIECES (each 0.70 likely to be one whole digit)
 # stands, however sure the classifier is of the mark whole: on 2,700 validation numbers, the keep-whole
-# rule (``sureness``) rejoined 9 such cuts that were right (a 1 crossing its neighbour) and saved one;
-# every cut it rightly undid left a piece scoring -0.41 or less.
+# rule (``sureness``) rejoined 9 such cuts that were right (a 1 crossing its neighbour) and rightly
+# undid one; the 18 other cuts it rightly undid each left a piece scoring -0.41 or less.
 CLEAR_PIECES = -0.35
 MAX_CUTS = 14  # candidate cuts per mark at its thinnest columns: their pairs are the pieces the judge scores
 CUT_STEP = 0.05  # ... and more, evenly spaced this far apart (x the height)
