@@ -153,9 +153,18 @@ def _read_mark(mask: np.ndarray, group: Group, score: Scorer, sureness: Sureness
         return [mask]
     if len(pieces) > 1 and sureness is not None and score(pieces).min() < CLEAR_PIECES:
         sure = sureness([mask, *pieces])
-        if sure[0] >= sure[1:].min():
+        if keeps_whole(sure[0], sure[1:]):
             return [mask]
     return pieces
+
+
+def keeps_whole(sure_of_whole: float, sure_of_pieces: np.ndarray) -> bool:
+    """The keep-whole rule: a mark the cutter cut into pieces stays one digit when the classifier
+    reads it whole (its top probability ``sure_of_whole``) at least as surely as the least sure
+    of its pieces ``(N,)``. Used for a number's marks, where the judge has doubted a piece
+    (``CLEAR_PIECES``), and for an image that is one mark
+    (:func:`cnnlab.handwriting.number.digit_or_number_to_mnist`)."""
+    return bool(sure_of_whole >= sure_of_pieces.min())
 
 
 def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list[Group]:

@@ -1,6 +1,7 @@
 """Train the handwriting reader that ships with cnnlab again, and put it in the package.
 
     python -m cnnlab.handwriting.train_reader [--seed 1] [--data-dir DIR] [--out runs/reader] [--into FOLDER]
+                                              [--threads 2]
 
 Trains the ``reader`` preset (cnnlab.training.presets: ``best``'s ensemble of three ``cnn-wide``,
 10 epochs of the ``handwriting`` augmentation) on MNIST's training images, its validation split
@@ -46,9 +47,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="runs/reader")
     parser.add_argument("--into", default=str(READER_FOLDER))
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads; the shipped reader was trained on 2 (another count learns other weights)")
     args = parser.parse_args()
     out = free_folder(Path(args.out))  # an earlier run there is kept
-    train(preset="reader", seed=args.seed, data_dir=args.data_dir, out=out)
+    train(preset="reader", seed=args.seed, data_dir=args.data_dir, out=out, threads=args.threads)
     print(f"Wrote the reader to {pack(out, args.into)}")
 
 
