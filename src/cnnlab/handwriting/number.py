@@ -77,9 +77,9 @@ def digit_or_number_to_mnist(grey: np.ndarray, confidence: Confidence) -> list[n
     if aspect >= ONE_DIGIT_NARROW and min(np.exp(judged), as_one) >= ONE_DIGIT_SURE:
         return [whole]
     digits = _number_from_ink(ink, labels, count, confidence, whole_if_surer=True)
-    # Here whatever the judge thinks of the pieces: asked only when it doubts one (CLEAR_PIECES, as
-    # for a number's marks), 2 more of 2,000 single validation digits were cut in two, and the
-    # 2,700 validation numbers read the same.
+    # Unlike a number's marks, an image of one mark keeps the rule even when the judge finds every
+    # piece clearly whole (CLEAR_PIECES): with that exception here too, 2 more of 2,000 single
+    # validation digits were cut in two, and the 2,700 validation numbers read the same.
     if len(digits) == 1 or keeps_whole(as_one, confidence(np.stack(digits))):
         return [whole]
     return digits
