@@ -39,12 +39,13 @@ def test_the_reader_is_trained_on_two_threads_into_a_new_run_folder(tmp_path, mo
         a_run(options["out"])
 
     monkeypatch.setattr(train_reader, "train", fake_train)
-    earlier = tmp_path / "reader"
-    earlier.mkdir()
+    earlier = a_run(tmp_path / "reader")  # a run trained before, with its model
+    before = {path.name: path.read_bytes() for path in earlier.iterdir()}
     monkeypatch.setattr(sys, "argv", ["train_reader", "--out", str(earlier), "--into", str(tmp_path / "packed")])
     train_reader.main()
     assert asked["preset"] == "reader" and asked["seed"] == 1
     assert asked["threads"] == 2  # another thread count learns other weights than the shipped ones
-    assert asked["out"] == tmp_path / "reader-2" and not any(earlier.iterdir())  # the earlier run is kept
+    assert asked["out"] == tmp_path / "reader-2"
+    assert {path.name: path.read_bytes() for path in earlier.iterdir()} == before  # the earlier run is kept
     assert (tmp_path / "packed" / MODEL_FILE).exists()
     assert "Wrote the reader to" in capsys.readouterr().out
