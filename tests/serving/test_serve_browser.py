@@ -149,6 +149,8 @@ def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(s
         other = browser.new_page()
         other.goto(server)
         other.click("#tab-train-button")
+        # It shows the training under way once loaded (else its late start would cover the answer below).
+        expect(other.locator("#t-status")).to_contain_text("Training into")
         other.evaluate("document.getElementById('train-form').requestSubmit()")
         expect(other.locator("#t-status")).to_contain_text("already running")
         expect(page.locator("#t-status")).to_contain_text("Done:", timeout=120_000)
