@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.targets import Targets
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import load_model
-from cnnlab.predict import class_probabilities, preprocess_source
+from cnnlab.predict import photo_probabilities, preprocess_source
 from cnnlab.reader import READER
 from tests.photolike import (
     number_in_marker,
@@ -63,7 +62,7 @@ class Reader:
             images = preprocess_source(photo, self.info, number=None, model=self.model)
         except CnnlabError:
             return []
-        probabilities = class_probabilities(self.model, self.info, torch.from_numpy(np.stack(images)), tta=True)
+        _, probabilities = photo_probabilities(self.model, self.info, images)
         return [self.info.class_names[i] for i in probabilities.argmax(1).tolist()]
 
     def share_right(self, photos: list[bytes], truths: list[list[int]]) -> tuple[float, int]:

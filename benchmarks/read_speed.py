@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +30,7 @@ from benchmarks.targets import Targets
 from cnnlab.handwriting import number as number_module
 from cnnlab.handwriting.digit import ink_of_photo, read_grey
 from cnnlab.models.files import load_model
-from cnnlab.predict import class_probabilities, preprocess_source
+from cnnlab.predict import photo_probabilities, preprocess_source
 from cnnlab.reader import READER, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +69,6 @@ def parts_ms(path: Path, repeats: int) -> dict[str, float]:
     model, info = load_model(READER)
     grey = read_grey(path)
     images = preprocess_source(path, info, number=None, model=model)
-    batch = torch.from_numpy(np.stack(images))
     network_calls = []
     original = number_module.one_digit_log_prob
 
@@ -86,8 +84,8 @@ def parts_ms(path: Path, repeats: int) -> dict[str, float]:
         "find the ink": median_ms(lambda: ink_of_photo(grey), repeats),
         "find the ink, cut it, judge the pieces": median_ms(
             lambda: preprocess_source(path, info, number=None, model=model), repeats),
-        "the network on the digits (5 shifts each)": median_ms(
-            lambda: class_probabilities(model, info, batch, tta=True), repeats),
+        "the network on the digits (5 shifts each), weighed by the sequence reader": median_ms(
+            lambda: photo_probabilities(model, info, images), repeats),
         "pieces judged": sum(network_calls),
     }
 

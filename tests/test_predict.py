@@ -8,7 +8,9 @@ from PIL import Image
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import load_model
 from cnnlab.models.inference import predict_logits, shift_images, to_input
-from cnnlab.predict import expand_inputs, predict_files
+from cnnlab.handwriting.number import Digits
+from cnnlab.predict import expand_inputs, predict_files, settled
+from cnnlab.reader import READER
 from cnnlab.training.loop import train
 
 
@@ -118,3 +120,30 @@ def test_an_older_model_json_without_a_kind_takes_its_dataset_s():
     assert ModelInfo.from_json(data, "model.json").kind == "clothing"
     data["dataset"] = "mnist"
     assert ModelInfo.from_json(data, "model.json").kind == "digits"
+
+
+def _steps(labels: list[int], sure: float = 0.97) -> torch.Tensor:
+    """Sequence-reader log-probabilities ``(T, 11)`` that read each step's label (10: none) at ``sure``."""
+    probs = torch.full((len(labels), 11), (1 - sure) / 10)
+    probs[torch.arange(len(labels)), torch.tensor(labels)] = sure
+    return probs.log()
+
+
+def test_the_sequence_reader_settles_a_numbers_count_and_weighs_its_digits():
+    info = load_model(READER)[1]
+    images = [np.full((28, 28), k, np.uint8) for k in range(3)]
+    probabilities = torch.full((2, 10), 0.01)
+    probabilities[0, 4], probabilities[1, 1], probabilities[1, 7] = 0.91, 0.50, 0.42
+    b = 10
+    same_count = Digits(images[:2], _steps([b, 4, b, 7, 7, b]))  # it reads 4 7: the 1 weighed to a 7
+    kept, weighed = settled(probabilities, same_count, info)
+    assert kept is same_count and weighed.argmax(1).tolist() == [4, 7]
+    recut = Digits(images[:2], _steps([b, 4, b, 7, b, 1, b]), recut=images)  # it reads 4 7 1, far likelier
+    answered, read = settled(probabilities, recut, info)
+    assert answered is images and read.argmax(1).tolist() == [4, 7, 1] and torch.allclose(read.sum(1), torch.ones(3))
+    doubtful = Digits(images[:2], _steps([b, 4, b, 7, b, 1, b], sure=0.4), recut=images)  # not surer by RECOUNT
+    assert settled(probabilities, doubtful, info)[0] is doubtful
+    one = Digits(images[:1], _steps([b, 3, b]))  # a single digit is left as the network read it
+    assert torch.equal(settled(probabilities[:1], one, info)[1], probabilities[:1])
+    plain = images[:2]  # not a photo read by cnnlab.handwriting: nothing to check
+    assert settled(probabilities, plain, info) == (plain, probabilities)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import shutil
@@ -10,11 +11,14 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from safetensors import safe_open
 
 import cnnlab
+from cnnlab.handwriting.sequence import WEIGHTS, weighed_by_reading
 from cnnlab.models.files import read_model_info
+from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source
 from cnnlab.reader import READER, load_reader, read
 from tests.helpers import assert_one_line_error, png_claiming, run_cli
 from tests.photolike import compose_number, render_photo
@@ -24,7 +28,7 @@ EXAMPLES = "docs/examples"
 
 def test_the_reader_ships_as_safetensors_and_json_within_3_mb():
     weights, meta = READER / "model.safetensors", READER / "model.json"
-    assert weights.stat().st_size + meta.stat().st_size <= 3 * 1024 * 1024
+    assert weights.stat().st_size + meta.stat().st_size + WEIGHTS.stat().st_size <= 3 * 1024 * 1024
     info = read_model_info(meta)
     assert info.class_names == [str(d) for d in range(10)] and info.image_size == 28
     with safe_open(weights, "pt") as handle:  # tensors only: nothing in the file can run
@@ -72,6 +76,21 @@ def test_a_folder_is_answered_file_by_file_and_bad_files_get_a_reason(tmp_path, 
     assert "no answer:" in lines[3] and "pixels" in lines[3]
     assert "no answer:" in lines[4] and "too many" in lines[4]
     assert "note: skipped 1 file that is not images: notes.txt" in err
+
+
+def test_a_numbers_digits_are_weighed_by_the_sequence_reader():
+    model, info = load_reader()
+    digits = preprocess_source(f"{EXAMPLES}/number.jpg", info, number=None, model=model)
+    assert len(digits) == 4 and digits.log_probs.ndim == 2 and digits.log_probs.shape[1] == 11
+    plain = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True)
+    images, weighed = photo_probabilities(model, info, digits)
+    assert images is digits and digits.recut is None  # the sequence reader counts four digits too
+    assert torch.allclose(weighed, torch.from_numpy(weighed_by_reading(plain.numpy(), digits.log_probs)))
+    assert not torch.allclose(weighed, plain, atol=1e-3)
+    answer = read(f"{EXAMPLES}/number.jpg")[0]  # the command answers with the weighed probabilities
+    assert [d["confidence"] for d in answer.digits] == pytest.approx(weighed.max(1).values.tolist(), abs=1e-5)
+    letters = dataclasses.replace(info, class_names=list("abcdefghij"))  # not digits: nothing to weigh by
+    assert torch.equal(photo_probabilities(model, letters, digits)[1], plain)
 
 
 def test_loading_the_reader_does_not_import_sympy():

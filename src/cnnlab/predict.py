@@ -26,12 +26,14 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
 from cnnlab.handwriting.digit import digit_to_mnist, read_grey
 from cnnlab.handwriting.number import Confidence, digit_or_number_to_mnist, number_to_mnist
+from cnnlab.handwriting.sequence import reading_probabilities, recounts, weighed_by_reading
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
 
 BATCH = 256  # images per forward pass
 DIGIT_DATASETS = ("mnist",)  # models trained on these get the MNIST digit preprocessing
 LIGHT_ON_DARK = ("digits", "characters", "clothing")  # built-in kinds drawn light on a dark ground
+DIGIT_NAMES = [str(digit) for digit in range(10)]  # the classes whose answers the sequence reader can weigh
 
 
 @dataclass
@@ -209,6 +211,32 @@ def class_probabilities(model: torch.nn.Module, info: ModelInfo, images: torch.T
     return images_logits(model, info, images, tta=tta).softmax(1)
 
 
+def photo_probabilities(model: torch.nn.Module, info: ModelInfo, images: list[np.ndarray], tta: bool = True
+                        ) -> tuple[list[np.ndarray], torch.Tensor]:
+    """The images :func:`preprocess_source` made of one photo -> ``(images, probabilities)``: the
+    images it is answered with and every class's probability ``(N, classes)``, for a model of the
+    ten digits checked by the sequence reader (:func:`settled`)."""
+    return settled(class_probabilities(model, info, torch.from_numpy(np.stack(images)), tta), images, info)
+
+
+def settled(probabilities: torch.Tensor, images: list[np.ndarray], info: ModelInfo
+            ) -> tuple[list[np.ndarray], torch.Tensor]:
+    """A photo's ``images`` and the model's ``probabilities`` ``(N, classes)`` for them, checked by
+    the sequence reader's view of the photo (``images.log_probs``, cnnlab.handwriting.number.Digits)
+    when the model reads the ten digits: where it counts other digits than the model read and finds
+    its reading far likelier (``RECOUNT``), its reading, with the ink cut where it reads them
+    (``images.recut``); otherwise a number's digits weighed by it (``weighed_by_reading``)."""
+    log_probs = getattr(images, "log_probs", None)
+    if log_probs is None or info.class_names != DIGIT_NAMES:
+        return images, probabilities
+    recut = images.recut
+    if recut is not None and len(images) >= 2 and recounts(probabilities.argmax(1).tolist(), log_probs):
+        return recut, torch.from_numpy(reading_probabilities(log_probs))
+    if len(images) < 2:  # one digit: weighing read 2 fewer of 2,000 validation photos (see notes)
+        return images, probabilities
+    return images, torch.from_numpy(weighed_by_reading(probabilities.numpy(), log_probs))
+
+
 def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, top_k: int = 3,
                    tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities for uint8 images ``(N, H, W)``: returns ``(top probabilities, top indices)``."""
@@ -268,19 +296,22 @@ def _answer(model, info: ModelInfo, pending: list[tuple[str, list[np.ndarray] | 
     """Predictions for a batch of preprocessed images, in one forward pass."""
     images = [image for _, found in pending if isinstance(found, list) for image in found]
     if images:
-        values, indices = predict_images(model, info, torch.from_numpy(np.stack(images)), top_k, tta)
-        tops = [[(info.class_names[i], round(v, 6)) for v, i in zip(vs, ix, strict=True)]
-                for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
+        probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(images)), tta)
     answers, used = [], 0
     for name, found in pending:
         if isinstance(found, str):
             answers.append(Prediction(name, error=found))
             continue
-        own, used = tops[used : used + len(found)], used + len(found)
+        count = len(found)
+        found, own = settled(probabilities[used : used + count], found, info)  # the sequence reader's check
+        used += count
+        values, indices = own.topk(min(top_k, own.shape[1]), dim=1)
+        tops = [[(info.class_names[i], round(v, 6)) for v, i in zip(vs, ix, strict=True)]
+                for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]
         if saver:
             saver.save(name, found)
         as_number = number if number is not None else len(found) > 1
-        answers.append(_prediction(name, own, as_number, min_confidence))
+        answers.append(_prediction(name, tops, as_number, min_confidence))
     return answers
 
 

@@ -2,18 +2,21 @@
 
 The ink is found as for one digit (cnnlab.handwriting.digit), cut into digits by
 cnnlab.handwriting.segment, and each way of reading it scored by the segment judge
-(cnnlab.handwriting.judge).
+(cnnlab.handwriting.judge). The sequence reader (cnnlab.handwriting.sequence) reads the same ink
+whole; its view goes with the digits (``Digits.log_probs``) to weigh what the digit network reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
+import torch
 
 from cnnlab.handwriting.digit import ink_of_photo, to_mnist
 from cnnlab.handwriting.judge import one_digit_log_prob
-from cnnlab.handwriting.segment import digit_groups, digit_masks, keeps_whole
+from cnnlab.handwriting.segment import MAX_DIGITS, cut_at_columns, digit_groups, digit_masks, keeps_whole
+from cnnlab.handwriting.sequence import best_reading, reading_cuts, strip_log_probs, to_strip
 
 Confidence = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, 28, 28) -> each one's top probability (N,)
 # Reading an image as one digit or a number (``auto``): one mark (blobs in the same columns) up to
@@ -31,7 +34,29 @@ ONE_DIGIT_NARROW, ONE_DIGIT_WIDE, ONE_DIGIT_SURE = 1.0, 1.6, 0.5
 HOPELESS, UNKNOWN = -4.0, 0.5
 
 
-def number_to_mnist(grey: np.ndarray, confidence: Confidence | None = None) -> list[np.ndarray]:
+class Digits(list):
+    """A photo's digits: uint8 ``(28, 28)`` images, left to right (a plain list of them), with the
+    sequence reader's view of the photo's whole ink: ``log_probs`` ``(T, 11)``
+    (:func:`cnnlab.handwriting.sequence.strip_log_probs`), which weighs what is read from them, and
+    ``recut``, the ink cut where it reads its digits when it counts another number of them (else None)."""
+
+    def __init__(self, images: Iterable[np.ndarray], log_probs: torch.Tensor | None = None,
+                 recut: list[np.ndarray] | None = None) -> None:
+        super().__init__(images)
+        self.log_probs, self.recut = log_probs, recut
+
+
+def _read_whole(images: list[np.ndarray], ink: np.ndarray, mask: np.ndarray) -> Digits:
+    """``images`` with the sequence reader's view of the ``ink`` under ``mask`` (see :class:`Digits`)."""
+    log_probs = strip_log_probs(to_strip(ink, mask))
+    its, recut = best_reading(log_probs), None
+    if its and len(its) != len(images) and len(its) <= MAX_DIGITS:
+        pieces = cut_at_columns(mask, reading_cuts(log_probs, mask))
+        recut = [to_mnist(ink, piece) for piece in pieces] if len(pieces) == len(its) else None
+    return Digits(images, log_probs, recut)
+
+
+def number_to_mnist(grey: np.ndarray, confidence: Confidence | None = None) -> Digits:
     """A photo of a number written as several digits -> one uint8 ``(28, 28)`` per digit, left to right.
 
     Where the ink can be read in several ways (one wide digit or two touching, one digit drawn
@@ -43,10 +68,11 @@ def number_to_mnist(grey: np.ndarray, confidence: Confidence | None = None) -> l
         confidence: optional classifier, uint8 images ``(N, 28, 28)`` -> top probability ``(N,)``;
             its log is added to the judge's score of each piece.
     """
-    return _number_from_ink(*ink_of_photo(grey), confidence)
+    ink, labels, count = ink_of_photo(grey)
+    return _read_whole(_number_from_ink(ink, labels, count, confidence), ink, labels > 0)
 
 
-def digit_or_number_to_mnist(grey: np.ndarray, confidence: Confidence) -> list[np.ndarray]:
+def digit_or_number_to_mnist(grey: np.ndarray, confidence: Confidence) -> Digits:
     """A photo of one digit or of a number -> one uint8 ``(28, 28)`` per digit: the reader decides.
 
     One mark (blobs stacked in the same columns, cnnlab.handwriting.segment.digit_groups) narrower
@@ -64,6 +90,11 @@ def digit_or_number_to_mnist(grey: np.ndarray, confidence: Confidence) -> list[n
     ``--number``, which cuts as the judge likes, does not do it.)
     """
     ink, labels, count = ink_of_photo(grey)
+    return _read_whole(_digit_or_number(ink, labels, count, confidence), ink, labels > 0)
+
+
+def _digit_or_number(ink: np.ndarray, labels: np.ndarray, count: int, confidence: Confidence) -> list[np.ndarray]:
+    """:func:`digit_or_number_to_mnist`'s digits, from the photo's ink."""
     groups = digit_groups(labels, count)
     aspect = groups[0].width / groups[0].height
     if len(groups) > 1 or aspect >= ONE_DIGIT_WIDE:

@@ -367,3 +367,13 @@ def _cut(mask: np.ndarray, group: Group, pieces: int) -> list[np.ndarray]:
     cuts.append(group.right)
     parts = [_columns(mask, start, stop) for start, stop in itertools.pairwise(cuts)]
     return [part for part in parts if part.any()]
+
+
+def cut_at_columns(mask: np.ndarray, cuts: list[int], left: int = 0) -> list[np.ndarray]:
+    """``mask`` ``(H, W)`` cut along the columns ``cuts`` (increasing; the last is where the ink
+    ends), from ``left``: the pieces that hold ink, left to right, without the slivers of a
+    neighbour each cut leaves (``SLIVER``)."""
+    bounds = [left, *cuts]
+    parts = [_trim_slivers(_columns(mask, start, stop), [start] * (start > left) + [stop - 1] * (stop < bounds[-1]))
+             for start, stop in itertools.pairwise(bounds)]
+    return [part for part in parts if part.any()]

@@ -46,7 +46,7 @@ from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
 from cnnlab.models.attribution import METHODS, has_conv
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.registry import count_parameters
-from cnnlab.predict import class_probabilities, preprocess_source, preprocessing, uses_digit_steps
+from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source, preprocessing, uses_digit_steps
 from cnnlab.reader import READER
 from cnnlab.serving.api_error import ApiError
 from cnnlab.serving.explain_api import explain_json, png_base64
@@ -103,8 +103,8 @@ class Answers:
         model, info = served.model, served.info
         digits = preprocess_source(data, info, number, name="the image", model=model)
         with self.forward:
-            probabilities = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True).tolist()
-        return describe(digits, probabilities, info.class_names, number)
+            digits, probabilities = photo_probabilities(model, info, digits)
+        return describe(digits, probabilities.tolist(), info.class_names, number)
 
     def explain(self, data: bytes, method: str) -> dict[str, Any]:
         served = self.served

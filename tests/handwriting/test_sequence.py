@@ -1,0 +1,101 @@
+"""The sequence reader: strips, decoding, likelihoods, weighing the digit network's answers, its
+training and the weights that ship."""
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.handwriting.sequence import (
+    BLANK,
+    HEIGHT,
+    best_reading,
+    load_sequence_reader,
+    log_likelihoods,
+    strip_log_probs,
+    to_strip,
+    weighed_by_reading,
+)
+from cnnlab.handwriting.train_sequence import compose, make_strips, train_sequence_reader
+
+
+def steps(labels: list[int], sure: float = 0.97) -> torch.Tensor:
+    """Log-probabilities ``(T, 11)`` that read each step's label with probability ``sure``."""
+    probs = torch.full((len(labels), BLANK + 1), (1 - sure) / BLANK)
+    probs[torch.arange(len(labels)), torch.tensor(labels)] = sure
+    return probs.log()
+
+
+def test_a_strip_is_the_ink_24_pixels_tall_in_32():
+    mask = np.zeros((200, 400), bool)
+    mask[50:150, 100:300] = True  # ink 100 tall, 200 wide
+    strip = to_strip(mask.astype(np.float32) * 0.5, mask)
+    assert strip.shape == (HEIGHT, 48 + 8) and strip.dtype == np.uint8
+    assert strip.max() == 255 and (strip[:4] == 0).all() and (strip[:, :4] == 0).all()
+    long = np.ones((10, 2000), bool)  # wider than any strip may be
+    assert to_strip(long.astype(np.float32), long).shape[1] == 320
+
+
+def test_best_reading_drops_blanks_and_repeats_but_not_a_digit_written_twice():
+    b = BLANK
+    assert best_reading(steps([b, 1, 1, b, 1, 2, 2, b])) == [1, 1, 2]
+    assert best_reading(steps([b, b])) == []
+
+
+def test_likelihoods_prefer_what_the_steps_say():
+    b = BLANK
+    log_probs = steps([b, 4, b, 7, 7, b])
+    scores = log_likelihoods(log_probs, [[4, 7], [4, 1], [4], [4, 7, 7]])
+    assert scores.argmax() == 0 and (scores <= 0).all()
+    assert scores[0] > -0.5 and scores[2] < scores[0] - 2
+    assert log_likelihoods(log_probs, [[1, 1, 1, 1, 1, 1, 1]])[0] == -np.inf  # longer than the strip allows
+
+
+def test_weighing_turns_a_doubtful_digit_to_what_the_strip_reads():
+    b = BLANK
+    log_probs = steps([b, 4, b, 7, 7, b])
+    probabilities = np.full((2, 10), 0.01, np.float32)
+    probabilities[0, 4] = 0.91  # sure of the 4
+    probabilities[1, [1, 7]] = 0.50, 0.42  # a 1 or a 7: the network leans to 1, the strip reads 7
+    weighed = weighed_by_reading(probabilities, log_probs)
+    assert weighed.shape == (2, 10) and weighed.dtype == np.float32
+    assert np.allclose(weighed.sum(1), 1, atol=1e-5)
+    assert weighed.argmax(1).tolist() == [4, 7] and weighed[0, 4] > 0.9
+    assert np.allclose(weighed_by_reading(probabilities, log_probs, power=0), probabilities / probabilities.sum(1,
+                       keepdims=True), atol=1e-6)  # power 0: the network alone
+    too_many = np.full((7, 10), 0.1, np.float32)  # no reading of 7 digits fits 6 steps: left as it was
+    assert np.array_equal(weighed_by_reading(too_many, log_probs), too_many)
+
+
+@pytest.fixture(scope="module")
+def test_digits(mnist):
+    return mnist.test_images.numpy(), mnist.test_labels.numpy()
+
+
+def test_the_shipped_reader_reads_numbers_of_test_digits(test_digits):
+    strips, texts = make_strips(*test_digits, 300, seed=5)  # digits it never saw
+    right = sum(best_reading(strip_log_probs(s)) == t.tolist() for s, t in zip(strips, texts, strict=True))
+    assert right / len(texts) > 0.88, right
+    assert load_sequence_reader() is load_sequence_reader()
+
+
+def test_numbers_for_training_are_reproducible(test_digits):
+    strips, texts = make_strips(*test_digits, 50, seed=1)
+    assert len(strips) == 50 and all(s.shape[0] == HEIGHT and s.dtype == np.uint8 for s in strips)
+    assert all(1 <= len(t) <= 6 for t in texts)
+    again, _ = make_strips(*test_digits, 50, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(strips, again, strict=True))
+    ink = compose(list(test_digits[0][:3]), np.random.default_rng(0))
+    assert ink.dtype == np.float32 and ink.min() >= 0 and ink.max() <= 1
+
+
+def test_training_learns_to_read_in_stages(test_digits):
+    images, labels = test_digits
+    ones = labels < 2  # 0s and 1s only, so that a minute of training learns something
+    fixed = make_strips(images[ones], labels[ones], 1500, seed=2)
+    lines = []
+    network = train_sequence_reader(lambda epoch: fixed, 1500, stages=((2, 0.003, 0.3), (1, 0.001, 0.3)),
+                                    log=lines.append)
+    assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    losses = [float(line.split("CTC loss ")[1].split(",")[0]) for line in lines]
+    assert losses[-1] < losses[0] / 2, losses
+    assert not network.training
