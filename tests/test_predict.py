@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
+from cnnlab.handwriting.number import Digits
 from cnnlab.models.files import load_model
 from cnnlab.models.inference import predict_logits, shift_images, to_input
-from cnnlab.handwriting.number import Digits
 from cnnlab.predict import expand_inputs, predict_files, settled
 from cnnlab.reader import READER
 from cnnlab.training.loop import train

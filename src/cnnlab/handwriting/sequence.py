@@ -11,6 +11,9 @@ digits, and say how likely any reading is, the cutter's included.
     network    4 convolution blocks, then a bidirectional GRU over the columns (0.4 M weights)
     reading    the likeliest label of each column, repeats and blanks dropped (``best_reading``)
     score      log P(a reading | the strip), every alignment summed (``log_likelihoods``)
+    checks     its own reading where it counts other digits and is far surer (``recounts``,
+               ``reading_probabilities``, ``reading_cuts``); else each digit the digit network
+               read, weighed by the strip (``weighed_by_reading``): cnnlab.predict.settled
 
 It is trained on numbers of 1-6 MNIST training digits (the reader's split, without its
 validation digits) composed as people write them (:mod:`cnnlab.handwriting.train_sequence`).
