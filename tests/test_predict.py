@@ -135,15 +135,20 @@ def test_the_sequence_reader_settles_a_numbers_count_and_weighs_its_digits():
     probabilities = torch.full((2, 10), 0.01)
     probabilities[0, 4], probabilities[1, 1], probabilities[1, 7] = 0.91, 0.50, 0.42
     b = 10
-    same_count = Digits(images[:2], _steps([b, 4, b, 7, 7, b]))  # it reads 4 7: the 1 weighed to a 7
+    same_count = Digits(images[:2], [_steps([b, 4, b, 7, 7, b])])  # it reads 4 7: the 1 weighed to a 7
     kept, weighed = settled(probabilities, same_count, info)
     assert kept is same_count and weighed.argmax(1).tolist() == [4, 7]
-    recut = Digits(images[:2], _steps([b, 4, b, 7, b, 1, b]), recut=images)  # it reads 4 7 1, far likelier
+    recut = Digits(images[:2], [_steps([b, 4, b, 7, b, 1, b])], recut=images)  # it reads 4 7 1, far likelier
     answered, read = settled(probabilities, recut, info)
     assert answered is images and read.argmax(1).tolist() == [4, 7, 1] and torch.allclose(read.sum(1), torch.ones(3))
-    doubtful = Digits(images[:2], _steps([b, 4, b, 7, b, 1, b], sure=0.4), recut=images)  # not surer by RECOUNT
+    doubtful = Digits(images[:2], [_steps([b, 4, b, 7, b, 1, b], sure=0.4)], recut=images)  # not surer by RECOUNT
     assert settled(probabilities, doubtful, info)[0] is doubtful
-    one = Digits(images[:1], _steps([b, 3, b]))  # a single digit is left as the network read it
+    one = Digits(images[:1], [_steps([b, 3, b])])  # a single digit is left as the network read it
     assert torch.equal(settled(probabilities[:1], one, info)[1], probabilities[:1])
+    # one digit cut out, where the strip reads two far more surely (by over RECOUNT_ONE): its reading
+    as_one = Digits(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.999)], recut=images[1:])
+    assert settled(probabilities[:1], as_one, info)[1].argmax(1).tolist() == [6, 9]
+    unsure = Digits(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.9)], recut=images[1:])  # surer, not by enough
+    assert settled(probabilities[:1], unsure, info)[0] is unsure
     plain = images[:2]  # not a photo read by cnnlab.handwriting: nothing to check
     assert settled(probabilities, plain, info) == (plain, probabilities)

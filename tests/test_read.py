@@ -81,11 +81,11 @@ def test_a_folder_is_answered_file_by_file_and_bad_files_get_a_reason(tmp_path, 
 def test_a_numbers_digits_are_weighed_by_the_sequence_reader():
     model, info = load_reader()
     digits = preprocess_source(f"{EXAMPLES}/number.jpg", info, number=None, model=model)
-    assert len(digits) == 4 and digits.log_probs.ndim == 2 and digits.log_probs.shape[1] == 11
+    assert len(digits) == 4 and len(digits.views) == 4 and all(v.ndim == 2 and v.shape[1] == 11 for v in digits.views)
     plain = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True)
     images, weighed = photo_probabilities(model, info, digits)
     assert images is digits and digits.recut is None  # the sequence reader counts four digits too
-    assert torch.allclose(weighed, torch.from_numpy(weighed_by_reading(plain.numpy(), digits.log_probs)))
+    assert torch.allclose(weighed, torch.from_numpy(weighed_by_reading(plain.numpy(), digits.views)))
     assert not torch.allclose(weighed, plain, atol=1e-3)
     answer = read(f"{EXAMPLES}/number.jpg")[0]  # the command answers with the weighed probabilities
     assert [d["confidence"] for d in answer.digits] == pytest.approx(weighed.max(1).values.tolist(), abs=1e-5)

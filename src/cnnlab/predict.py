@@ -222,19 +222,19 @@ def photo_probabilities(model: torch.nn.Module, info: ModelInfo, images: list[np
 def settled(probabilities: torch.Tensor, images: list[np.ndarray], info: ModelInfo
             ) -> tuple[list[np.ndarray], torch.Tensor]:
     """A photo's ``images`` and the model's ``probabilities`` ``(N, classes)`` for them, checked by
-    the sequence reader's view of the photo (``images.log_probs``, cnnlab.handwriting.number.Digits)
+    the sequence reader's views of the photo (``images.views``, cnnlab.handwriting.number.Digits)
     when the model reads the ten digits: where it counts other digits than the model read and finds
-    its reading far likelier (``RECOUNT``), its reading, with the ink cut where it reads them
+    its reading far likelier (``recounts``), its reading, with the ink cut where it reads them
     (``images.recut``); otherwise a number's digits weighed by it (``weighed_by_reading``)."""
-    log_probs = getattr(images, "log_probs", None)
-    if log_probs is None or info.class_names != DIGIT_NAMES:
+    views = getattr(images, "views", None)
+    if views is None or info.class_names != DIGIT_NAMES:
         return images, probabilities
     recut = images.recut
-    if recut is not None and len(images) >= 2 and recounts(probabilities.argmax(1).tolist(), log_probs):
-        return recut, torch.from_numpy(reading_probabilities(log_probs))
+    if recut is not None and recounts(probabilities.argmax(1).tolist(), views):
+        return recut, torch.from_numpy(reading_probabilities(views))
     if len(images) < 2:  # one digit: weighing read 2 fewer of 2,000 validation photos (see notes)
         return images, probabilities
-    return images, torch.from_numpy(weighed_by_reading(probabilities.numpy(), log_probs))
+    return images, torch.from_numpy(weighed_by_reading(probabilities.numpy(), views))
 
 
 def predict_images(model: torch.nn.Module, info: ModelInfo, images: torch.Tensor, top_k: int = 3,

@@ -11,6 +11,7 @@ from cnnlab.handwriting.sequence import (
     best_reading,
     load_sequence_reader,
     log_likelihoods,
+    read_strip,
     strip_log_probs,
     to_strip,
     weighed_by_reading,
@@ -44,26 +45,26 @@ def test_best_reading_drops_blanks_and_repeats_but_not_a_digit_written_twice():
 def test_likelihoods_prefer_what_the_steps_say():
     b = BLANK
     log_probs = steps([b, 4, b, 7, 7, b])
-    scores = log_likelihoods(log_probs, [[4, 7], [4, 1], [4], [4, 7, 7]])
+    scores = log_likelihoods([log_probs], [[4, 7], [4, 1], [4], [4, 7, 7]])
     assert scores.argmax() == 0 and (scores <= 0).all()
     assert scores[0] > -0.5 and scores[2] < scores[0] - 2
-    assert log_likelihoods(log_probs, [[1, 1, 1, 1, 1, 1, 1]])[0] == -np.inf  # longer than the strip allows
+    assert log_likelihoods([log_probs], [[1, 1, 1, 1, 1, 1, 1]])[0] == -np.inf  # longer than the strip allows
 
 
 def test_weighing_turns_a_doubtful_digit_to_what_the_strip_reads():
     b = BLANK
-    log_probs = steps([b, 4, b, 7, 7, b])
+    views = [steps([b, 4, b, 7, 7, b])]
     probabilities = np.full((2, 10), 0.01, np.float32)
     probabilities[0, 4] = 0.91  # sure of the 4
     probabilities[1, [1, 7]] = 0.50, 0.42  # a 1 or a 7: the network leans to 1, the strip reads 7
-    weighed = weighed_by_reading(probabilities, log_probs)
+    weighed = weighed_by_reading(probabilities, views)
     assert weighed.shape == (2, 10) and weighed.dtype == np.float32
     assert np.allclose(weighed.sum(1), 1, atol=1e-5)
     assert weighed.argmax(1).tolist() == [4, 7] and weighed[0, 4] > 0.9
-    assert np.allclose(weighed_by_reading(probabilities, log_probs, power=0), probabilities / probabilities.sum(1,
+    assert np.allclose(weighed_by_reading(probabilities, views, power=0), probabilities / probabilities.sum(1,
                        keepdims=True), atol=1e-6)  # power 0: the network alone
     too_many = np.full((7, 10), 0.1, np.float32)  # no reading of 7 digits fits 6 steps: left as it was
-    assert np.array_equal(weighed_by_reading(too_many, log_probs), too_many)
+    assert np.array_equal(weighed_by_reading(too_many, views), too_many)
 
 
 @pytest.fixture(scope="module")
@@ -99,3 +100,16 @@ def test_training_learns_to_read_in_stages(test_digits):
     losses = [float(line.split("CTC loss ")[1].split(",")[0]) for line in lines]
     assert losses[-1] < losses[0] / 2, losses
     assert not network.training
+
+
+def test_a_strip_is_read_in_four_views_whose_likelihoods_are_averaged():
+    b = BLANK
+    mask = np.zeros((60, 150), bool)
+    mask[10:50, 10:140] = True
+    strip = to_strip(mask.astype(np.float32), mask)
+    views = read_strip(strip)
+    widths = [v.shape[0] for v in views]  # steps: as it is, 2 columns later, narrower, wider
+    assert len(views) == 4 and widths[2] < widths[0] < widths[3] and all(v.shape[1] == BLANK + 1 for v in views)
+    sure, unsure = steps([b, 4, b, 7, b]), steps([b, 4, b, 7, b], sure=0.5)
+    one, other = log_likelihoods([sure], [[4, 7]]), log_likelihoods([unsure], [[4, 7]])
+    assert log_likelihoods([sure, unsure], [[4, 7]]) == pytest.approx((one + other) / 2)

@@ -3,7 +3,7 @@
 The ink is found as for one digit (cnnlab.handwriting.digit), cut into digits by
 cnnlab.handwriting.segment, and each way of reading it scored by the segment judge
 (cnnlab.handwriting.judge). The sequence reader (cnnlab.handwriting.sequence) reads the same ink
-whole; its view goes with the digits (``Digits.log_probs``) to weigh what the digit network reads.
+whole; its views go with the digits (``Digits.views``) to weigh what the digit network reads.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 from cnnlab.handwriting.digit import ink_of_photo, to_mnist
 from cnnlab.handwriting.judge import one_digit_log_prob
 from cnnlab.handwriting.segment import MAX_DIGITS, cut_at_columns, digit_groups, digit_masks, keeps_whole
-from cnnlab.handwriting.sequence import best_reading, reading_cuts, strip_log_probs, to_strip
+from cnnlab.handwriting.sequence import best_reading, read_strip, reading_cuts, to_strip
 
 Confidence = Callable[[np.ndarray], np.ndarray]  # uint8 images (N, 28, 28) -> each one's top probability (N,)
 # Reading an image as one digit or a number (``auto``): one mark (blobs in the same columns) up to
@@ -36,24 +36,24 @@ HOPELESS, UNKNOWN = -4.0, 0.5
 
 class Digits(list):
     """A photo's digits: uint8 ``(28, 28)`` images, left to right (a plain list of them), with the
-    sequence reader's view of the photo's whole ink: ``log_probs`` ``(T, 11)``
-    (:func:`cnnlab.handwriting.sequence.strip_log_probs`), which weighs what is read from them, and
+    sequence reader's views of the photo's whole ink: ``views``, log-probabilities ``(T, 11)`` each
+    (:func:`cnnlab.handwriting.sequence.read_strip`), which weigh what is read from them, and
     ``recut``, the ink cut where it reads its digits when it counts another number of them (else None)."""
 
-    def __init__(self, images: Iterable[np.ndarray], log_probs: torch.Tensor | None = None,
+    def __init__(self, images: Iterable[np.ndarray], views: list[torch.Tensor] | None = None,
                  recut: list[np.ndarray] | None = None) -> None:
         super().__init__(images)
-        self.log_probs, self.recut = log_probs, recut
+        self.views, self.recut = views, recut
 
 
 def _read_whole(images: list[np.ndarray], ink: np.ndarray, mask: np.ndarray) -> Digits:
     """``images`` with the sequence reader's view of the ``ink`` under ``mask`` (see :class:`Digits`)."""
-    log_probs = strip_log_probs(to_strip(ink, mask))
-    its, recut = best_reading(log_probs), None
+    views = read_strip(to_strip(ink, mask))
+    its, recut = best_reading(views[0]), None
     if its and len(its) != len(images) and len(its) <= MAX_DIGITS:
-        pieces = cut_at_columns(mask, reading_cuts(log_probs, mask))
+        pieces = cut_at_columns(mask, reading_cuts(views[0], mask))
         recut = [to_mnist(ink, piece) for piece in pieces] if len(pieces) == len(its) else None
-    return Digits(images, log_probs, recut)
+    return Digits(images, views, recut)
 
 
 def number_to_mnist(grey: np.ndarray, confidence: Confidence | None = None) -> Digits:
