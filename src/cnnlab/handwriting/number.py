@@ -47,7 +47,7 @@ class Digits(list):
 
 
 def _read_whole(images: list[np.ndarray], ink: np.ndarray, mask: np.ndarray) -> Digits:
-    """``images`` with the sequence reader's view of the ``ink`` under ``mask`` (see :class:`Digits`)."""
+    """``images`` with the sequence reader's views of the ``ink`` under ``mask`` (see :class:`Digits`)."""
     views = read_strip(to_strip(ink, mask))
     its, recut = best_reading(views[0]), None
     if its and len(its) != len(images) and len(its) <= MAX_DIGITS:

@@ -111,8 +111,8 @@ def read_strip(strip: np.ndarray, network: SequenceNetwork | None = None) -> lis
     ink = strip[:, MARGIN : width - MARGIN]
     strips = [strip, np.pad(strip, ((0, 0), (STRIDE // 2, 0)))]
     for factor in WIDTHS:
-        wider = Image.fromarray(ink).resize((max(4, round(ink.shape[1] * factor)), height), Image.Resampling.BILINEAR)
-        strips.append(np.pad(np.asarray(wider), ((0, 0), (MARGIN, MARGIN))))
+        resized = Image.fromarray(ink).resize((max(4, round(ink.shape[1] * factor)), height), Image.Resampling.BILINEAR)
+        strips.append(np.pad(np.asarray(resized), ((0, 0), (MARGIN, MARGIN))))
     return [strip_log_probs(view, network) for view in strips]
 
 
