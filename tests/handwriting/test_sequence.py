@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.handwriting.segment import cut_at_columns
 from cnnlab.handwriting.sequence import (
     BLANK,
     HEIGHT,
@@ -12,6 +13,7 @@ from cnnlab.handwriting.sequence import (
     load_sequence_reader,
     log_likelihoods,
     read_strip,
+    reading_cuts,
     strip_log_probs,
     to_strip,
     weighed_by_reading,
@@ -40,6 +42,17 @@ def test_best_reading_drops_blanks_and_repeats_but_not_a_digit_written_twice():
     b = BLANK
     assert best_reading(steps([b, 1, 1, b, 1, 2, 2, b])) == [1, 1, 2]
     assert best_reading(steps([b, b])) == []
+
+
+def test_reading_cuts_fall_between_the_digits_and_leave_each_one_ink():
+    mask = np.zeros((24, 64), bool)
+    mask[:, 10:50] = True  # ink 24 tall: a strip column is an image column, 4 to a step
+    b = BLANK
+    cuts = reading_cuts(steps([b, 1, 1, b, 7, 7, b, b, b, b, b]), mask)
+    # halfway between the steps that read 1 and 7 (after step 2), less the strip's margin of 4
+    assert cuts == [20, 50] and len(cut_at_columns(mask, cuts)) == 2
+    crossing = reading_cuts(steps([1, 7, b, b, b, b, b, b, b, b, b]), mask)  # read in adjacent steps at the start
+    assert crossing == [14, 50] and [p.any() for p in cut_at_columns(mask, crossing)] == [True, True]
 
 
 def test_likelihoods_prefer_what_the_steps_say():

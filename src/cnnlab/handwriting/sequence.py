@@ -187,7 +187,9 @@ def reading_probabilities(views: list[torch.Tensor]) -> np.ndarray:
 def reading_cuts(log_probs: torch.Tensor, mask: np.ndarray) -> list[int]:
     """Where :func:`best_reading` puts the digits of the ink ``mask`` ``(H, W)`` whose strip gave
     ``log_probs``: the columns of ``mask`` between each digit and the next (halfway between the
-    steps that read them), then the column after the ink's end."""
+    steps that read them), then the column after the ink's end. Each cut is at least one step's
+    columns past the one before (or the ink's start): digits read in adjacent steps, such as a 1
+    crossing a 7, would otherwise leave a piece with no ink, and the reading no image to show."""
     runs: list[list[int]] = []  # the first and last step of each digit read
     previous = BLANK
     for step, label in enumerate(log_probs.argmax(-1).tolist()):
@@ -200,4 +202,7 @@ def reading_cuts(log_probs: torch.Tensor, mask: np.ndarray) -> list[int]:
     ink_width, ink_height = cols[-1] + 1 - cols[0], rows[-1] + 1 - rows[0]
     scale = np.clip(round(ink_width * CONTENT / ink_height), 4, MAX_WIDTH - 2 * MARGIN) / ink_width  # as to_strip
     between = [(last + 1 + first) / 2 * STRIDE for (_, last), (first, _) in itertools.pairwise(runs)]
-    return [int(cols[0] + round((column - MARGIN) / scale)) for column in between] + [int(cols[-1] + 1)]
+    cuts, step = [int(cols[0])], max(1, round(STRIDE / scale))
+    for column in between:
+        cuts.append(max(int(cols[0] + round((column - MARGIN) / scale)), cuts[-1] + step))
+    return [*cuts[1:], int(cols[-1] + 1)]
