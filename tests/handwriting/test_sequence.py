@@ -74,8 +74,12 @@ def test_weighing_turns_a_doubtful_digit_to_what_the_strip_reads():
     assert weighed.shape == (2, 10) and weighed.dtype == np.float32
     assert np.allclose(weighed.sum(1), 1, atol=1e-5)
     assert weighed.argmax(1).tolist() == [4, 7] and weighed[0, 4] > 0.9
-    assert np.allclose(weighed_by_reading(probabilities, views, power=0), probabilities / probabilities.sum(1,
-                       keepdims=True), atol=1e-6)  # power 0: the network alone
+    alone = probabilities / probabilities.sum(1, keepdims=True)
+    assert np.allclose(weighed_by_reading(probabilities, views, power=0, temperature=1), alone, atol=1e-6)
+    softened = weighed_by_reading(probabilities, views, power=0, temperature=2)  # the network alone, less sure
+    assert np.allclose(softened, alone**0.5 / (alone**0.5).sum(1, keepdims=True), atol=1e-6)
+    assert (weighed_by_reading(probabilities, views).max(1) < weighed_by_reading(probabilities, views,
+                                                                                   temperature=1).max(1)).all()
     too_many = np.full((7, 10), 0.1, np.float32)  # no reading of 7 digits fits 6 steps: left as it was
     assert np.array_equal(weighed_by_reading(too_many, views), too_many)
 

@@ -44,6 +44,10 @@ POWER = 1.0  # how much a digit's probability is weighed by the sequence reader 
 RECOUNT = 4.0  # how much likelier its own reading must be to replace another count of digits (recounts)
 WIDTHS = (0.88, 1.12)  # the strip's ink narrower and wider, two of its views (read_strip)
 RECOUNT_ONE = 12.0  # the same where the cutter found one digit: a margin from 6 to 25 read the same (notes)
+# Two networks' evidence multiplied is surer than it has earned: of validation digits weighed at
+# 0.99-0.999, 96.3% were right. Divided by this (fitted on 12,280 of them), each band of
+# confidence is as often right as it says (notes). The answers stay the same.
+TEMPERATURE = 1.39
 
 
 class SequenceNetwork(nn.Module):
@@ -149,20 +153,22 @@ def substitutions(reading: list[int], views: list[torch.Tensor]) -> np.ndarray:
                      for i in range(len(reading))])
 
 
-def weighed_by_reading(probabilities: np.ndarray, views: list[torch.Tensor], power: float = POWER) -> np.ndarray:
+def weighed_by_reading(probabilities: np.ndarray, views: list[torch.Tensor], power: float = POWER,
+                       temperature: float = TEMPERATURE) -> np.ndarray:
     """A number's digit probabilities ``(N, 10)`` (the digit network's, one row per cut-out digit,
     left to right), each row weighed by the sequence reader: digit ``d`` of row ``i`` times
     P(the likeliest reading with ``d`` at ``i`` | the strip's ``views``) to the ``power``, the row
     summed to 1.
 
     The two networks see the number differently (cut into 28x28 digits; the ink whole, with its
-    neighbours), and go wrong on different numbers. A row the strip cannot hold in any way (a
-    reading longer than it allows) is left as it was.
+    neighbours), and go wrong on different numbers. The product's logarithm is divided by
+    ``temperature`` so its confidence is earned. A row the strip cannot hold in any way (a reading
+    longer than it allows) is left as it was.
     """
     weighed = probabilities.astype(np.float64)
     for i, scores in enumerate(substitutions(probabilities.argmax(1).tolist(), views)):
         if np.isfinite(scores).any():
-            weighed[i] = special.softmax(np.log(np.maximum(weighed[i], 1e-9)) + power * scores)
+            weighed[i] = special.softmax((np.log(np.maximum(weighed[i], 1e-9)) + power * scores) / temperature)
     return weighed.astype(probabilities.dtype)
 
 
