@@ -7,11 +7,11 @@ validation digits are never seen), composed as people write them: each digit til
 degrees, 80-120% in size and 85-115% in width; neighbours from an overlap of 6 pixels (at most
 half the narrower digit) to a gap of 9; the digits at heights up to 10 pixels apart; half of the
 numbers slanted (shear up to 0.3); 30% of them in a thicker pen; blurred a little. 60,000 new
-numbers each epoch, batches of 64 strips of like width, CTC loss, Adam, in three stages (``STAGES``):
-14 epochs of one cycle up to a learning rate of 0.003, then 16 more of a cycle up to 0.0015, then
-12 of one up to 0.001 (each stage was added when the last one's weights still read better with
-every epoch). On 2 threads of a 2-core CPU an epoch takes 1.8-2.5 minutes (making its numbers
-about 50 s of it), so the whole training about 110 minutes. A last check reads 2,000 numbers of
+numbers each epoch, batches of 64 strips of like width, CTC loss, Adam, in four stages (``STAGES``):
+14 epochs of one cycle up to a learning rate of 0.003, then 16 more of a cycle up to 0.0015, 12
+of one up to 0.001 and 12 of one up to 0.0005 (each stage was added when the last one's weights
+still read better with every epoch). On 2 threads of a 2-core CPU an epoch takes 1.8-2.5 minutes
+(making its numbers about 50 s of it), so the whole training about 135 minutes. A last check reads 2,000 numbers of
 validation digits.
 """
 
@@ -43,7 +43,7 @@ INK = 0.25  # a composed number's pixel at least this bright is ink (of 1)
 DIGITS = [1, 2, 2, 3, 3, 4, 4, 5, 6]  # how many digits a number has, drawn from this list
 BATCH = 64
 # (epochs, peak learning rate, share of them warming up) of each one-cycle stage
-STAGES = ((14, 0.003, 0.3), (16, 0.0015, 0.15), (12, 0.001, 0.15))
+STAGES = ((14, 0.003, 0.3), (16, 0.0015, 0.15), (12, 0.001, 0.15), (12, 0.0005, 0.15))
 
 
 def varied(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
