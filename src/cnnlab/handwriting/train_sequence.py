@@ -11,8 +11,8 @@ numbers each epoch, batches of 64 strips of like width, CTC loss, Adam, in four 
 14 epochs of one cycle up to a learning rate of 0.003, then 16 more of a cycle up to 0.0015, 12
 of one up to 0.001 and 12 of one up to 0.0005 (each stage was added when the last one's weights
 still read better with every epoch). On 2 threads of a 2-core CPU an epoch takes 1.8-2.5 minutes
-(making its numbers about 50 s of it), so the whole training about 135 minutes. A last check reads 2,000 numbers of
-validation digits.
+(making its numbers about 50 s of it), so the whole training about 135 minutes. A last check
+reads 2,000 numbers of validation digits.
 """
 
 from __future__ import annotations
