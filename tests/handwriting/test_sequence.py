@@ -18,7 +18,7 @@ from cnnlab.handwriting.sequence import (
     to_strip,
     weighed_by_reading,
 )
-from cnnlab.handwriting.train_sequence import compose, make_strips, train_sequence_reader
+from cnnlab.handwriting.train_sequence import compose, make_strips, train_sequence_reader, warped
 
 
 def steps(labels: list[int], sure: float = 0.97) -> torch.Tensor:
@@ -106,13 +106,35 @@ def test_numbers_for_training_are_reproducible(test_digits):
     assert ink.dtype == np.float32 and ink.min() >= 0 and ink.max() <= 1
 
 
+def test_a_share_of_the_digits_is_bent_by_an_elastic_field(test_digits):
+    images = test_digits[0][:400]
+    assert warped(images, 0.0, seed=3) is images
+    bent = warped(images, 0.5, seed=3)
+    changed = np.array([not np.array_equal(a, b) for a, b in zip(images, bent, strict=True)])
+    assert 0.35 < changed.mean() < 0.65, changed.mean()
+    assert np.array_equal(bent, warped(images, 0.5, seed=3))  # the same seed bends the same digits
+    ink, bent_ink = images[changed].astype(float).sum((1, 2)), bent[changed].astype(float).sum((1, 2))
+    assert np.all((bent_ink / ink > 0.5) & (bent_ink / ink < 2)), bent_ink / ink  # bent, not erased or smeared
+    strips, texts = make_strips(*test_digits, 20, seed=1, warp=0.5)
+    plain, same_texts = make_strips(*test_digits, 20, seed=1)
+    assert [t.tolist() for t in texts] == [t.tolist() for t in same_texts]
+    assert any(not np.array_equal(a, b) for a, b in zip(strips, plain, strict=True))
+
+
 def test_training_learns_to_read_in_stages(test_digits):
     images, labels = test_digits
     ones = labels < 2  # 0s and 1s only, so that a minute of training learns something
     fixed = make_strips(images[ones], labels[ones], 1500, seed=2)
     lines = []
-    network = train_sequence_reader(lambda epoch: fixed, 1500, stages=((2, 0.003, 0.3), (1, 0.001, 0.3)),
+    asked = []
+
+    def make(epoch, warp):
+        asked.append((epoch, warp))
+        return fixed
+
+    network = train_sequence_reader(make, 1500, stages=((2, 0.003, 0.3, 0.0), (1, 0.001, 0.3, 0.5)),
                                     log=lines.append)
+    assert asked == [(0, 0.0), (1, 0.0), (2, 0.5)]  # each stage asks for its own share of bent digits
     assert [line.split(":")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     losses = [float(line.split("CTC loss ")[1].split(",")[0]) for line in lines]
     assert losses[-1] < losses[0] / 2, losses

@@ -7,12 +7,13 @@ validation digits are never seen), composed as people write them: each digit til
 degrees, 80-120% in size and 85-115% in width; neighbours from an overlap of 6 pixels (at most
 half the narrower digit) to a gap of 9; the digits at heights up to 10 pixels apart; half of the
 numbers slanted (shear up to 0.3); 30% of them in a thicker pen; blurred a little. 60,000 new
-numbers each epoch, batches of 64 strips of like width, CTC loss, Adam, in four stages (``STAGES``):
+numbers each epoch, batches of 64 strips of like width, CTC loss, Adam, in five stages (``STAGES``):
 14 epochs of one cycle up to a learning rate of 0.003, then 16 more of a cycle up to 0.0015, 12
 of one up to 0.001 and 12 of one up to 0.0005 (each stage was added when the last one's weights
-still read better with every epoch). On 2 threads of a 2-core CPU an epoch takes 1.8-2.5 minutes
-(making its numbers about 50 s of it), so the whole training about 135 minutes. A last check
-reads 2,000 numbers of validation digits.
+still read better with every epoch); then 10 of one up to 0.001 with half the digits bent by a
+smooth elastic field of 2 pixels (:func:`warped`), for writers the networks never saw. On 2
+threads of a 2-core CPU an epoch takes 1.8-2.5 minutes (making its numbers about 50 s of it), so
+the whole training about 160 minutes. A last check reads 2,000 numbers of validation digits.
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ from cnnlab.handwriting.sequence import (
     strip_log_probs,
     to_strip,
 )
+from cnnlab.training.augment import Augmenter, AugmentSpec
 
 INK = 0.25  # a composed number's pixel at least this bright is ink (of 1)
 DIGITS = [1, 2, 2, 3, 3, 4, 4, 5, 6]  # how many digits a number has, drawn from this list
 BATCH = 64
-# (epochs, peak learning rate, share of them warming up) of each one-cycle stage
-STAGES = ((14, 0.003, 0.3), (16, 0.0015, 0.15), (12, 0.001, 0.15), (12, 0.0005, 0.15))
+# (epochs, peak learning rate, share of them warming up, share of the digits warped) of each one-cycle stage
+STAGES = ((14, 0.003, 0.3, 0.0), (16, 0.0015, 0.15, 0.0), (12, 0.001, 0.15, 0.0), (12, 0.0005, 0.15, 0.0),
+          (10, 0.001, 0.15, 0.5))
+WARP_PX = 2.0  # the elastic field's size in pixels: other writers' shapes of the same digit
 
 
 def varied(digit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -86,10 +90,23 @@ def compose(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     return np.clip(ink / max(float(np.percentile(ink[strong], 90)) if strong.any() else 1.0, 0.3), 0, 1)
 
 
-def make_strips(images: np.ndarray, labels: np.ndarray, count: int, seed: int
+def warped(images: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """MNIST ``images`` ``(N, 28, 28)`` with ``share`` of them bent by a smooth elastic field of
+    :data:`WARP_PX` (:class:`cnnlab.training.augment.Augmenter`): the digits as other writers shape them."""
+    if not share:
+        return images
+    augmenter = Augmenter(AugmentSpec(rotate_deg=0, scale=0, shift_px=0, elastic_px=WARP_PX), 0.0, seed)
+    bent = augmenter(torch.from_numpy(images).unsqueeze(1).float())[:, 0].round().clamp(0, 255).to(torch.uint8)
+    chosen = np.random.default_rng(seed + 7).random(len(images)) < share
+    return np.where(chosen[:, None, None], bent.numpy(), images)
+
+
+def make_strips(images: np.ndarray, labels: np.ndarray, count: int, seed: int, warp: float = 0.0
                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``count`` numbers composed from MNIST ``images`` ``(N, 28, 28)`` and their ``labels`` ``(N,)``:
-    ``(strips, digits)``, uint8 ``(32, W)`` strips and int64 arrays of their digits."""
+    """``count`` numbers composed from MNIST ``images`` ``(N, 28, 28)`` and their ``labels`` ``(N,)``,
+    ``warp`` of the images bent first (:func:`warped`): ``(strips, digits)``, uint8 ``(32, W)``
+    strips and int64 arrays of their digits."""
+    images = warped(images, warp, seed)
     rng = np.random.default_rng(seed)
     strips, texts = [], []
     for _ in range(count):
@@ -117,23 +134,23 @@ def batches(strips: list[np.ndarray], texts: list[np.ndarray], rng: np.random.Ge
                torch.cat([torch.from_numpy(texts[i]) for i in group]), torch.tensor([len(texts[i]) for i in group]))
 
 
-def train_sequence_reader(make: Callable[[int], tuple[list[np.ndarray], list[np.ndarray]]], per_epoch: int,
-                          stages: tuple[tuple[int, float, float], ...] = STAGES, seed: int = 0,
-                          log: Callable[[str], None] = print) -> SequenceNetwork:
-    """Train a :class:`SequenceNetwork` with CTC on ``make(epoch)``'s ``(strips, digits)``, about
-    ``per_epoch`` of them each epoch, for each of ``stages`` ``(epochs, peak learning rate, share of
-    them warming up)`` a one-cycle schedule of its own."""
+def train_sequence_reader(make: Callable[[int, float], tuple[list[np.ndarray], list[np.ndarray]]],
+                          per_epoch: int, stages: tuple[tuple[int, float, float, float], ...] = STAGES,
+                          seed: int = 0, log: Callable[[str], None] = print) -> SequenceNetwork:
+    """Train a :class:`SequenceNetwork` with CTC on ``make(epoch, warp)``'s ``(strips, digits)``,
+    about ``per_epoch`` of them each epoch, for each of ``stages`` ``(epochs, peak learning rate,
+    share of them warming up, warp: the share of digits bent)`` a one-cycle schedule of its own."""
     torch.manual_seed(seed)
     network = SequenceNetwork()
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
-    epoch, total_epochs = 0, sum(epochs for epochs, _, _ in stages)
-    for stage, (epochs, peak, warm_up) in enumerate(stages):
+    epoch, total_epochs = 0, sum(stage[0] for stage in stages)
+    for stage, (epochs, peak, warm_up, warp) in enumerate(stages):
         rng = np.random.default_rng(seed + stage)  # the order of the batches
         optimizer = torch.optim.Adam(network.parameters())
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peak, total_steps=epochs * -(-per_epoch // BATCH),
                                                        pct_start=warm_up)
         for _ in range(epochs):
-            strips, texts = make(epoch)
+            strips, texts = make(epoch, warp)
             network.train()
             start, total = time.time(), 0.0
             for batch, steps, digits, lengths in batches(strips, texts, rng):
@@ -160,7 +177,7 @@ def main() -> None:
     torch.set_num_threads(2)  # another thread count learns other weights
     data = load_dataset("mnist", data_dir=args.data_dir, val_split=0.1, seed=1)  # the reader's split
     images, labels = data.train_images.numpy(), data.train_labels.numpy()
-    network = train_sequence_reader(lambda epoch: make_strips(images, labels, args.numbers, 1000 + epoch),
+    network = train_sequence_reader(lambda epoch, warp: make_strips(images, labels, args.numbers, 1000 + epoch, warp),
                                     args.numbers, log=lambda line: print(line, flush=True))
     strips, texts = make_strips(data.val_images.numpy(), data.val_labels.numpy(), 2000, 99)
     right = sum(best_reading(strip_log_probs(s, network)) == t.tolist() for s, t in zip(strips, texts, strict=True))
