@@ -29,6 +29,8 @@ def test_same_seed_same_warps_and_none_is_identity():
     images = digit_batch()
     assert torch.equal(augment_uint8(images, "strong", 3), augment_uint8(images, "strong", 3))
     assert not torch.equal(augment_uint8(images, "strong", 3), augment_uint8(images, "strong", 4))
+    # a spec of one's own, as the sequence reader's training bends digits
+    assert torch.equal(augment_uint8(images, LEVELS["strong"], 3), augment_uint8(images, "strong", 3))
     assert torch.equal(augment_uint8(images, "none"), images)
 
 

@@ -39,12 +39,12 @@ from cnnlab.handwriting.sequence import (
     strip_log_probs,
     to_strip,
 )
-from cnnlab.training.augment import Augmenter, AugmentSpec
+from cnnlab.training.augment import AugmentSpec, augment_uint8
 
 INK = 0.25  # a composed number's pixel at least this bright is ink (of 1)
 DIGITS = [1, 2, 2, 3, 3, 4, 4, 5, 6]  # how many digits a number has, drawn from this list
 BATCH = 64
-# (epochs, peak learning rate, share of them warming up, share of the digits warped) of each one-cycle stage
+# (epochs, peak learning rate, share of them warming up, share of the digits bent) of each one-cycle stage
 STAGES = ((14, 0.003, 0.3, 0.0), (16, 0.0015, 0.15, 0.0), (12, 0.001, 0.15, 0.0), (12, 0.0005, 0.15, 0.0),
           (10, 0.001, 0.15, 0.5))
 WARP_PX = 2.0  # the elastic field's size in pixels: other writers' shapes of the same digit
@@ -92,11 +92,11 @@ def compose(digits: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
 
 def warped(images: np.ndarray, share: float, seed: int) -> np.ndarray:
     """MNIST ``images`` ``(N, 28, 28)`` with ``share`` of them bent by a smooth elastic field of
-    :data:`WARP_PX` (:class:`cnnlab.training.augment.Augmenter`): the digits as other writers shape them."""
+    :data:`WARP_PX` (:func:`cnnlab.training.augment.augment_uint8`): the digits as other writers shape them."""
     if not share:
         return images
-    augmenter = Augmenter(AugmentSpec(rotate_deg=0, scale=0, shift_px=0, elastic_px=WARP_PX), 0.0, seed)
-    bent = augmenter(torch.from_numpy(images).unsqueeze(1).float())[:, 0].round().clamp(0, 255).to(torch.uint8)
+    bend = AugmentSpec(rotate_deg=0, scale=0, shift_px=0, elastic_px=WARP_PX)
+    bent = augment_uint8(torch.from_numpy(images), bend, seed)
     chosen = np.random.default_rng(seed + 7).random(len(images)) < share
     return np.where(chosen[:, None, None], bent.numpy(), images)
 

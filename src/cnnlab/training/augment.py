@@ -154,9 +154,10 @@ def _elastic_basis(size: int) -> torch.Tensor:
     return F.interpolate(impulses, size=(size, size), mode="bicubic", align_corners=True).view(k * k, -1)
 
 
-def augment_uint8(images: torch.Tensor, level: str, seed: int = 0) -> torch.Tensor:
-    """Augment uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` (background 0) and return uint8, e.g. for pictures."""
-    spec = get_level(level)
+def augment_uint8(images: torch.Tensor, level: str | AugmentSpec, seed: int = 0) -> torch.Tensor:
+    """Augment uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` (background 0) and return uint8, e.g. for
+    pictures; ``level`` is a name of :data:`LEVELS` or a spec of one's own."""
+    spec = level if isinstance(level, AugmentSpec) else get_level(level)
     if spec is None:
         return images.clone()
     first = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)
