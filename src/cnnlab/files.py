@@ -11,6 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cnnlab.errors import CnnlabError
+
+MAX_JSON_DEPTH = 32  # cnnlab's own files nest 4 deep; anything much deeper is damaged or hostile
+MAX_JSON_FILE_BYTES = 16 * 1024 * 1024  # a model.json or config.json is a few KB
 
 def _umask() -> int:
     """The process's file-creation mask (reading it means setting it, so it is set back at once)."""
@@ -42,15 +46,55 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
-
 
 
 def write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
+
+def parse_json(text: str | bytes, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``text`` parsed as JSON, nested at most ``max_depth`` arrays and objects deep, or a
+    :class:`CnnlabError` naming ``source`` and the fault. Python's parser refuses nesting past its
+    recursion limit with a ``RecursionError``; that, and any depth past ``max_depth``, is one line here."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise CnnlabError(f"{source}: JSON nested too deeply (the limit is {max_depth} levels)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CnnlabError(f"{source}: not valid JSON ({exc})") from None
+    if json_depth(value) > max_depth:
+        raise CnnlabError(f"{source}: JSON nested too deeply (the limit is {max_depth} levels)")
+    return value
+
+
+def json_depth(value: Any) -> int:
+    """How many arrays and objects deep ``value`` nests (0 for a number or a string), without recursion."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def read_json(path: str | Path, max_bytes: int = MAX_JSON_FILE_BYTES) -> Any:
+    """A JSON file cnnlab reads (``model.json``, ``config.json``...), bounded in size and depth:
+    a :class:`CnnlabError` that names the file says what is wrong with it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise CnnlabError(f"{path}: {size:,} bytes, too large for one of cnnlab's JSON files "
+                              f"(the limit is {max_bytes:,}); it was changed or is not cnnlab's")
+        text = path.read_bytes()
+    except OSError as exc:
+        raise CnnlabError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    return parse_json(text, str(path))
 
 
 def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
