@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from cnnlab.data.images import IMAGE_SUFFIXES, decode, fit_square, to_grey, to_rgb
+from cnnlab.data.images import IMAGE_SUFFIXES, decode, fit_square, reduced_for, to_grey, to_rgb
 from cnnlab.data.user import read_pixel_csv
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes
@@ -134,8 +134,9 @@ def preprocessing(info: ModelInfo) -> str:
 
 def plain_image(source: str | Path | bytes, info: ModelInfo, name: str | None = None) -> np.ndarray:
     """An image prepared as the training images were: uint8 ``(side, side)`` or ``(side, side, 3)``,
-    padded to a square and resized as a folder's images are (cnnlab.data.images.fit_square)."""
-    image = decode(source, name)
+    padded to a square and resized as a folder's images are (cnnlab.data.images.fit_square). A large
+    photo is reduced first, while it is 8-bit (cnnlab.data.images.reduced_for)."""
+    image = reduced_for(decode(source, name), info.image_size)
     if info.in_channels == 3:
         return fit_square(to_rgb(image), info.image_size)
     grey = to_grey(image)

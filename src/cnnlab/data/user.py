@@ -26,6 +26,7 @@ from cnnlab.data.images import (
     fit_square,
     has_chroma,
     is_colour,
+    reduced_for,
     rgb_to_grey,
     to_grey,
     to_rgb,
@@ -129,7 +130,7 @@ def _median_side(files: list[Path], folder: Path) -> int:
 
 def _load(path: Path, side: int) -> np.ndarray:
     """One image at ``side x side``: uint8 grey ``(side, side)``, or RGB ``(side, side, 3)`` if it is coloured."""
-    image = decode(path)
+    image = reduced_for(decode(path), side)  # a large photo made small while it is 8-bit
     if not is_colour(image):
         return fit_square(to_grey(image), side)
     rgb = fit_square(to_rgb(image), side)
