@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
 from cnnlab.errors import CnnlabError
-from cnnlab.models.files import ModelInfo, load_model, save_model
+from cnnlab.models.files import CHECKPOINT_FILE, MODEL_FILE, ModelInfo, load_model, save_model
 from cnnlab.models.registry import build_model
+from tests.helpers import assert_one_line_error
 
 
 @pytest.fixture
@@ -128,3 +129,86 @@ def test_a_run_of_your_own_class_loads_with_an_instance(tmp_path):
     assert isinstance(model, TinyNet) and not model.training
     with pytest.raises(CnnlabError, match="does not match the architecture"):
         load_model(tmp_path, model=build_model("mlp"))
+
+
+def test_the_checkpoint_file_name_is_the_one_training_writes():
+    from cnnlab.training import checkpoint
+
+    assert checkpoint.CHECKPOINT_FILE == CHECKPOINT_FILE
+
+
+@pytest.mark.parametrize("command", [["predict", "{run}", "{run}/model.json"], ["evaluate", "{run}"],
+                                     ["summary", "{run}"]])
+def test_a_model_json_nested_10000_deep_is_one_line_in_predict_evaluate_and_summary(saved, capsys, command):
+    (saved / "model.json").write_text(_deep_model_json(json.loads((saved / "model.json").read_text())))
+    assert_one_line_error(capsys, *[part.format(run=saved) for part in command],
+                          match="model.json: JSON nested too deeply (the limit is 32 levels)")
+
+
+def _deep_model_json(meta: dict) -> str:
+    """``meta`` as JSON with a list nested 10,000 deep in it (json.dumps itself stops at ~1,000)."""
+    text = json.dumps({k: v for k, v in meta.items() if k != "dataset"})
+    return text[:-1] + ', "dataset": ' + "[" * 10_000 + "]" * 10_000 + "}"
+
+
+def test_a_model_json_of_a_newer_cnnlab_is_refused_with_the_upgrade(saved):
+    _edit(saved, lambda m: m.update(format_version=2, arguments="a layout this cnnlab does not know"))
+    with pytest.raises(CnnlabError) as info:
+        load_model(saved)
+    assert str(info.value) == (f"{saved / 'model.json'}: made by a newer cnnlab (format_version 2; this cnnlab reads "
+                               "1); upgrade cnnlab: pip install --upgrade cnnlab")
+
+
+@pytest.mark.parametrize("version", ["1", 0, -3, 1.5, True, None, [1]])
+def test_a_format_version_that_is_not_a_whole_number_from_1_is_refused(saved, version):
+    _edit(saved, lambda m: m.update(format_version=version))
+    with pytest.raises(CnnlabError, match=r"format_version .* is not a version cnnlab wrote \(a whole number from 1\)"):
+        load_model(saved)
+
+
+def test_a_model_json_without_a_format_version_is_read_as_the_first(saved):
+    _edit(saved, lambda m: m.pop("format_version"))
+    model, info = load_model(saved)
+    assert info.architecture == "cnn-fast" and model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_a_model_json_that_is_not_an_object_is_refused(saved):
+    (saved / "model.json").write_text("[1, 2, 3]")
+    with pytest.raises(CnnlabError, match=r"not a cnnlab model.json \(a JSON object was expected, found list\)"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("bad, word", [(float("nan"), "NaN"), (float("inf"), "infinite"), (float("-inf"), "infinite")])
+def test_weights_that_are_not_finite_are_refused_naming_the_tensor(saved, bad, word):
+    tensors = load_file(saved / MODEL_FILE)
+    name = sorted(tensors)[-1]
+    tensors[name].view(-1)[0] = bad
+    save_file(tensors, saved / MODEL_FILE)
+    with pytest.raises(CnnlabError) as info:
+        load_model(saved)
+    message = str(info.value)
+    assert f"the weights in {name} include {word} values" in message and "train the model again" in message
+    assert "\n" not in message
+
+
+def test_weights_that_are_not_finite_are_refused_for_a_network_of_your_own_class_too(tmp_path):
+    net = TinyNet()
+    with torch.no_grad():
+        net.linear.bias[3] = float("nan")
+    save_model(tmp_path, net, ModelInfo("python:tests.models.test_files.TinyNet", [str(d) for d in range(10)]))
+    with pytest.raises(CnnlabError, match=r"the weights in linear\.bias include NaN values"):
+        load_model(tmp_path, model=TinyNet())
+
+
+def test_a_run_interrupted_before_it_saved_a_model_points_to_resume(saved, capsys):
+    (saved / MODEL_FILE).unlink()
+    (saved / CHECKPOINT_FILE).write_bytes(b"a checkpoint")  # never opened: its being there is what counts
+    expected = f"{saved}: the training was interrupted before it saved a model; continue it with " \
+               f"'cnnlab train --resume {saved}'"
+    with pytest.raises(CnnlabError) as info:
+        load_model(saved / MODEL_FILE)
+    assert str(info.value) == expected
+    assert_one_line_error(capsys, "evaluate", saved, match=expected)
+    assert_one_line_error(capsys, "predict", saved, saved / "model.json", match="cnnlab train --resume")
+    (saved / CHECKPOINT_FILE).unlink()
+    assert_one_line_error(capsys, "evaluate", saved, match="not found; train a model first")

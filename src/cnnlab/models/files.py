@@ -2,8 +2,9 @@
 
 A trained model is two files: ``model.safetensors`` (tensors only) and ``model.json``
 (architecture name or layer spec, class names, input size, normalisation). Loading checks
-``model.json`` against the shapes in the safetensors header before anything is allocated, so a
-tampered or mismatched pair gives a clear error, never a huge allocation.
+``model.json`` (bounded in size and nesting, of a format this cnnlab reads) against the shapes in
+the safetensors header before anything is allocated, so a tampered or mismatched pair gives a
+clear error, never a huge allocation; then every weight is checked to be a finite number.
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from safetensors.torch import load_file, save
 
 from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_bytes, write_json
+from cnnlab.files import atomic_write_bytes, read_json, write_json
 from cnnlab.models.layers import build_spec, plan
 from cnnlab.models.registry import MODELS
 
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # model.json's layout; a file without one is of the first
+# An interrupted training leaves this (cnnlab.training.checkpoint.CHECKPOINT_FILE, a stage above this one) and no model
+CHECKPOINT_FILE = "checkpoint.pt"
 SPEC_ARCHITECTURE = "spec"  # model.json's architecture for a network given as a layer spec
 PYTHON_ARCHITECTURE = "python:"  # ... and the prefix for a module of the user's own class
 MAX_IMAGE_SIDE = 2048
@@ -72,6 +75,10 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> ModelInfo:
+        if not isinstance(data, dict):
+            raise CnnlabError(f"{source}: not a cnnlab model.json (a JSON object was expected, found "
+                              f"{type(data).__name__})")
+        check_format_version(data.get("format_version", 1), source)
         try:
             spec = data.get("spec")
             info = cls(
@@ -118,6 +125,22 @@ class ModelInfo:
             return MODELS[self.architecture].make(classes, self.image_size, self.in_channels)
 
 
+def check_format_version(version: Any, source: str) -> None:
+    """Refuse a ``model.json`` of a layout this cnnlab does not know: a newer one, or no version at all."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CnnlabError(f"{source}: format_version {json_text(version)} is not a version cnnlab wrote (a whole "
+                          "number from 1); this model.json was changed or is not cnnlab's")
+    if version > FORMAT_VERSION:
+        raise CnnlabError(f"{source}: made by a newer cnnlab (format_version {version}; this cnnlab reads "
+                          f"{FORMAT_VERSION}); upgrade cnnlab: pip install --upgrade cnnlab")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as JSON writes it, cut to 40 characters: a bad field named in one short line."""
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _stats(value: Any) -> float | list[float]:
     """A normalisation mean or std from JSON: one number, or a list of one per channel."""
     return [float(v) for v in value] if isinstance(value, list) else float(value)
@@ -149,6 +172,10 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     if path.suffix != ".safetensors":
         raise CnnlabError(f"{path}: give a run directory, a .safetensors or an .onnx model file")
     meta = path.with_name(MODEL_META)
+    if not path.is_file() and (path.parent / CHECKPOINT_FILE).is_file():
+        run = path.parent
+        raise CnnlabError(f"{run}: the training was interrupted before it saved a model; continue it with "
+                          f"'cnnlab train --resume {run}'")
     for needed in (path, meta):
         if not needed.is_file():
             raise CnnlabError(f"{needed}: not found; train a model first with 'cnnlab train --out DIR'")
@@ -156,11 +183,9 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
 
 
 def read_model_info(meta: Path) -> ModelInfo:
-    """The :class:`ModelInfo` in a ``model.json``, or a :class:`CnnlabError` saying what is wrong with it."""
-    try:
-        return ModelInfo.from_json(json.loads(meta.read_text()), str(meta))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{meta}: not valid JSON ({exc})") from None
+    """The :class:`ModelInfo` in a ``model.json`` (read bounded in size and nesting: cnnlab.files.read_json),
+    or a :class:`CnnlabError` saying what is wrong with it."""
+    return ModelInfo.from_json(read_json(meta), str(meta))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", model: torch.nn.Module | None = None
@@ -188,6 +213,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
         state = load_file(weights)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CnnlabError(f"{weights}: not a readable safetensors file ({exc})") from None
+    check_finite(state, weights)
     if model is None:
         # The loaded tensors become the network's own (in its dtypes: a float16 file loads as float32).
         # Not to_empty(): on a network built on "meta" it imports sympy through torch's reference ops, 0.7 s.
@@ -196,6 +222,17 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", model: torc
     else:
         model.load_state_dict(state)
     return model.to(device).eval(), info
+
+
+def check_finite(state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Refuse weights that are not all finite numbers: a network with a NaN or an infinity answers
+    NaN for every image (a training that diverged, or a damaged file)."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = "NaN" if bool(torch.isnan(tensor).any()) else "infinite"
+            raise CnnlabError(f"{weights}: the weights in {name} include {bad} values, so every answer would be NaN; "
+                              "the training diverged or the file is damaged: train the model again "
+                              "(a lower --lr if it diverged)")
 
 
 def _shapes(state: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
