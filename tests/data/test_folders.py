@@ -38,9 +38,40 @@ def test_a_folder_of_large_images_is_capped_at_64_and_says_so(tmp_path, capsys):
 
 def test_a_folder_takes_its_images_median_size(tmp_path):
     for i, side in enumerate((20, 30, 40)):
-        (tmp_path / "f" / "a").mkdir(parents=True, exist_ok=True)
-        Image.new("L", (side, side), 200).save(tmp_path / "f" / "a" / f"{i}.png")
+        (tmp_path / "f" / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.new("L", (side, side), 200).save(tmp_path / "f" / "ab"[i % 2] / f"{i}.png")
     assert read_image_folder(tmp_path / "f").side == 30
+
+
+def test_a_folder_with_one_class_is_refused_before_its_images_are_read(tmp_path):
+    (tmp_path / "cats" / "cat").mkdir(parents=True)
+    Image.new("L", (16, 16), 200).save(tmp_path / "cats" / "cat" / "0.png")
+    with pytest.raises(CnnlabError) as info:
+        load_dataset(tmp_path / "cats")
+    assert str(info.value) == (f"{tmp_path / 'cats'} has one class folder (cat); a classifier needs at least two: "
+                               "add a subfolder of images for each other class")
+
+
+def test_a_folder_whose_other_classes_have_no_images_is_refused(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+    for i in range(3):
+        Image.new("L", (16, 16), 50 * i).save(tmp_path / "pets" / "cat" / f"{i}.png")
+    with pytest.raises(CnnlabError, match=r"^pets: all its training images are of one class \(cat\); a classifier "
+                       "needs images of at least two classes$"):
+        load_dataset(tmp_path / "pets")
+
+
+def test_a_dataset_made_in_python_needs_two_classes():
+    import torch
+
+    from cnnlab.data import Dataset
+
+    images, labels = torch.zeros(4, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64)
+    for names in ([], ["only"]):
+        with pytest.raises(CnnlabError, match=r"a classifier needs at least two: give images of two or more classes$"):
+            Dataset("mine", names, images, labels, images, labels)
+    assert Dataset("mine", ["a", "b"], images, labels, images, labels).num_classes == 2
 
 
 def test_a_too_small_image_is_skipped_and_the_rest_are_read(tmp_path, capsys):
@@ -103,15 +134,16 @@ def test_a_dataset_made_in_python_is_reshaped_as_loading_does(toy_dataset):
 
 
 def test_the_median_size_leaves_out_images_too_small_to_use(tmp_path):
-    (tmp_path / "f" / "a").mkdir(parents=True)
+    for name in ("a", "b"):
+        (tmp_path / "f" / name).mkdir(parents=True)
     for i in range(6):
         Image.new("L", (5, 5), 200).save(tmp_path / "f" / "a" / f"tiny{i}.png")
     for i in range(4):
-        Image.new("L", (40, 40), 200).save(tmp_path / "f" / "a" / f"big{i}.png")
+        Image.new("L", (40, 40), 200).save(tmp_path / "f" / "ab"[i % 2] / f"big{i}.png")
     found = read_image_folder(tmp_path / "f")
     assert found.side == 40 and len(found.labels) == 4
     images, labels, names = found  # unpacks as the 3-tuple it used to be
-    assert images.shape == (4, 40, 40) and len(labels) == 4 and names == ["a"]
+    assert images.shape == (4, 40, 40) and len(labels) == 4 and names == ["a", "b"]
 
 
 def test_channels_first_images_made_in_python_are_refused_with_the_fix():
@@ -120,10 +152,11 @@ def test_channels_first_images_made_in_python_are_refused_with_the_fix():
     from cnnlab.data import Dataset
 
     with pytest.raises(CnnlabError, match=r"permute\(0, 2, 3, 1\)"):
-        Dataset("mine", ["a"], torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
+        Dataset("mine", ["a", "b"], torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
                 torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
-    colour = Dataset("mine", ["a"], torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
-                     torch.zeros(2, 32, 32, 3, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64))
+    colour = Dataset("mine", ["a", "b"], torch.zeros(4, 32, 32, 3, dtype=torch.uint8),
+                     torch.zeros(4, dtype=torch.int64), torch.zeros(2, 32, 32, 3, dtype=torch.uint8),
+                     torch.zeros(2, dtype=torch.int64))
     assert colour.val_images.shape == (0, 32, 32, 3)  # the empty validation split is shaped as the rest
 
 

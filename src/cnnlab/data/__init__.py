@@ -69,6 +69,10 @@ class Dataset:
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3)):
             raise CnnlabError(f"dataset '{self.name}': images must be (N, H, W) grey or (N, H, W, 3) colour, got "
                               f"{tuple(images.shape)}; for channels-first (N, C, H, W) use images.permute(0, 2, 3, 1)")
+        if len(self.class_names) < 2:  # one class is learnt perfectly by answering it: "0.00% error", learning nothing
+            raise CnnlabError(f"dataset '{self.name}' has {len(self.class_names)} class{'es' * (not self.class_names)} "
+                              f"({', '.join(map(str, self.class_names))}); a classifier needs at least two: "
+                              "give images of two or more classes")
         if not len(self.val_labels) and self.val_images.shape[1:] != images.shape[1:]:
             self.val_images = torch.empty(0, *images.shape[1:], dtype=images.dtype)  # empty, but shaped as the rest
 
@@ -124,6 +128,10 @@ def load_dataset(
     _check_shape_asked(image_size, channels)  # before a large folder is read
     train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download, channels)
     _check_labels(train_y, names, label)
+    present = np.unique(train_y)  # before --limit: a fault of the data's own, not of the limit
+    if len(present) == 1 and len(names) > 1:
+        raise CnnlabError(f"{label}: all its training images are of one class ({names[present[0]]}); a classifier "
+                          "needs images of at least two classes")
     _check_labels(test_y, names, label)
     source = str(Path(dataset).resolve()) if Path(dataset).exists() else str(dataset)
     ds = split_validation(Dataset(label, names, *_tensors(train_x, train_y), *_tensors(test_x, test_y),

@@ -99,6 +99,9 @@ def _class_files(folder: Path, class_names: list[str] | None) -> tuple[list[Path
     class_names = class_names or subfolders
     if not class_names:
         raise CnnlabError(f"{folder}: no class subfolders; make one subfolder of images per class")
+    if len(class_names) == 1:
+        raise CnnlabError(f"{folder} has one class folder ({class_names[0]}); a classifier needs at least two: "
+                          "add a subfolder of images for each other class")
     files, labels = [], []
     for label, name in enumerate(class_names):
         found = list_images(folder / name) if (folder / name).is_dir() else []
