@@ -1,5 +1,7 @@
 import os
 
+import torch
+
 from cnnlab.training import system
 
 
@@ -71,3 +73,56 @@ def test_keep_freed_memory_raises_mallocs_thresholds(monkeypatch):
     assert system.keep_freed_memory() is True
     assert calls == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, then M_TRIM_THRESHOLD
 
+
+
+def fake_files(monkeypatch, files: dict[str, str]) -> None:
+    """/proc and /sys as ``files`` says: any other path reads as missing, as off Linux."""
+    monkeypatch.setattr(system, "_read_lines", lambda path: files[path].splitlines() if path in files else [])
+
+
+GB = 10**9
+
+
+def test_free_memory_is_memavailable_without_a_limit(monkeypatch):
+    fake_files(monkeypatch, {"/proc/meminfo": "MemTotal: 16000000 kB\nMemAvailable: 8000000 kB\n",
+                             "/proc/self/cgroup": "0::/user.slice\n",
+                             "/sys/fs/cgroup/user.slice/memory.max": "max\n",
+                             "/sys/fs/cgroup/user.slice/memory.current": "123456\n"})
+    assert system.free_memory() == 8_000_000 * 1024
+
+
+def test_a_container_limit_below_memavailable_wins_and_its_file_cache_counts_as_free(monkeypatch):
+    fake_files(monkeypatch, {"/proc/meminfo": "MemAvailable: 64000000 kB\n",
+                             "/proc/self/cgroup": "0::/box\n",
+                             "/sys/fs/cgroup/box/memory.max": f"{4 * GB}\n",
+                             "/sys/fs/cgroup/box/memory.current": f"{3 * GB}\n",
+                             "/sys/fs/cgroup/box/memory.stat": f"anon 100\ninactive_file {GB}\n"})
+    assert system.free_memory() == 2 * GB  # 4 GB limit, 3 GB used of which 1 GB droppable cache
+
+
+def test_a_cgroup_v1_limit_on_a_parent_group_counts(monkeypatch):
+    fake_files(monkeypatch, {"/proc/meminfo": "MemAvailable: 64000000 kB\n",
+                             "/proc/self/cgroup": "4:memory:/jobs/one\n1:cpu:/\n",
+                             "/sys/fs/cgroup/memory/jobs/one/memory.limit_in_bytes": "9223372036854771712\n",
+                             "/sys/fs/cgroup/memory/jobs/one/memory.usage_in_bytes": f"{GB}\n",
+                             "/sys/fs/cgroup/memory/jobs/memory.limit_in_bytes": f"{3 * GB}\n",
+                             "/sys/fs/cgroup/memory/jobs/memory.usage_in_bytes": f"{2 * GB}\n"})
+    assert system.free_memory() == GB
+
+
+def test_without_proc_it_asks_sysconf_and_else_says_it_cannot_tell(monkeypatch):
+    fake_files(monkeypatch, {})
+    monkeypatch.setattr(system.os, "sysconf", lambda name: {"SC_AVPHYS_PAGES": 1000, "SC_PAGE_SIZE": 4096}[name])
+    assert system.free_memory() == 4_096_000
+
+    def no_such_name(name):
+        raise ValueError(f"unrecognized configuration name {name}")  # macOS has no SC_AVPHYS_PAGES
+
+    monkeypatch.setattr(system.os, "sysconf", no_such_name)
+    assert system.free_memory() is None
+
+
+def test_free_memory_on_this_machine_and_on_a_device_it_cannot_read():
+    free = system.free_memory()
+    assert free is None or free > 0
+    assert system.free_memory(torch.device("mps")) is None

@@ -1,4 +1,5 @@
-"""How many CPU threads to use (one per core that is actually free), and keeping freed memory.
+"""How many CPU threads to use (one per core that is actually free), keeping freed memory, and how
+much memory is free for a network.
 
 With another process busy on one of two cores, two PyTorch threads took 10.2 s for an epoch
 that one thread ran in 5.8 s here: each step waits for the thread that shares its core. So the default counts the cores
@@ -93,11 +94,80 @@ def machine_description() -> str:
 
 
 def _read_lines(path: str) -> list[str]:
-    """The lines of a /proc file, or none off Linux."""
+    """The lines of a /proc or /sys file, or none off Linux (or where it cannot be read)."""
     try:
         return Path(path).read_text().splitlines()
     except OSError:
         return []
+
+
+def free_memory(device: torch.device | None = None) -> int | None:
+    """Bytes free for a network on ``device`` (default: the CPU's memory), or None where cnnlab
+    cannot tell (a Mac's GPU; a system with neither /proc nor ``sysconf``): then nothing is refused.
+
+    On Linux: the kernel's estimate of what can be had without swapping (``MemAvailable``), or
+    less where this process's control group (a container's limit, a systemd slice) leaves less
+    room. On a CUDA GPU: what the driver says is free on it.
+    """
+    if device is not None and device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device is not None and device.type != "cpu":
+        return None
+    known = [room for room in (_available_memory(), *_cgroup_rooms()) if room is not None]
+    return min(known) if known else None
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` of /proc/meminfo, else the free pages ``sysconf`` counts, else None."""
+    for line in _read_lines("/proc/meminfo"):
+        name, _, value = line.partition(":")
+        if name == "MemAvailable" and value.split()[0].isdigit():
+            return int(value.split()[0]) * 1024  # in kB
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not Linux: macOS has no SC_AVPHYS_PAGES, Windows no sysconf
+        return None
+
+
+# cgroup v2 and v1: the folder of the memory controller, and the names of its limit and usage files.
+_CGROUPS = {"v2": ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+            "v1": ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")}
+
+
+def _cgroup_rooms() -> list[int]:
+    """The room left under each memory limit of this process's control group and the groups above
+    it: the limit less what the group uses, not counting file cache the kernel can drop
+    (``inactive_file``, as Kubernetes reckons a container's working set)."""
+    rooms = []
+    for line in _read_lines("/proc/self/cgroup"):
+        hierarchy, controllers, path = [*line.split(":", 2), "", ""][:3]
+        version = "v2" if hierarchy == "0" and not controllers else "v1" if "memory" in controllers.split(",") else ""
+        if not version:
+            continue
+        root, limit_name, usage_name, cache_name = _CGROUPS[version]
+        folder = Path(root) / path.lstrip("/")
+        for group in (folder, *folder.parents):
+            if not group.is_relative_to(root) or ".." in group.parts:
+                break
+            limit, usage = _read_number(group / limit_name), _read_number(group / usage_name)
+            if limit is not None and usage is not None:
+                rooms.append(max(0, limit - max(0, usage - _stat(group, cache_name))))
+    return rooms
+
+
+def _stat(group: Path, name: str) -> int:
+    """One count of a control group's ``memory.stat`` (0 if it has none)."""
+    for line in _read_lines(str(group / "memory.stat")):
+        key, _, value = line.partition(" ")
+        if key == name and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _read_number(path: Path) -> int | None:
+    """A control-group file's number, or None when it is missing or says ``max`` (no limit)."""
+    lines = _read_lines(str(path))
+    return int(lines[0]) if lines and lines[0].strip().isdigit() else None
 
 
 def threads_label(threads: int) -> str:
