@@ -35,11 +35,20 @@ def summary_command(
     as_json: JsonOpt = False,
 ) -> None:
     from cnnlab.models.summary import summary
+    from cnnlab.training.config import memory_shortfall
+    from cnnlab.training.system import free_memory
 
     require(image_size >= 1 and channels >= 1 and classes >= 1, "--image-size, --channels and --classes must be "
             "at least 1")
+    require(batch_size is None or batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}")
     table = summary(model, classes, channels, image_size, batch_size)
-    print(json.dumps(table.to_dict()) if as_json else table)
+    if as_json:
+        print(json.dumps(table.to_dict()))
+        return
+    print(table)
+    free = free_memory()
+    if free is not None and (problem := memory_shortfall(table, free)):
+        print(f"Too large to train on this machine: it {problem}")
 
 
 @command("lr-find")

@@ -7,6 +7,7 @@ import torch
 
 import cnnlab
 from cnnlab.cli import main
+from cnnlab.errors import CnnlabError
 from cnnlab.models.files import ModelInfo, save_model
 from cnnlab.models.registry import MODELS, build_model, count_parameters, flops_per_image
 
@@ -54,3 +55,26 @@ def test_the_command_prints_the_table_and_json(capsys):
     assert data["input"] == [3, 32, 32] and data["rows"][0]["output"] == [8, 30, 30]
     assert main(["summary", "conv8 blob"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_name_or_spec_is_described_without_allocating_its_network(monkeypatch):
+    import cnnlab.models.summary as summary_module
+
+    built, build = [], summary_module.build
+    monkeypatch.setattr(summary_module, "build", lambda *args: built.append(build(*args)) or built[-1])
+    table = cnnlab.summary("conv60000k1 maxpool conv8k3 dense10")  # 54 GB of activations to train at batch 128
+    assert table.activation_bytes == 54_191_864_832 and table.parameters == 4_451_648
+    assert all(p.is_meta for p in built[-1].parameters())  # shapes without storage
+
+
+def test_a_spec_too_long_to_be_a_path_and_a_damaged_run_config(tmp_path, capsys):
+    assert main(["summary", "relu " * 60 + "dense16"]) == 0  # 307 characters: no file can have that name
+    assert "(output) dense10" in capsys.readouterr().out
+    spec = "conv8k3 maxpool dense32"
+    save_model(tmp_path, cnnlab.build(spec), ModelInfo("spec", list("0123456789"), spec=spec))
+    (tmp_path / "config.json").write_text(json.dumps({"batch_size": "lots"}))
+    with pytest.raises(CnnlabError, match=r"config\.json: batch_size should be a whole number .* got 'lots'"):
+        cnnlab.summary(tmp_path)
+    assert cnnlab.summary(tmp_path, batch_size=8).batch_size == 8
+    assert main(["summary", "cnn", "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err

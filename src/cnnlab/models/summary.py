@@ -6,11 +6,15 @@ implies); any other module gets one row per leaf module. FLOPs are PyTorch's FLO
 (``torch.utils.flop_counter``, a multiply-add counted as 2), measured by running each layer on one
 image. The receptive field is the side of the input square one output value sees, followed
 along the main path (a residual block's shortcut adds nothing to it).
+
+A registry name or a spec is described on PyTorch's ``meta`` device: its modules have shapes but
+no storage, so a network too large for this machine is described without allocating it. The
+training-memory figure (:attr:`Summary.training_bytes`) is the one cnnlab's training checks
+against the free memory before it builds a network (cnnlab.training.config.check_memory).
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,11 +25,14 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import read_json
 from cnnlab.models.files import load_model
 from cnnlab.models.layers import Layer, parse, plan
-from cnnlab.models.registry import MODELS, build, model_spec, resolve_model
+from cnnlab.models.registry import MODELS, build, model_spec, resolve_model, spec_file
 
 FLOAT_BYTES = 4
+# Training keeps four copies of the weights: the weights, their gradients and Adam's two moments.
+TRAINING_WEIGHT_COPIES = 4
 
 
 @dataclass
@@ -56,6 +63,25 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def training_bytes(self) -> int:
+        """About what training at ``batch_size`` holds: the weights with their gradients and the
+        optimizer's state (:data:`TRAINING_WEIGHT_COPIES`), and the activations kept for the backward pass."""
+        return TRAINING_WEIGHT_COPIES * self.weight_bytes + self.activation_bytes
+
+    def training_memory(self) -> str:
+        """``"about 54.2 GB to train at batch 128 (weights with gradients and Adam's state 71.2 MB,
+        activations 54.2 GB)"``: the training figure, in words."""
+        return (f"about {byte_size(self.training_bytes)} to train at batch {self.batch_size} (weights with gradients "
+                f"and Adam's state {byte_size(TRAINING_WEIGHT_COPIES * self.weight_bytes)}, activations "
+                f"{byte_size(self.activation_bytes)})")
+
+    def largest_batch_within(self, free_bytes: int) -> int:
+        """The largest batch whose training fits ``free_bytes`` (0: not even one image)."""
+        per_image = self.activation_bytes / self.batch_size if self.batch_size else 0
+        room = free_bytes - TRAINING_WEIGHT_COPIES * self.weight_bytes
+        return 0 if room < 0 else int(room // per_image) if per_image else self.batch_size
+
     def __str__(self) -> str:
         width = max(24, *(len(r.layer) + 2 for r in self.rows))
         lines = [f"{self.name}: input {_shape(self.input)}",
@@ -77,6 +103,11 @@ def _megabytes(count: int) -> str:
     return f"{count / 1e6:.2f} MB"
 
 
+def byte_size(count: int) -> str:
+    """``"54.2 GB"``, ``"71.2 MB"``: a size in decimal units, as the memory line's MB."""
+    return f"{count / 1e9:.1f} GB" if count >= 1e9 else f"{count / 1e6:.1f} MB"
+
+
 def summary(model: str | Path | nn.Module, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
             batch_size: int | None = None) -> Summary:
     """The table of a network: a registry name, a layer spec, a file holding one, a run
@@ -93,18 +124,48 @@ def summary(model: str | Path | nn.Module, num_classes: int = 10, in_channels: i
     if isinstance(model, nn.Module):
         return summarize(model, type(model).__name__, in_channels, image_size, batch_size or 128)
     text, path = str(model), Path(model)
-    if text not in MODELS and (path.is_dir() or path.suffix in (".safetensors", ".onnx")):
+    if text not in MODELS and (_is_dir(text) or path.suffix in (".safetensors", ".onnx")):
         if path.suffix == ".onnx":
             raise CnnlabError(f"{path}: an ONNX file holds no PyTorch layers to describe; give its run directory")
         network, info = load_model(path)
         run = path if path.is_dir() else path.parent
-        config = run / "config.json"
-        batch = batch_size or (json.loads(config.read_text()).get("batch_size", 128) if config.is_file() else 128)
+        batch = batch_size or _run_batch_size(run / "config.json")
         return summarize(network, str(path), info.in_channels, info.image_size, batch, info.spec)
     resolved = resolve_model(text)
-    network = build(resolved, num_classes, in_channels, image_size)
-    name = text if Path(text).is_file() else resolved  # a registry name, a spec file's path, or the spec
-    return summarize(network, name, in_channels, image_size, batch_size or 128, model_spec(resolved))
+    name = text if spec_file(text) else resolved  # a registry name, a spec file's path, or the spec
+    table = spec_summary(resolved, num_classes, in_channels, image_size, batch_size or 128)
+    table.name = name
+    return table
+
+
+def spec_summary(model: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                 batch_size: int = 128) -> Summary:
+    """The table of a registry name or a spec's text, the network built on the ``meta`` device:
+    its shapes, parameters, FLOPs and memory, with no storage allocated however large it is.
+    A spec that does not fit its input or passes a budget raises :class:`SpecError` first."""
+    with torch.device("meta"):
+        network = build(model, num_classes, in_channels, image_size)
+    return summarize(network, model, in_channels, image_size, batch_size, model_spec(model))
+
+
+def _is_dir(text: str) -> bool:
+    """Whether ``text`` names a folder; a spec too long to be a path (the system refuses it) does not."""
+    try:
+        return Path(text).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _run_batch_size(config: Path) -> int:
+    """The batch size a run trained with (its ``config.json``), or 128 when it has no config."""
+    if not config.is_file():
+        return 128
+    settings = read_json(config)
+    batch = settings.get("batch_size", 128) if isinstance(settings, dict) else None
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise CnnlabError(f"{config}: batch_size should be a whole number of at least 1, got {batch!r}; "
+                          "give --batch-size, or fix the file")
+    return batch
 
 
 def summarize(model: nn.Module, name: str = "model", in_channels: int = 1, image_size: int = 28,

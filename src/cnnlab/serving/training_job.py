@@ -49,10 +49,11 @@ class TrainRequest:
     def settings(self, dataset: str, shape: tuple[int, int, int] = (10, 1, 28)) -> dict[str, Any]:
         """The keyword options for ``cnnlab.train`` on ``dataset``, whose images and classes are
         ``shape`` (classes, channels, side), checked: a :class:`CnnlabError` names the bad one. A
-        spec is planned for that shape (no weights allocated), so one that does not fit is refused here."""
+        spec is planned for that shape (no weights allocated), so one that does not fit is refused here,
+        as is a network whose training would need more memory than this machine has free."""
         from cnnlab.models.layers import plan
         from cnnlab.models.registry import MODELS, model_spec, spec_file
-        from cnnlab.training.config import TrainConfig
+        from cnnlab.training.config import TrainConfig, check_memory
 
         if self.model and self.model not in MODELS and spec_file(self.model):  # the page opens no server files
             raise CnnlabError(f"model '{self.model}': the page takes a registry name or a layer spec, not a file")
@@ -67,6 +68,7 @@ class TrainRequest:
         config.validate()
         if spec := model_spec(config.model):
             plan(spec, *shape)
+        check_memory(config, shape)
         return options
 
 

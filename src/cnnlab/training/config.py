@@ -1,16 +1,20 @@
-"""Every option of a training run, in one plain dataclass (saved as ``config.json``)."""
+"""Every option of a training run, in one plain dataclass (saved as ``config.json``), and the
+checks of a run's settings against its data and this machine."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import torch
 from torch import nn
 
 from cnnlab.data.registry import dataset_kind
-from cnnlab.errors import require
+from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE
 from cnnlab.models.registry import resolve_model
+from cnnlab.models.summary import Summary, byte_size, spec_summary
+from cnnlab.training import system
 from cnnlab.training.augment import get_level
 from cnnlab.training.presets import get_preset
 
@@ -102,6 +106,38 @@ def fit_to_small_data(config: TrainConfig, kind: str, train_images: int) -> str 
     config.batch_size, config.epochs = batch, epochs
     return (f"note: {train_images:,} training images are few for the preset's batches: batch {batch} and {epochs} "
             f"epochs ({epochs * steps} steps) instead; --batch-size and --epochs choose")
+
+
+def check_memory(config: TrainConfig, shape: tuple[int, int, int], device: torch.device | None = None) -> None:
+    """Refuse, before the network is built, a network whose training at ``config.batch_size``
+    needs more memory than ``device`` (default: the one ``config.device`` picks) has free.
+
+    ``shape``: the data's (classes, channels, side). The figure is ``cnnlab summary``'s
+    (cnnlab.models.summary.Summary.training_bytes), worked out on the ``meta`` device. A network
+    of the caller's own class (``python:``) exists already and is not checked, nor is memory that
+    cannot be read (:func:`cnnlab.training.system.free_memory` gives None).
+    """
+    if config.model.startswith(PYTHON_ARCHITECTURE):
+        return
+    device = device if device is not None else system.select_device(config.device)
+    free = system.free_memory(device)
+    if free is None:
+        return
+    table = spec_summary(config.model, *shape, config.batch_size)
+    if problem := memory_shortfall(table, free, "GPU" if device.type == "cuda" else "machine"):
+        name = config.model if len(config.model) <= 80 else config.model[:77] + "..."
+        raise CnnlabError(f"the network '{name}' {problem}")
+
+
+def memory_shortfall(table: Summary, free: int, where: str = "machine") -> str | None:
+    """``"needs about 54.3 GB to train at batch 128 (...); this machine has 20.1 GB free: lower
+    --batch-size to 47 or less, or the filters"``, or None when ``table``'s training fits ``free`` bytes."""
+    if table.training_bytes <= free:
+        return None
+    batch = table.largest_batch_within(free)
+    fix = (f"lower --batch-size to {batch} or less, or the filters" if batch
+           else "use fewer filters or units, or a stride or a pool earlier")
+    return f"needs {table.training_memory()}; this {where} has {byte_size(free)} free: {fix}"
 
 
 def resolve_config(config: TrainConfig | None, options: dict[str, Any], kind: str | None = None

@@ -50,7 +50,7 @@ from cnnlab.reporting.metrics import chance_level_warning, classification_metric
 from cnnlab.reporting.report import RunRecord, TestSet, write_run
 from cnnlab.training.augment import Augmenter, check_mirroring
 from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
-from cnnlab.training.config import TrainConfig, fit_to_small_data, resolve_config
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -133,6 +133,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
         say(note)
 
     warm_up.join()
+    check_memory(config, (data.num_classes, data.channels, data.image_size), device)  # before any network
     if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
         say(choose_lr(config, data, network, progress if world.main else False))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank

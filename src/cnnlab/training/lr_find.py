@@ -27,7 +27,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.models.inference import background_of
 from cnnlab.models.registry import build_model
 from cnnlab.training.augment import Augmenter
-from cnnlab.training.config import TrainConfig, fit_to_small_data, resolve_config
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
 from cnnlab.training.optim import make_optimizer, training_loss
 from cnnlab.training.system import select_device, set_threads
 from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
@@ -80,6 +80,7 @@ def lr_find(config: TrainConfig | None = None, dataset: Dataset | None = None, s
     torch.manual_seed(config.seed)
     data = prepare_data(config, dataset)
     fit_to_small_data(config, data.kind, len(data.train_labels))  # the batch size the run will train with
+    check_memory(config, (data.num_classes, data.channels, data.image_size), device)
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (x, y), _ = on_device(data, mean, std, device)
     model = (network or build_model(config.model, data.num_classes, data.image_size, data.channels))
