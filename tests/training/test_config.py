@@ -44,16 +44,16 @@ FREE = 20 * 10**9
 
 @pytest.fixture
 def twenty_gb_free(monkeypatch):
-    """This machine has 20 GB free, whatever it has; and no network may be built."""
-    from cnnlab.training import loop, lr_find
+    """This machine has 20 GB free, whatever it has; and no network may be built for training
+    (``build_model`` builds through ``registry.build``; summaries build through their own reference)."""
+    from cnnlab.models import registry
 
     monkeypatch.setattr(system, "free_memory", lambda device=None: FREE)
 
     def refuse_to_build(*args, **kwargs):
         raise AssertionError("a network was built before the memory check")
 
-    monkeypatch.setattr(loop, "build_model", refuse_to_build)
-    monkeypatch.setattr(lr_find, "build_model", refuse_to_build)
+    monkeypatch.setattr(registry, "build", refuse_to_build)
 
 
 def test_a_network_too_large_for_free_memory_is_refused_with_the_figure_and_the_fix(twenty_gb_free):
