@@ -21,11 +21,9 @@ from cnnlab.cli_app import (
     JsonOpt,
     app,
     command,
-    run_label,
     square_side,
 )
 from cnnlab.errors import CnnlabError, require
-from cnnlab.files import free_folder
 
 if TYPE_CHECKING:
     from cnnlab.training.loop import TrainResult
@@ -64,13 +62,14 @@ def train_command(
     threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/PRESET-DATASET-seedS]")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run directory's files")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the cnnlab run that --out holds (never other files)")] = (
+        False),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
                                                    "epoch, with its own settings")] = None,
 ) -> None:
-    from cnnlab.training.checkpoint import CHECKPOINT_FILE
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import resume_training, train
+    from cnnlab.training.run_folder import new_run_folder
 
     if resume is not None:
         return interruptible(lambda: resume_training(resume), resume)
@@ -83,16 +82,9 @@ def train_command(
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
-    dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    name = run_label(model) if model else preset
-    out = out or free_folder(Path("runs") / f"{name}-{dataset_label}-seed{seed}")
-    if (out / "model.safetensors").exists() and not overwrite:
-        raise CnnlabError(f"{out} already holds a trained model: pass --overwrite or choose another --out")
-    if (out / CHECKPOINT_FILE).exists() and not overwrite:
-        raise CnnlabError(f"{out} holds an unfinished run: continue it with 'cnnlab train --resume {out}', "
-                          "or pass --overwrite to start again")
+    out = out or new_run_folder(preset, dataset, seed, model)
     config.out = str(out)
-    interruptible(lambda: train(config), out)
+    interruptible(lambda: train(config, overwrite=overwrite), out)  # the folder's guards are train()'s
 
 
 def learning_rate(text: str | None) -> float | str | None:
@@ -108,12 +100,12 @@ def learning_rate(text: str | None) -> float | str | None:
 def interruptible(run: Callable[[], TrainResult], out: Path) -> None:
     """Run a training; on Ctrl-C, say how to continue it (cnnlab.train() checkpoints every epoch, and
     where the epoch stood on Ctrl-C). A run that ended near chance exits non-zero, its files written."""
-    from cnnlab.training.checkpoint import CHECKPOINT_FILE
+    from cnnlab.training.run_folder import Interrupted
 
     try:
         result = run()
-    except KeyboardInterrupt:
-        if (out / CHECKPOINT_FILE).exists():
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, Interrupted) and stop.resumable:
             raise CnnlabError(f"interrupted; the training so far is saved. Resume with: cnnlab train --resume {out}"
                               ) from None
         raise CnnlabError("interrupted before the first epoch finished; nothing to resume") from None

@@ -30,12 +30,14 @@ COMMANDS = {
         "Starts from a preset's settings (fast, accurate, best or reader); any option given on the command line "
         "replaces the preset's. Prints a line per epoch and the test error, and writes the model, its "
         "history, pictures and report.html. A checkpoint is saved after every epoch; --resume RUN "
-        "continues an interrupted run.",
+        "continues an interrupted run. One training writes a folder at a time; a folder with files "
+        "cnnlab did not write is refused, and --overwrite replaces only a cnnlab run.",
         "cnnlab train  # fast preset: cnn-fast, 1 epoch",
         "cnnlab train --preset accurate --epochs 10",
         "cnnlab train --model mlp --augment none --out runs/mlp",
         "cnnlab train --dataset my-photos/  # a folder of class subfolders",
         "cnnlab train --resume runs/accurate-mnist-seed0",
+        "cnnlab train --model mlp --out runs/mlp --overwrite  # replace that run",
     ),
     "evaluate": _help(
         "Score a trained model on a test set.",

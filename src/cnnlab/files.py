@@ -41,6 +41,10 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full disk, a read-only folder: named by the file meant, not by its temp file (or none)
+        Path(tmp).unlink(missing_ok=True)
+        exc.filename, exc.filename2 = str(path), None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

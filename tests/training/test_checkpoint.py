@@ -4,9 +4,11 @@ exactly as an uninterrupted one; checkpoints load without running code."""
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,7 +18,7 @@ from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from cnnlab.training.loop import resume_training, train
-from tests.helpers import wait_until_mid_epoch
+from tests.helpers import assert_one_line_error, wait_until_mid_epoch
 
 # Long enough epochs (about 4 s on one thread here) to be killed in the middle of one.
 ARGS = ["--model", "cnn", "--epochs", "3", "--limit", "20000", "--augment", "light", "--ema", "0.99",
@@ -81,29 +83,106 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
     (tmp_path / CHECKPOINT_FILE).write_bytes(pickle.dumps({"model": Exploit()}, protocol=2))
-    with pytest.raises(CnnlabError, match="refused as unsafe"):
+    with pytest.raises(CnnlabError, match="refused: loading it could run code") as refused:
         load_checkpoint(tmp_path)
     assert not (tmp_path / "pwned").exists()
+    assert "posix.system" in str(refused.value) and "cnnlab wrote" in str(refused.value)
+    assert "weights_only" not in str(refused.value)  # PyTorch's advice to load it anyway is not repeated
 
 
-def test_an_unfinished_run_is_not_overwritten_and_ctrl_c_says_how_to_resume(toy_dataset, tmp_path, capsys,
-                                                                            monkeypatch):
+def edit(**changes):
+    """A change to a checkpoint: ``key=value`` sets a field (``None``: deletes it), ``config_key=value`` a config
+    option, ``generator_key`` a generator's state; a callable value is applied to the old one."""
+    def apply(state: dict) -> None:
+        for key, value in changes.items():
+            where, key = (state["config"], key[7:]) if key.startswith("config_") else (
+                state["generators"][0], key[10:]) if key.startswith("generator_") else (state, key)
+            if value is None:
+                del where[key]
+            else:
+                where[key] = value(where[key]) if callable(value) else value
+    return apply
+
+
+def first_tensor_resized(weights: dict) -> dict:
+    name = next(iter(weights))
+    return {**weights, name: torch.zeros(weights[name].numel() + 1)}
+
+
+DAMAGES = {
+    "epochs 'abc'": (edit(config_epochs="abc"), "its config's epochs is 'abc', not int"),
+    "epochs 0": (edit(config_epochs=0), "--epochs must be at least 1"),
+    "an unknown model": (edit(config_model="vgg"), "unknown model 'vgg'"),
+    "an unknown option": (edit(config_speed=2), "unknown field 'speed'"),
+    "no model option": (edit(config_model=None), "its config has no 'model'"),
+    "no history": (edit(history=None), "no 'history'"),
+    "no weights": (edit(model=None), "no 'model'"),
+    "no generators": (edit(generators=None), "no 'generators'"),
+    "no optimizer": (edit(optimizer=None), "no 'optimizer'"),
+    "history text": (edit(history="abc"), "'history' is a str"),
+    "history of text": (edit(history=[{"epoch": "1", "seconds": 1.0}]), "not an epoch's numbers"),
+    "history from epoch 2": (edit(history=lambda rows: [{**rows[0], "epoch": 2}]), "epochs are not 1, 2, 3"),
+    "a weight resized": (edit(model=first_tensor_resized), "does not fit the run's network"),
+    "a weight more": (edit(model=lambda w: {**w, "extra.weight": torch.zeros(2)}), "does not fit"),
+    "no optimizer groups": (edit(optimizer=lambda o: {**o, "param_groups": []}), "does not fit"),
+    "a generator of text": (edit(generator_torch="abc"), "a random generator is not as cnnlab writes it"),
+    "a generator cut short": (edit(generator_shuffle=lambda g: g[:3]), "does not fit"),
+    "no generator at all": (edit(generators=[]), "a random generator is not as cnnlab writes it"),
+    "early stopping half there": (edit(best={"patience": 1}), "best is not as cnnlab writes it"),
+    "another format": (edit(format="other-2"), "not a cnnlab-checkpoint-1"),
+}
+
+
+@pytest.fixture(scope="module")
+def stopped(data, tmp_path_factory) -> Path:
+    """A run of 2 epochs stopped after the first, with a weight average and early stopping: its checkpoint to edit."""
+    run = tmp_path_factory.mktemp("stopped") / "run"
+
+    def stop_after_first_epoch(row, *_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset=data, out=run, model="conv8k3 maxpool dense16", epochs=2, batch_size=32, ema=0.9, patience=2,
+              threads=1, progress=False, on_epoch=stop_after_first_epoch)
+    return run
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_or_hand_edited_checkpoint_is_one_line_saying_to_train_again(stopped, tmp_path, capsys, damage):
+    change, expected = DAMAGES[damage]
+    run = Path(shutil.copytree(stopped, tmp_path / "run"))
+    state = torch.load(run / CHECKPOINT_FILE, weights_only=True)
+    change(state)
+    torch.save(state, run / CHECKPOINT_FILE)
+    assert_one_line_error(capsys, "train", "--resume", run, match=expected)
+    assert_one_line_error(capsys, "train", "--resume", run, match="damaged checkpoint")
+    assert_one_line_error(capsys, "train", "--resume", run, match="train again into that folder with --overwrite")
+    assert not (run / "model.safetensors").exists()
+
+
+def test_the_unedited_checkpoint_resumes(stopped, tmp_path, capsys):
+    run = Path(shutil.copytree(stopped, tmp_path / "run"))
+    assert main(["train", "--resume", str(run)]) == 0
+    assert "Resuming" in capsys.readouterr().out and (run / "report.html").is_file()
+
+
+def test_an_unfinished_run_is_not_overwritten_and_ctrl_c_says_how_to_resume(data, tmp_path, capsys, monkeypatch):
     import importlib
 
     train_module = importlib.import_module("cnnlab.training.loop")  # the module, not the function cnnlab.train
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / CHECKPOINT_FILE).write_bytes(b"x")
-    assert main(["train", "--out", str(tmp_path / "run")]) == 2
-    assert f"continue it with 'cnnlab train --resume {tmp_path / 'run'}'" in capsys.readouterr().err
+    real_train, run = train_module.train, tmp_path / "run"
+    args = ["train", "--dataset", str(data), "--model", "mlp", "--epochs", "2", "--threads", "1", "--out", str(run)]
 
-    def interrupted(config, **_):
-        (tmp_path / "new").mkdir()
-        (tmp_path / "new" / CHECKPOINT_FILE).write_bytes(b"x")
-        raise KeyboardInterrupt
+    def stop_after_first_epoch(row, *_):
+        raise KeyboardInterrupt  # as a Ctrl-C after the first epoch's checkpoint would
 
-    monkeypatch.setattr(train_module, "train", interrupted)
-    assert main(["train", "--out", str(tmp_path / "new")]) == 2
-    assert f"Resume with: cnnlab train --resume {tmp_path / 'new'}" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "train", lambda config, **options: real_train(
+        config, on_epoch=stop_after_first_epoch, **options))
+    assert main(args) == 2
+    assert f"Resume with: cnnlab train --resume {run}" in capsys.readouterr().err
+    monkeypatch.setattr(train_module, "train", real_train)
+    assert main(args) == 2
+    assert f"continue it with 'cnnlab train --resume {run}'" in capsys.readouterr().err
 
 
 def test_ctrl_c_mid_epoch_checkpoints_where_the_epoch_stood(toy_dataset, tmp_path, monkeypatch):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import copy
 import html
-import json
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,9 @@ from torch import nn
 
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.files import atomic_write_text, write_csv, write_json
+from cnnlab.files import atomic_write_text, read_json, write_csv, write_json
 from cnnlab.models.attribution import attribute, conv_activations, first_conv
-from cnnlab.models.files import SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
+from cnnlab.models.files import MODEL_FILE, MODEL_META, SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
 from cnnlab.models.inference import background_of, images_logits, to_input
 from cnnlab.models.summary import summarize
 
@@ -44,6 +43,9 @@ PICTURES = {
     "filters.png": "First-layer filters",
     "feature_maps.png": "Feature maps",
 }
+# Every file write_run writes; report.html is its last, so a run folder holding it is complete.
+RUN_FILES = (MODEL_FILE, MODEL_META, "history.csv", "points.csv", "metrics.json", "config.json", "summary.txt",
+             *PICTURES, "report.html")
 MISTAKES = 24
 WHY_WRONG = 12  # of those, the first shown with their saliency
 
@@ -200,10 +202,11 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise CnnlabError(f"{path}: cannot read it ({exc}); train the run again") from None
+    """One of the run's JSON files, bounded (cnnlab.files.read_json): an object, or a CnnlabError."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise CnnlabError(f"{path}: not a JSON object, as cnnlab writes it; train the run again")
+    return value
 
 
 def _read_csv(path: Path) -> list[dict[str, float]]:

@@ -5,6 +5,7 @@
     loop        train(): the whole story top to bottom, with the speed tricks named
     augment     random warps of each batch, on the tensors
     checkpoint  what --resume needs back, saved after every epoch
+    run_folder  a run folder's one writer (its lock), what may be in it, and a failed write in one line
     distributed torchrun: one process per GPU or per CPU socket
     system      threads, device and memory of this machine
 """

@@ -9,23 +9,32 @@ from __future__ import annotations
 
 import contextlib
 import io
+import pickle
+import re
 import signal
 import threading
+import typing
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from cnnlab.errors import CnnlabError
+from cnnlab.data import Dataset
+from cnnlab.errors import CnnlabError, require
 from cnnlab.files import atomic_write_bytes
+from cnnlab.models.inference import check_logits
+from cnnlab.models.registry import build_model
+from cnnlab.reporting.report import RUN_FILES
 from cnnlab.training.augment import Augmenter
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.curves import EpochPoints
-from cnnlab.training.distributed import World, gather
+from cnnlab.training.distributed import World
 from cnnlab.training.early_stopping import BestEpoch
+from cnnlab.training.optim import average_weights, make_optimizer_and_schedule
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -37,19 +46,104 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(folder) / CHECKPOINT_FILE, buffer.getvalue())
 
 
-
 def load_checkpoint(folder: str | Path) -> dict[str, Any]:
     """A checkpoint written by :func:`save_checkpoint`, loaded with ``weights_only=True``: plain
-    data only, so a crafted file cannot run code (a pickle that asks for more is refused)."""
+    data only, so a crafted file cannot run code (a pickle that asks for more is refused). Its
+    fields are checked (:func:`check_fields`): a damaged or hand-edited one is one line, never a traceback."""
     path = Path(folder) / CHECKPOINT_FILE if Path(folder).is_dir() else Path(folder)
     if not path.is_file():
         raise CnnlabError(f"{path}: no checkpoint here; --resume takes the run directory of a 'cnnlab train "
                           "--out DIR' that finished at least one epoch")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # an unpickling error, a truncated zip, a foreign file
-        raise CnnlabError(f"{path}: not a cnnlab checkpoint, or refused as unsafe "
-                          f"({str(exc).splitlines()[0][:200]})") from None
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only's refusal: the pickle asks for more than plain data
+        asked = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        raise CnnlabError(f"{path}: refused: loading it could run code (it asks for "
+                          f"{asked.group(1) if asked else 'more than tensors and plain data'}); resume only from "
+                          f"checkpoints cnnlab wrote, or {AGAIN}") from None
+    except Exception as exc:  # a truncated zip, a foreign file
+        raise CnnlabError(f"{path}: damaged, or not a cnnlab checkpoint ({str(exc).splitlines()[0][:200]}); "
+                          f"{AGAIN}") from None
+    check_fields(state, path)
+    return state
+
+
+AGAIN = "train again into that folder with --overwrite (overwrite=True in Python)"
+FORMAT = "cnnlab-checkpoint-1"
+NONE = type(None)
+# Each field of a checkpoint and the types it may have; the last four are absent from the oldest checkpoints.
+FIELDS: dict[str, tuple[type, ...]] = {
+    "format": (str,), "config": (dict,), "history": (list,), "model": (dict,), "optimizer": (dict,),
+    "scheduler": (dict,), "generators": (list,),
+    "averaged": (dict, NONE), "ongoing": (dict, NONE), "best": (dict, NONE), "points": (list, NONE)}
+OPTIONAL = ("averaged", "ongoing", "best", "points")
+CONFIG_NEEDS = ("model", "dataset", "epochs", "batch_size", "seed")  # the rest have defaults older runs lacked
+GENERATORS = {"torch": (torch.Tensor,), "shuffle": (torch.Tensor,), "augment": (torch.Tensor, NONE),
+              "cuda": (torch.Tensor, NONE)}
+ONGOING = {"order": (torch.Tensor,), "next": (int,), "loss_sum": (torch.Tensor,), "hits": (torch.Tensor,),
+           "ce_sum": (torch.Tensor,)}
+BEST = {"patience": (int,), "epoch": (int,), "val_loss": (float, int), "weights": (dict, NONE), "stopped": (bool,)}
+LATER_KEYS = ("cuda", "ce_sum")  # absent from the oldest checkpoints
+
+
+def check_fields(state: Any, path: Path) -> None:
+    """Raise a :class:`CnnlabError` saying the checkpoint at ``path`` is damaged unless ``state``
+    has every field :meth:`TrainingParts.state` writes, each of its type (the config's are checked
+    by :func:`checkpoint_config`, the tensors' shapes as they are loaded into the network)."""
+    def damaged(what: str) -> CnnlabError:
+        return CnnlabError(f"{path}: damaged checkpoint ({what}); it cannot be resumed: {AGAIN}")
+
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise damaged(f"not a {FORMAT}")
+    for key, kinds in FIELDS.items():
+        if key not in state and key not in OPTIONAL:
+            raise damaged(f"no '{key}'")
+        if not isinstance(state.get(key), kinds):
+            raise damaged(f"'{key}' is a {type(state[key]).__name__}")
+    if missing := [key for key in CONFIG_NEEDS if key not in state["config"]]:
+        raise damaged(f"its config has no '{missing[0]}'")
+    if not all(isinstance(row, dict) and {"epoch", "seconds"} <= row.keys() and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in row.values()) for row in state["history"]):
+        raise damaged("a row of its history is not an epoch's numbers")
+    if [row["epoch"] for row in state["history"]] != list(range(1, len(state["history"]) + 1)):
+        raise damaged("its history's epochs are not 1, 2, 3...")
+    parts = [("a random generator", g, GENERATORS) for g in state["generators"] or [None]]
+    parts += [(key, state[key], spec) for key, spec in (("ongoing", ONGOING), ("best", BEST)) if state.get(key)]
+    for name, value, spec in parts:
+        if not (isinstance(value, dict) and all(isinstance(value[k], kinds) if k in value else k in LATER_KEYS
+                                                for k, kinds in spec.items())):
+            raise damaged(f"{name} is not as cnnlab writes it")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state["model"].items()):
+        raise damaged("its 'model' holds more than named tensors")
+
+
+def checkpoint_config(state: dict[str, Any], path: Path, out: str) -> TrainConfig:
+    """The :class:`TrainConfig` a checkpoint was trained with, writing to ``out``: every field of
+    its type and valid, or a :class:`CnnlabError` saying the checkpoint at ``path`` is damaged."""
+    hints = typing.get_type_hints(TrainConfig)
+    for key, value in state["config"].items():
+        if key not in hints:
+            raise CnnlabError(f"{path}: damaged checkpoint (its config has an unknown field '{key}'); {AGAIN}")
+        if not of_type(value, hints[key]):
+            raise CnnlabError(f"{path}: damaged checkpoint (its config's {key} is {str(value)[:40]!r}, not "
+                              f"{getattr(hints[key], '__name__', hints[key])}); {AGAIN}")
+    config = TrainConfig(**{**state["config"], "out": out})
+    try:
+        config.validate()
+    except CnnlabError as exc:
+        raise CnnlabError(f"{path}: damaged checkpoint (its config: {exc}); {AGAIN}") from None
+    return config
+
+
+def of_type(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the annotated type ``hint`` (``int``, ``float | str | None``...), an
+    int counting as a float and a bool as neither."""
+    allowed = set(typing.get_args(hint)) or {hint}
+    if isinstance(value, bool):
+        return bool in allowed
+    return isinstance(value, tuple(allowed | ({int} if float in allowed else set())))
 
 
 @dataclass
@@ -85,16 +179,25 @@ class TrainingParts:
                 "ongoing": self.ongoing, "best": self.best.state() if self.best else None,
                 "points": self.points.rows if self.points else None}
 
-    def restore(self, state: dict[str, Any], rank: int = 0) -> list[dict[str, float]]:
-        """Load a checkpoint made by :meth:`state` into rank ``rank``; returns the history of the
-        epochs it holds. With more ranks than the checkpoint knows, the extra ones take rank 0's
-        generators (the run goes on, no longer bit-identical to an unbroken one)."""
+    def restore(self, state: dict[str, Any], rank: int = 0, source: str = "the checkpoint") -> list[dict[str, float]]:
+        """Load a checkpoint made by :meth:`state` (from ``source``, named in errors) into rank
+        ``rank``; returns the history of the epochs it holds. With more ranks than the checkpoint
+        knows, the extra ones take rank 0's generators (the run goes on, no longer bit-identical to
+        an unbroken one). A state that does not fit this network is a :class:`CnnlabError`."""
+        try:
+            self._load(state, state["generators"][rank if rank < len(state["generators"]) else 0])
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:  # what load_state_dict raises
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CnnlabError(f"{source}: damaged checkpoint (its saved state does not fit the run's network: "
+                              f"{reason}); it cannot be resumed: {AGAIN}") from None
+        return [dict(row) for row in state["history"]]
+
+    def _load(self, state: dict[str, Any], generators: dict[str, torch.Tensor | None]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.averaged is not None:
             self.averaged.load_state_dict(state["averaged"])
-        generators = state["generators"][rank if rank < len(state["generators"]) else 0]
         torch.set_rng_state(generators["torch"])
         if generators.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(generators["cuda"], next(self.model.parameters()).device)
@@ -106,7 +209,6 @@ class TrainingParts:
             self.best.restore(state.get("best"))
         if self.points is not None:
             self.points.rows[:] = state.get("points") or []
-        return [dict(row) for row in state["history"]]
 
 
 class StopRequested(Exception):
@@ -140,13 +242,39 @@ def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def save_progress(config: TrainConfig, parts: TrainingParts, history: list[dict[str, float]], threads: int,
-                  world: World) -> None:
-    """The checkpoint after each epoch, or at a step boundary on Ctrl-C (``parts.ongoing`` set), so
-    a crash loses at most the epoch under way. Every rank gives its random generators' states;
-    rank 0 writes the file."""
-    if not config.out:
-        return
-    generators = gather(parts.generator_states(), world)
-    if world.main:
-        save_checkpoint(config.out, parts.state(history, {**asdict(config), "threads": threads}, generators))
+def make_parts(config: TrainConfig, data: Dataset, background: list[float], device: torch.device, world: World,
+               steps_per_epoch: int, network: torch.nn.Module | None = None) -> TrainingParts:
+    """The network (``network`` if given, else built from ``config.model``; channels_last, trick 2),
+    its weight average (trick 7), the optimizer and schedule, and the seeded generators: one
+    shuffle for all ranks (each takes its shard) and an augmentation of each rank's own."""
+    if network is None:
+        network = build_model(config.model, data.num_classes, data.image_size, data.channels)
+    check_logits(network, data.num_classes, data.image_size, data.channels)
+    model = network.to(device, memory_format=torch.channels_last)
+    optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
+    augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)
+    return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
+                         torch.Generator().manual_seed(config.seed), augmenter,
+                         best=BestEpoch(config.patience) if config.patience else None)
+
+
+def resumable(run: str | Path) -> tuple[dict[str, Any], TrainConfig]:
+    """The checkpoint in ``run`` and the :class:`TrainConfig` it was trained with (writing to
+    ``run`` again), checked: a :class:`CnnlabError` when either is damaged, or nothing is left to do
+    (every epoch trained and every file written)."""
+    folder = Path(run) if Path(run).is_dir() else Path(run).parent
+    state = load_checkpoint(run)
+    config = checkpoint_config(state, folder / CHECKPOINT_FILE, str(folder))
+    done, stopped = len(state["history"]), bool((state.get("best") or {}).get("stopped"))
+    if (folder / RUN_FILES[-1]).is_file():  # write_run's last file: the run is complete
+        require(not stopped, f"{run}: it stopped early after epoch {done} (--patience {config.patience}); "
+                "nothing to resume")
+        require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
+    return state, config
+
+
+def resume_line(config: TrainConfig, history: list[dict[str, float]], best: BestEpoch | None) -> str:
+    """What a resumed run does: train on, or only write the files of one whose epochs are all done."""
+    if len(history) < config.epochs and not (best is not None and best.stopped):
+        return f"Resuming {config.out} after epoch {len(history)} of {config.epochs}"
+    return f"Finishing {config.out}: its epochs are done; scoring the test set and writing its files"

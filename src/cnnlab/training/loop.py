@@ -44,35 +44,40 @@ from tqdm import tqdm
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
-from cnnlab.models.inference import Stats, background_of, check_logits, images_logits, predict_logits, to_input
-from cnnlab.models.registry import build_model, count_parameters, flops_per_image
+from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
+from cnnlab.models.registry import count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_run
-from cnnlab.training.augment import Augmenter, check_mirroring
-from cnnlab.training.checkpoint import StopRequested, TrainingParts, load_checkpoint, save_progress, stop_between_steps
-from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
+from cnnlab.training.augment import check_mirroring
+from cnnlab.training.checkpoint import (
+    CHECKPOINT_FILE,
+    StopRequested,
+    TrainingParts,
+    make_parts,
+    resumable,
+    resume_line,
+    stop_between_steps,
+)
+from cnnlab.training.config import TrainConfig, fit_to_small_data, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
     World,
     cpu_threads,
     device_for,
-    is_first_rank,
     join,
     leave,
     shard,
     total,
     wrap,
 )
-from cnnlab.training.early_stopping import BestEpoch
 from cnnlab.training.lr_find import lr_find
 from cnnlab.training.optim import (
-    average_weights,
-    make_optimizer_and_schedule,
     member_targets,
     predicted_labels,
     training_loss,
 )
+from cnnlab.training.run_folder import RunFolder, claim, save_progress
 from cnnlab.training.system import keep_freed_memory, select_device, set_threads, threads_label
 from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
 
@@ -90,10 +95,29 @@ class TrainResult:
     points: list[dict[str, float]] = field(default_factory=list)  # a short run's curve points within epochs
 
 
+@dataclass
+class Session:
+    """What the stages of one training share: its options, where it runs, its run folder and its hooks."""
+
+    config: TrainConfig
+    world: World
+    device: torch.device
+    threads: int
+    folder: RunFolder | None  # the run folder rank 0 holds (cnnlab.training.run_folder); None: no files from here
+    progress: bool | None
+    on_epoch: Callable[[dict, torch.nn.Module, Callable], Any] | None = None
+    on_point: Callable[[dict], None] | None = None
+
+    def say(self, *args: Any, **kwargs: Any) -> None:
+        """Print, on rank 0 only: it speaks for all."""
+        if self.world.main:
+            print(*args, **kwargs)
+
+
 def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | None = None, progress: bool | None = None,
           on_epoch: Callable[[dict, torch.nn.Module, Callable], None] | None = None,
           resume: dict[str, Any] | None = None, on_point: Callable[[dict], None] | None = None,
-          **options: Any) -> TrainResult:
+          overwrite: bool = False, **options: Any) -> TrainResult:
     """Train a model and, if ``config.out`` is set, write its run directory.
 
     Args:
@@ -111,7 +135,11 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
         on_point: called with each point of the learning curves as it is taken (a row of
             ``points.csv``), for watching a run live (``cnnlab serve``'s Train tab). With it, points
             are taken in runs of any length, and every :data:`~cnnlab.training.curves.WATCH_SECONDS` or so.
-    With ``config.out`` set, a checkpoint is written there after every epoch (cnnlab.training.checkpoint).
+        overwrite: replace the run that ``config.out`` holds (``--overwrite``); without it such a
+            folder is refused, finished or not.
+    With ``config.out`` set, the folder is claimed first, and refused if it is not cnnlab's or another
+    training writes it (cnnlab.training.run_folder); a checkpoint is written there after every epoch, and a
+    failed write keeps the last one. Ctrl-C raises :class:`~cnnlab.training.run_folder.Interrupted`.
     """
     if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
         options["dataset"], dataset = str(dataset), None
@@ -120,9 +148,20 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     started = time.perf_counter()
     device = select_device(config.device)
     world = join(device.type)  # torchrun's process group (cnnlab.training.distributed), or this process alone
-    device, threads = device_for(device, world), set_threads(config.threads or cpu_threads(world))
+    # One writer: rank 0 holds the run folder from before the data loads until its last file is written.
+    with claim(config.out if world.main else None, overwrite, resuming=resume is not None) as folder:
+        session = Session(config, world, device_for(device, world), set_threads(config.threads or cpu_threads(world)),
+                          folder, progress if world.main else False, on_epoch, on_point)
+        result = train_in(session, dataset, network, resume, started)
+    leave(world)
+    return result
+
+
+def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | None, resume: dict[str, Any] | None,
+             started: float) -> TrainResult:
+    """:func:`train` once its options are resolved and its folder claimed: data, network, epochs, test, files."""
+    config, world, device = s.config, s.world, s.device
     keep_freed_memory()  # trick 8
-    say = print if world.main else lambda *_, **__: None  # rank 0 speaks for all
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset)
@@ -130,67 +169,76 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
     if resume is None and (note := fit_to_small_data(config, data.kind, len(data.train_labels))):
-        say(note)
+        s.say(note)
 
     warm_up.join()
-    check_memory(config, (data.num_classes, data.channels, data.image_size), device)  # before any network
     if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
-        say(choose_lr(config, data, network, progress if world.main else False))
+        s.say(choose_lr(config, data, network, s.progress))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
     parts = make_parts(config, data, background_of(mean, std), device, world, steps, network)
-    model, averaged = parts.model, parts.averaged
-    trained = averaged.module if averaged else model  # the network this run delivers
-    if config.epochs <= MAX_EPOCHS or on_point:  # a short run's curves get points during each epoch
-        parts.points = EpochPoints(trained, val_x, val_y, steps, on_point=on_point)
-    history: list[dict[str, float]] = parts.restore(resume, world.rank) if resume else []
-    say(start_line(config, model, data, device, threads, world))
+    trained = parts.averaged.module if parts.averaged else parts.model  # the network this run delivers
+    if config.epochs <= MAX_EPOCHS or s.on_point:  # a short run's curves get points during each epoch
+        parts.points = EpochPoints(trained, val_x, val_y, steps, on_point=s.on_point)
+    history = parts.restore(resume, world.rank, f"{config.out}/{CHECKPOINT_FILE}") if resume else []
+    if resume:
+        s.say(resume_line(config, history, parts.best))
+    s.say(start_line(config, parts.model, data, device, s.threads, world))
     if note := loss_note(config):
-        say(note)
-    net = wrap(model, world)  # under torchrun, DDP: gradients averaged across ranks
+        s.say(note)
+    train_seconds = fit(s, parts, ((train_x, train_y), (val_x, val_y)), history,
+                        lambda images: to_input(images, mean, std, device))
+    if parts.best is not None:
+        s.say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
+
+    info, logits, metrics = score_test(trained, config, data, data.source or data.name, (mean, std), device)
+    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=s.threads,
+                   tta=config.tta)
+    info.test_accuracy = metrics["test_accuracy"]
+    s.say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
+    if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
+        s.say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
+    points = parts.points.rows if parts.points else []
+    if s.folder is not None:
+        record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads}, points)
+        s.folder.write(lambda out: write_run(out, trained, info, record,
+                                             TestSet(data.test_images, data.test_labels, logits.cpu()), device))
+        s.say(f"Saved to {config.out}/")
+    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
+                       points)
+
+
+def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.Tensor], ...],
+        history: list[dict[str, float]], to_model_input: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """Train the epochs after those in ``history`` (none after a resumed run that stopped early),
+    each one checkpointed; returns the training seconds of all the run's epochs."""
+    config, (train_data, (val_x, val_y)) = s.config, data
+    trained = parts.averaged.module if parts.averaged else parts.model
+    net = wrap(parts.model, s.world)  # under torchrun, DDP: gradients averaged across ranks
+    last = len(history) if parts.best is not None and parts.best.stopped else config.epochs
     loop_started = time.perf_counter() - sum(row["seconds"] for row in history)
-    with stop_between_steps(enabled=world.size == 1) as stop:  # Ctrl-C: checkpoint, then stop
-        for epoch in range(len(history) + 1, config.epochs + 1):
+    with stop_between_steps(enabled=s.world.size == 1) as stop:  # Ctrl-C: checkpoint, then stop
+        for epoch in range(len(history) + 1, last + 1):
             epoch_started = time.perf_counter()
             if parts.points is not None:
                 parts.points.start(epoch)
-            loss, cross_entropy, accuracy = run_epoch(net, parts, config, (train_x, train_y), epoch, history, threads,
-                                                      world, progress if world.main else False, stop)
+            loss, cross_entropy, accuracy = run_epoch(s, net, parts, train_data, epoch, history, stop)
             row = {"epoch": epoch, "loss": loss, "train_ce": cross_entropy, "accuracy": accuracy,
                    **validate(trained, val_x, val_y)}
             probing = parts.points.seconds if parts.points is not None else 0.0  # not training time
             row["seconds"] = time.perf_counter() - epoch_started - probing
             loop_started += probing
             history.append(row)
-            say(epoch_line(row, config.epochs, threads), flush=True)
+            s.say(epoch_line(row, config.epochs, s.threads), flush=True)
             paused = time.perf_counter()
             stop_early = parts.best is not None and parts.best.update(row, trained, config.epochs)
-            save_progress(config, parts, history, threads, world)
-            if on_epoch is not None and on_epoch(row, trained, lambda images: to_input(images, mean, std, device)):
+            save_progress(s.folder, config, parts, history, s.threads, s.world)
+            if s.on_epoch is not None and s.on_epoch(row, trained, to_model_input):
                 stop_early = True  # the callback asked to stop, as Keras' model.stop_training: the run is saved
             loop_started += time.perf_counter() - paused  # checkpoints and the callback are not training time
             if stop_early:
                 break
-    train_seconds = time.perf_counter() - loop_started
-    if parts.best is not None:
-        say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
-
-    info, logits, metrics = score_test(trained, config, data, data.source or data.name, (mean, std), device)
-    metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=threads,
-                   tta=config.tta)
-    info.test_accuracy = metrics["test_accuracy"]
-    say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
-    if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
-        say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
-    points = parts.points.rows if parts.points else []
-    if config.out and world.main:
-        write_run(Path(config.out), trained, info,
-                  RunRecord(history, metrics, {**asdict(config), "threads_used": threads}, points),
-                  TestSet(data.test_images, data.test_labels, logits.cpu()), device)
-        say(f"Saved to {config.out}/")
-    leave(world)
-    return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
-                       points)
+    return time.perf_counter() - loop_started
 
 
 def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | None, progress: bool | None) -> str:
@@ -242,55 +290,30 @@ def loss_note(config: TrainConfig) -> str | None:
             "is its plain cross-entropy)") if what else None
 
 
-def run_epoch(net, parts: TrainingParts, config: TrainConfig, data: tuple[torch.Tensor, torch.Tensor], epoch: int,
-              history: list[dict[str, float]], threads: int, world: World, progress: bool | None,
-              stop: threading.Event) -> tuple[float, float, float]:
+def run_epoch(s: Session, net: torch.nn.Module, parts: TrainingParts, data: tuple[torch.Tensor, torch.Tensor],
+              epoch: int, history: list[dict[str, float]], stop: threading.Event) -> tuple[float, float, float]:
     """:func:`train_one_epoch` with the run's parts, from where a resumed checkpoint stood if it
     stopped mid-epoch; on Ctrl-C, the checkpoint records where this epoch stands, then it stops."""
     ongoing, parts.ongoing = parts.ongoing, None  # a resumed position is used once
+    config = s.config
     try:
         return train_one_epoch(net, parts.optimizer, parts.scheduler, *data, config.batch_size, parts.shuffler,
-                               progress, f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
-                               parts.averaged, world, stop, ongoing, parts.points)
+                               s.progress, f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
+                               parts.averaged, s.world, stop, ongoing, parts.points)
     except StopRequested as where:
         parts.ongoing = where.ongoing
-        save_progress(config, parts, history, threads, world)
+        save_progress(s.folder, config, parts, history, s.threads, s.world)
         raise KeyboardInterrupt from None
-
-
-def make_parts(config: TrainConfig, data: Dataset, background: list[float], device: torch.device, world: World,
-               steps_per_epoch: int, network: torch.nn.Module | None = None) -> TrainingParts:
-    """The network (``network`` if given, else built from ``config.model``; channels_last, trick 2),
-    its weight average (trick 7), the optimizer and schedule, and the seeded generators: one
-    shuffle for all ranks (each takes its shard) and an augmentation of each rank's own."""
-    if network is None:
-        network = build_model(config.model, data.num_classes, data.image_size, data.channels)
-    check_logits(network, data.num_classes, data.image_size, data.channels)
-    model = network.to(device, memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
-    augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)
-    return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
-                         torch.Generator().manual_seed(config.seed), augmenter,
-                         best=BestEpoch(config.patience) if config.patience else None)
 
 
 def resume_training(run: str | Path, dataset: Dataset | None = None, progress: bool | None = None,
                     model: torch.nn.Module | None = None) -> TrainResult:
     """Continue the run in directory ``run`` from its checkpoint, with the settings it was started
-    with; the result is the same as if it had never stopped (same machine, same threads).
+    with; the result is the same as if it had never stopped (same machine, same threads). A run
+    whose epochs are all done but whose files are not all written (a full disk) gets them written.
     ``dataset``: the :class:`~cnnlab.data.Dataset` object, if the run was given one (not a name).
     ``model``: a fresh instance of the class, if the run trained a network of your own class."""
-    state = load_checkpoint(run)
-    try:
-        config = TrainConfig(**{**state["config"], "out": str(run)})
-        done = len(state["history"])
-    except (KeyError, TypeError) as exc:
-        raise CnnlabError(f"{run}: the checkpoint does not hold a cnnlab training state ({exc})") from None
-    require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")
-    require(not (state.get("best") or {}).get("stopped"), f"{run}: it stopped early after epoch {done} "
-            f"(--patience {config.patience}); nothing to resume")
-    if is_first_rank():  # under torchrun, every rank resumes; one says so
-        print(f"Resuming {run} after epoch {done} of {config.epochs}")
+    state, config = resumable(run)
     if config.model.startswith(PYTHON_ARCHITECTURE) and model is None:
         raise CnnlabError(f"{run} trains a network of your own class ({config.model.removeprefix(PYTHON_ARCHITECTURE)})"
                           "; resume it in Python with cnnlab.training.resume_training(run, model=YourClass())")
