@@ -58,7 +58,7 @@ from cnnlab.training.checkpoint import (
     resume_line,
     stop_between_steps,
 )
-from cnnlab.training.config import TrainConfig, fit_to_small_data, resolve_config
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -172,6 +172,7 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         s.say(note)
 
     warm_up.join()
+    check_memory(config, (data.num_classes, data.channels, data.image_size), device)  # before any network
     if config.lr == "auto":  # the learning-rate range test on the same data, then the same seed again
         s.say(choose_lr(config, data, network, s.progress))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
