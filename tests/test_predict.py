@@ -152,3 +152,13 @@ def test_the_sequence_reader_settles_a_numbers_count_and_weighs_its_digits():
     assert settled(probabilities[:1], unsure, info)[0] is unsure
     plain = images[:2]  # not a photo read by cnnlab.handwriting: nothing to check
     assert settled(probabilities, plain, info) == (plain, probabilities)
+
+
+def test_a_16_bit_or_float_scan_of_a_digit_is_read_as_its_8_bit_scan(tmp_path, mnist):
+    scan = Image.fromarray(255 - mnist.test_images[0].numpy()).resize((112, 112), Image.Resampling.BICUBIC)
+    scan.save(tmp_path / "8-bit.png")
+    Image.fromarray(np.asarray(scan).astype(np.uint16) * 257).save(tmp_path / "16-bit.png")  # was clipped: no ink
+    Image.fromarray(np.asarray(scan).astype(np.float32) / 255).save(tmp_path / "float.tif")
+    answers = predict_files(READER, [tmp_path / name for name in ("8-bit.png", "16-bit.png", "float.tif")])
+    assert answers[0].label == str(int(mnist.test_labels[0])) and answers[0].error is None
+    assert [{**a.to_json(), "path": ""} for a in answers[1:]] == [{**answers[0].to_json(), "path": ""}] * 2

@@ -212,3 +212,24 @@ def test_a_run_interrupted_before_it_saved_a_model_points_to_resume(saved, capsy
     assert_one_line_error(capsys, "predict", saved, saved / "model.json", match="cnnlab train --resume")
     (saved / CHECKPOINT_FILE).unlink()
     assert_one_line_error(capsys, "evaluate", saved, match="not found; train a model first")
+
+
+def test_an_onnx_model_with_weights_that_are_not_finite_is_refused(saved):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.zeros((784, 10), np.float32)
+    weights[5, 3] = np.nan
+    nodes = [helper.make_node("Flatten", ["images"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])]
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 1, 28, 28])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])
+    graph = helper.make_graph(nodes, "linear", [images], [logits], [numpy_helper.from_array(weights, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), saved / "model.onnx")
+    with pytest.raises(CnnlabError, match=r"model\.onnx: the weights in w include NaN values"):
+        load_model(saved / "model.onnx")
+    weights[5, 3] = 0
+    graph.initializer[0].CopyFrom(numpy_helper.from_array(weights, "w"))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), saved / "model.onnx")
+    model, _ = load_model(saved / "model.onnx")
+    assert model(torch.ones(2, 1, 28, 28)).shape == (2, 10)

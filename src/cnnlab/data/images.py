@@ -33,7 +33,7 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompressio
 # is decoded at 1/2, 1/4 or 1/8 of its size by its own decoder (Pillow's draft); other formats are refused.
 MAX_DECODED_PIXELS = 16_000_000
 # The most memory preparing one image takes, in bytes: 20 a decoded pixel, 320 MB (measured: 290 MB for a
-# 16-megapixel PNG with transparency on the handwriting path, 165 MB for one without, 125 MB on a plain resize).
+# 16-megapixel PNG with transparency on the handwriting path, at most 175 MB for one without or on a plain resize).
 MAX_IMAGE_MEMORY = 20 * MAX_DECODED_PIXELS
 # A valid file cannot hold more pixels per byte than this: DEFLATE (PNG, TIFF) compresses at most
 # about 1,032:1, so 8-bit pixels stop near 1,000 a byte and 1-bit ones near 8,300. A header that

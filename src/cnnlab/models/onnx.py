@@ -22,6 +22,19 @@ def require_modules(*names: str) -> None:
         raise CnnlabError(f"ONNX needs {', '.join(missing)}: {EXTRA_HINT}")
 
 
+def check_finite_weights(path: str | Path) -> None:
+    """Refuse a model whose weights (the graph's initializers) are not all finite numbers, as
+    cnnlab.models.files.check_finite does for safetensors: every answer would be NaN."""
+    import onnx
+    from onnx import numpy_helper
+
+    for weight in onnx.load(str(path)).graph.initializer:
+        values = numpy_helper.to_array(weight)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = "NaN" if np.isnan(values).any() else "infinite"
+            raise CnnlabError(f"{path}: the weights in {weight.name} include {bad} values, so every answer would be "
+                              "NaN; export the model again from a run that loads (cnnlab export RUN --format onnx)")
+
 
 class OnnxClassifier(torch.nn.Module):
     """An exported ``model.onnx`` run by onnxruntime, usable wherever cnnlab takes a model:
@@ -29,13 +42,14 @@ class OnnxClassifier(torch.nn.Module):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        require_modules("onnxruntime")
+        require_modules("onnxruntime", "onnx")
         import onnxruntime
 
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a corrupt or foreign file
             raise CnnlabError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+        check_finite_weights(path)
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
