@@ -245,13 +245,19 @@ class Holder:
 
 def say_who_holds(lock: int, folder: Path) -> None:
     """Write this process into the lock file it holds (in place: a new file would be a new, unheld lock)."""
-    command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+    command = shlex.join([program_name(), *sys.argv[1:]])
     holder = Holder(os.getpid(), socket.gethostname(), command[:200], time.strftime("%Y-%m-%d %H:%M:%S"))
     try:
         os.ftruncate(lock, 0)
         os.pwrite(lock, (json.dumps(asdict(holder)) + "\n").encode(), 0)
     except OSError as exc:
         raise CnnlabError(write_failure(folder, exc, folder / LOCK_FILE)) from None
+
+
+def program_name() -> str:
+    """This process's program as one would type it: ``cnnlab``, ``python -m cnnlab``, ``script.py``."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("python")
+    return f"python -m {program.parent.name}" if program.name == "__main__.py" else program.name
 
 
 def holder_of(lock: int) -> str:
