@@ -21,6 +21,7 @@ import base64
 import io
 import json
 import os
+import secrets
 import shutil
 import socket
 import statistics
@@ -40,6 +41,9 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cnnlab.data import load_dataset
 from tests.photolike import compose_number, render_photo
+
+OWNER_TOKEN = secrets.token_urlsafe(32)  # given to the server, which needs it to start and stop a training
+OWNER = {"authorization": f"Bearer {OWNER_TOKEN}"}
 
 
 def drawn_digit(rng: np.random.Generator) -> bytes:
@@ -99,7 +103,8 @@ def start_server(model: str, runs: str) -> tuple[subprocess.Popen, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", model, "--port", str(port), "--runs", runs],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               env={**os.environ, "CNNLAB_TOKEN": OWNER_TOKEN})
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -138,7 +143,7 @@ def send_all(url: str, requests: list[tuple[str, dict]], pool: ThreadPoolExecuto
 def start_training(url: str, epochs: int) -> None:
     """Start the Train tab's training and wait until it is really training (its first curve point)."""
     with httpx.Client(base_url=url, timeout=60) as client:
-        reply = client.post("/api/train", json={"preset": "fast", "epochs": epochs})
+        reply = client.post("/api/train", json={"preset": "fast", "epochs": epochs}, headers=OWNER)
         if reply.status_code != 202:
             raise SystemExit(f"could not start a training: {reply.status_code} {reply.text}")
         with client.stream("GET", "/api/train/events") as events:
@@ -175,7 +180,7 @@ def main() -> None:
             training_after = resident_mb(process.pid)
             with httpx.Client(base_url=url, timeout=60) as client:
                 still = client.get("/api/train").json()["state"]
-                client.post("/api/train/stop")
+                client.post("/api/train/stop", json={}, headers=OWNER)
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -108,7 +108,7 @@ def test_a_spec_and_a_spec_file_train_and_their_runs_predict(capsys, idx_folder,
 
     from cnnlab.serving.serve import create_app
 
-    with TestClient(create_app(run)) as client:
+    with TestClient(create_app(run), base_url="http://127.0.0.1") as client:  # a Host the server answers
         reply = client.post("/api/predict", files={"file": (run / "samples.png").open("rb")})
     assert reply.status_code == 200 and set(reply.json()["probabilities"]) == {"0", "1", "2"}
 

@@ -135,7 +135,7 @@ def test_serve_with_no_model_serves_the_reader(monkeypatch, capsys):
     monkeypatch.setattr(serving, "serve", lambda model, *rest: served.append(model))
     code, _, _ = run_cli(capsys, "serve", "--port", "8123")
     assert code == 0 and served == [READER]
-    client = TestClient(serving.create_app(READER))
+    client = TestClient(serving.create_app(READER), base_url="http://127.0.0.1")  # a Host the server answers
     with open(f"{EXAMPLES}/digit0.jpg", "rb") as photo:
         answer = client.post("/api/predict", files={"file": ("digit0.jpg", photo, "image/jpeg")}).json()
     assert answer["label"] == "7"

@@ -246,14 +246,19 @@ def serve_command(
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
     runs: Annotated[Path, typer.Option(help="Folder for the runs the page's Train tab starts")] = Path("runs"),
+    token: Annotated[Optional[str], typer.Option(envvar="CNNLAB_TOKEN", show_envvar=True, help=(
+        "Token that starting and stopping a training need [default: a new random one, printed in the URL]"))] = None,
+    train: Annotated[bool, typer.Option("--train/--no-train", help="Offer the Train tab and its routes")] = True,
+    allowed_host: Annotated[Optional[list[str]], typer.Option(metavar="<name>", help=(
+        "A name the server may be reached by besides localhost and --host (repeatable)"))] = None,
+    header_timeout: Annotated[float, typer.Option(help="Seconds a request's headers may take to arrive")] = 10.0,
+    body_timeout: Annotated[float, typer.Option(help="Seconds a request's body may take to arrive")] = 60.0,
 ) -> None:
     from cnnlab.reader import READER
-    from cnnlab.serving.serve import serve
+    from cnnlab.serving.serve import ServeSettings, serve
 
-    require(1 <= port <= 65535, f"--port must be 1-65535, got {port}")
-    require(max_upload_mb > 0, f"--max-upload-mb must be positive, got {max_upload_mb}")
-    require(not runs.exists() or runs.is_dir(), f"--runs {runs}: exists and is not a folder; give a folder")
-    serve(model or READER, host, port, max_upload_mb, runs)
+    serve(model or READER, ServeSettings(host, port, max_upload_mb, runs, token, train, tuple(allowed_host or ()),
+                                         header_timeout, body_timeout))
 
 
 @command("show")

@@ -91,9 +91,11 @@ COMMANDS = {
         "Serve a draw-a-digit page and a JSON API.",
         "The page at / lets you draw or upload a digit and shows the answer and what the network saw; "
         "POST /api/predict answers JSON, and /docs describes the API. Listens on loopback unless --host "
-        "says otherwise.",
+        "says otherwise. Predictions are open to anyone who reaches the server; starting or stopping a "
+        "training needs the token in the URL it prints (or --token); --no-train turns the Train tab off.",
         "cnnlab serve runs/fast-mnist-seed0",
         "cnnlab serve  # the handwriting reader that ships with cnnlab",
+        "cnnlab serve runs/fast-mnist-seed0 --host 0.0.0.0 --no-train  # share predictions on the network",
         "curl -F file=@my_digit.jpg http://127.0.0.1:8000/api/predict  # from another terminal",
     ),
     "show": _help(

@@ -7,29 +7,20 @@ import socket
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import png_bytes, predict_files
-from cnnlab.serving.serve import check_port_free, create_app
-from cnnlab.training.loop import train
+from cnnlab.serving.serve import check_port_free
 from tests.helpers import png_claiming
 from tests.photolike import compose_number, render_photo
-
-
-@pytest.fixture(scope="module")
-def mnist_run(mnist_dir, tmp_path_factory):
-    """cnn-fast on 6,000 MNIST images: a real digit model in a few seconds."""
-    out = tmp_path_factory.mktemp("serve") / "run"
-    train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(out), progress=False)
-    return out
+from tests.serving.conftest import local_client
 
 
 @pytest.fixture(scope="module")
 def client(mnist_run):
-    return TestClient(create_app(mnist_run))
+    return local_client(mnist_run)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +44,7 @@ def test_health_and_model_facts(client, mnist_run):
     facts = client.get("/api/model").json()
     assert facts["architecture"] == "cnn-fast" and facts["classes"] == [str(d) for d in range(10)]
     assert facts["parameters"] == 139_002 and 0.9 < facts["test_accuracy"] <= 1 and facts["name"] == "run"
+    assert facts["training"] is True  # the page shows its Train tab
 
 
 def test_explain_answers_with_a_heatmap_and_every_layer(client, digit_photo):
@@ -112,10 +104,24 @@ def test_number_mode_reads_every_digit(client, mnist, mnist_run, tmp_path):
     assert {"label", "confidence", "probabilities", "preprocessed"} <= set(answer["digits"][0])
 
 
-def test_over_the_upload_limit_is_413(mnist_run):
-    small = TestClient(create_app(mnist_run, max_upload_mb=0.01))
-    reply = small.post("/api/predict", files={"file": ("big.png", b"\0" * 20_000)})
-    assert reply.status_code == 413 and "limit" in reply.json()["error"]
+def test_over_the_upload_limit_is_413_and_says_the_limit_as_configured(mnist_run):
+    small = local_client(mnist_run, max_upload_mb=0.5)
+    reply = small.post("/api/predict", files={"file": ("big.png", b"\0" * 600_000)})
+    assert reply.status_code == 413
+    assert reply.json()["error"] == "the upload is 0.6 MB; the limit is 0.5 MB (--max-upload-mb)"
+    five = local_client(mnist_run, max_upload_mb=5)
+    reply = five.post("/api/predict", content=b"\0" * 5_500_000, headers={"content-type": "application/json"})
+    assert reply.status_code == 413 and reply.json()["error"].endswith("the limit is 5 MB (--max-upload-mb)")
+
+
+@pytest.mark.parametrize("depth", [100, 10_000])
+def test_json_nested_deeply_is_a_400_not_a_500(client, depth):
+    body = '{"image": ' + "[" * depth + "]" * depth + "}"
+    reply = client.post("/api/predict", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"].startswith("the body: JSON nested too deeply (the limit is 32 levels)")
+    reply = client.post("/api/explain", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 400 and "nested too deeply" in reply.json()["error"]
 
 
 @pytest.mark.parametrize(("send", "status", "words"), [
@@ -159,7 +165,7 @@ def test_a_busy_port_is_a_clear_error(mnist_run, capsys):
 
 
 def test_a_colour_model_takes_uploads_and_answers_in_colour(colour_run):
-    colour = TestClient(create_app(colour_run))
+    colour = local_client(colour_run)
     facts = colour.get("/api/model").json()
     assert facts["drawing"] is False and facts["channels"] == 3 and facts["classes"] == ["blue", "green", "red"]
     assert "plain resize to 64x64 RGB" in facts["preprocessing"]

@@ -1,11 +1,53 @@
-"""The app's answers other than 200: JSON ``{"error": message}`` (cnnlab.serving.serve adds the handler)."""
+"""The app's answers other than 200: JSON ``{"error": message}`` with the status that says whose
+fault it is (:func:`add_error_handlers`)."""
 
 from __future__ import annotations
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from cnnlab.data.images import ImageTooLargeError, UnreadableImageError
+from cnnlab.errors import CnnlabError
+
 
 class ApiError(Exception):
-    """An answer other than 200: the HTTP status and a message that says what to send instead."""
+    """An answer other than 200: the HTTP status and a message that says what to send instead.
+    ``close`` ends the connection after the answer (a body that did not arrive in time may still
+    be on its way; nothing more is read from that client)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, close: bool = False) -> None:
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.close = status, message, close
+
+
+def reply(status: int, message: str, close: bool = False) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as JSON ``{"error": message}``: an :class:`ApiError` with its status, an image
+    that cannot be read 415, one with too many pixels 413, any other :class:`CnnlabError` 422."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return reply(exc.status, exc.message, exc.close)
+
+    @app.exception_handler(CnnlabError)
+    async def unreadable(_request: Request, exc: CnnlabError) -> JSONResponse:
+        status = 415 if isinstance(exc, UnreadableImageError) else 413 if isinstance(exc, ImageTooLargeError) else 422
+        return reply(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameters(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return reply(400, f"bad request parameters: {where(exc.errors())}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        return reply(exc.status_code, str(exc.detail))
+
+
+def where(errors: list[dict]) -> str:
+    """pydantic's validation errors as ``place: message; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)

@@ -12,45 +12,46 @@
 Images go through the same preprocessing as ``cnnlab predict`` (cnnlab.predict.preprocess_source).
 Errors are JSON ``{"error": message}``: 413 for a body over the upload limit or an image that
 claims too many pixels, 415 for a body that is not an image, 400 for malformed JSON or base64,
-422 for an image with nothing to read (no ink, too many marks).
+408 for a request that arrives too slowly, 422 for an image with nothing to read (no ink, too many
+marks). Who may do what (the token, ``Host`` and origin checks) is cnnlab.serving.access; the
+bounds on bodies and on concurrent uploads are cnnlab.serving.bodies and cnnlab.serving.uploads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import copy
-import json
 import os
 import socket
+import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException, MultiPartParser
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, require
 from cnnlab.explanation import explain_image
-from cnnlab.handwriting.digit import ImageTooLargeError, UnreadableImageError
 from cnnlab.models.attribution import METHODS, has_conv
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.registry import count_parameters
 from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source, preprocessing, uses_digit_steps
 from cnnlab.reader import READER
-from cnnlab.serving.api_error import ApiError
+from cnnlab.serving.access import MIN_TOKEN_LENGTH, TOKEN_ENV, Access, AccessMiddleware, is_loopback, make_token
+from cnnlab.serving.api_error import ApiError, add_error_handlers
+from cnnlab.serving.bodies import BodyLimits, image_bytes
+from cnnlab.serving.connections import protocol_with_head_deadline
 from cnnlab.serving.explain_api import explain_json, png_base64
-from cnnlab.serving.train_routes import add_train_routes
+from cnnlab.serving.train_routes import TrainPlace, add_train_routes
+from cnnlab.serving.uploads import UploadGate, return_freed_buffers
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
@@ -122,24 +123,69 @@ class Answers:
         return explain_json(explained, method, info.class_names)
 
 
-def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-               runs: str | Path = "runs") -> FastAPI:
-    """The web app for the model saved at ``model_path`` (a run directory or its ``model.safetensors``).
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the server runs: ``cnnlab serve``'s options.
 
-    Args:
+    Attributes:
+        host, port: where it listens; loopback unless ``host`` says otherwise.
         max_upload_mb: request bodies larger than this many megabytes get 413.
         runs: the folder for the Train tab's run directories.
+        token: the token that requests changing the server's state must carry; None: one is made
+            when the app is made (``app.state.token``).
+        train: whether the Train tab and its routes exist.
+        allowed_hosts: names accepted in the ``Host`` header besides loopback's and ``host``.
+        header_seconds, body_seconds: how long a request's head, and then its body, may take to arrive.
     """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    runs: Path = Path("runs")
+    token: str | None = None
+    train: bool = True
+    allowed_hosts: tuple[str, ...] = ()
+    header_seconds: float = 10.0
+    body_seconds: float = 60.0
+
+    def page_url(self) -> str:
+        """The page's address, without the token."""
+        return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}/"
+
+    def check(self) -> None:
+        """Raise :class:`CnnlabError` naming the first setting that cannot be served with."""
+        require(1 <= self.port <= 65535, f"--port must be 1-65535, got {self.port}")
+        require(self.max_upload_mb > 0, f"--max-upload-mb must be positive, got {self.max_upload_mb:g}")
+        for option, seconds in (("--header-timeout", self.header_seconds), ("--body-timeout", self.body_seconds)):
+            require(0 < seconds <= 3600, f"{option} must be between 0 and 3600 seconds, got {seconds:g}")
+        require(self.token is None or len(self.token) >= MIN_TOKEN_LENGTH,
+                f"--token (or ${TOKEN_ENV}) must be at least {MIN_TOKEN_LENGTH} characters, so that it cannot be "
+                "guessed; leave it out and one is made")
+        runs = Path(self.runs)
+        require(not runs.exists() or runs.is_dir(), f"--runs {runs}: exists and is not a folder; give a folder")
+
+
+def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
+    """The web app for the model saved at ``model_path`` (a run directory or its ``model.safetensors``),
+    behind the access checks of cnnlab.serving.access: ``Host`` must name this machine (the
+    TestClient's default ``http://testserver`` does not: give it ``base_url="http://127.0.0.1"``),
+    and requests that change the server need ``settings.token`` (made here when None: ``app.state.token``)."""
+    settings = settings or ServeSettings()
+    token = settings.token or make_token()
     answers = Answers(model_path)
-    limit = int(max_upload_mb * 1024 * 1024)
+    limits = BodyLimits(settings.max_upload_mb, settings.body_seconds)
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
     # CPU, and each would hold its own malloc arena (a 40-thread pool grew the server by 280 MB).
     workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnlab-predict")
+    gate = UploadGate()
 
     # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
     first = answers.served
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of {first.facts['name']} "
-                         f"({first.info.architecture}), and a Train tab", version="1")
+                         f"({first.info.architecture}){', and a Train tab' if settings.train else ''}", version="1")
+    app.state.token = token
+    app.add_middleware(AccessMiddleware, access=Access(token, settings.host, settings.allowed_hosts,
+                                                       settings.page_url()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
 
@@ -153,25 +199,30 @@ def create_app(model_path: str | Path, max_upload_mb: float = DEFAULT_MAX_UPLOAD
 
     @app.get("/api/model")
     def model_facts() -> dict[str, Any]:
-        return answers.served.facts
+        """The served model's facts, and ``training``: whether this server has the Train tab."""
+        return {**answers.served.facts, "training": settings.train}
+
+    async def answer(request: Request, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
+        async with gate.bodies:
+            data = await image_bytes(request, limits)
+            return await asyncio.get_running_loop().run_in_executor(workers, gate.run, work, data)
 
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
     async def predict(request: Request, number: bool = False) -> dict[str, Any]:
         """Read one digit (or, with ``number=true``, a number of several digits) from an image."""
-        data = await image_bytes(request, limit)
-        return await asyncio.get_running_loop().run_in_executor(workers, answers.predict, data, number)
+        return await answer(request, lambda data: answers.predict(data, number))
 
     @app.post("/api/explain", openapi_extra={"requestBody": PREDICT_BODY})
     async def explain(request: Request, method: str = "integrated-gradients") -> dict[str, Any]:
         """Read one image, and show why: a heatmap of the pixels that decided (``method``: saliency,
         integrated-gradients, occlusion or gradcam) and every conv and dense layer's activations."""
-        data = await image_bytes(request, limit)
-        return await asyncio.get_running_loop().run_in_executor(workers, answers.explain, data, method)
+        return await answer(request, lambda data: answers.explain(data, method))
 
     def serve_new_model(run: Path) -> None:
         answers.served = Served.load(run)
 
-    add_train_routes(app, Path(runs), lambda: answers.served.info, serve_new_model)
+    if settings.train:
+        add_train_routes(app, TrainPlace(Path(settings.runs), limits), lambda: answers.served.info, serve_new_model)
     return app
 
 
@@ -189,89 +240,6 @@ def describe(digits: list[np.ndarray], probabilities: list[list[float]], classes
             "preprocessed": png_base64(np.concatenate(digits, axis=1)), "digits": entries}
 
 
-async def image_bytes(request: Request, limit: int) -> bytes:
-    """The uploaded image's bytes, from a multipart ``file`` field or JSON ``{"image": base64}``."""
-    body = await read_body(request, limit)
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "multipart/form-data":
-        return await multipart_file(request, body)
-    if kind == "application/json":
-        return json_image(body)
-    raise ApiError(415, f"send the image as multipart/form-data (field 'file') or JSON {{\"image\": base64}}, "
-                        f"not {kind or 'a body without a content type'}")
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes (declared or not)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the upload is {int(declared) / 1e6:.1f} MB; the limit is {limit / 1e6:.1f} MB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the upload is over the limit of {limit / 1e6:.1f} MB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def multipart_file(request: Request, body: bytes) -> bytes:
-    async def stream():
-        yield body
-
-    try:
-        form = await MultiPartParser(request.headers, stream(), max_files=1, max_fields=10).parse()
-    except MultiPartException as exc:
-        raise ApiError(400, f"malformed multipart body ({exc}); send the image in a field named 'file'") from None
-    try:
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise ApiError(400, "the multipart body has no file field named 'file'")
-        return await upload.read()
-    finally:
-        await form.close()  # the parser may have spooled a large part to a temporary file
-
-
-def json_image(body: bytes) -> bytes:
-    try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, 'the body is not valid JSON; send {"image": "<base64 PNG or JPEG>"}') from None
-    encoded = payload.get("image") if isinstance(payload, dict) else None
-    if not isinstance(encoded, str):
-        raise ApiError(400, 'the JSON has no "image" string; send {"image": "<base64 PNG or JPEG>"}')
-    encoded = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ApiError(400, '"image" is not valid base64') from None
-
-
-def add_error_handlers(app: FastAPI) -> None:
-    """Every error as JSON ``{"error": message}`` with the status that says whose fault it is."""
-
-    def reply(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return reply(exc.status, exc.message)
-
-    @app.exception_handler(CnnlabError)
-    async def unreadable(_request: Request, exc: CnnlabError) -> JSONResponse:
-        status = 415 if isinstance(exc, UnreadableImageError) else 413 if isinstance(exc, ImageTooLargeError) else 422
-        return reply(status, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def bad_parameters(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return reply(400, f"bad request parameters: {where}")
-
-    @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
-        return reply(exc.status_code, str(exc.detail))
-
-
 def check_port_free(host: str, port: int) -> None:
     """Raise :class:`CnnlabError` when ``host:port`` cannot be listened on (in use, or not this machine's)."""
     try:
@@ -284,14 +252,26 @@ def check_port_free(host: str, port: int) -> None:
                           ) from None
 
 
-def serve(model_path: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, runs: str | Path = "runs") -> None:
-    """Run the app on uvicorn until Ctrl-C; loopback only unless ``host`` says otherwise."""
+def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None:
+    """Run the app on uvicorn until Ctrl-C, printing its URL with the token (made here unless
+    ``settings.token`` gives one), and a warning when it listens beyond this machine."""
     import uvicorn
 
-    app = create_app(model_path, max_upload_mb, runs)
-    check_port_free(host, port)
-    shown = f"[{host}]" if ":" in host else host
+    settings = settings or ServeSettings()
+    settings.check()
+    made = settings.token is None
+    settings = replace(settings, token=settings.token or make_token())
+    return_freed_buffers()  # the memory ceiling for uploads holds for this process (cnnlab.serving.uploads)
+    app = create_app(model_path, settings)
+    check_port_free(settings.host, settings.port)
     served = "the handwriting reader" if Path(model_path).resolve() == READER else Path(model_path)
-    print(f"Serving {served} at http://{shown}:{port}/  (API docs at /docs; Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    shown, note = (settings.token, "") if made else ("...", f"the token of --token or ${TOKEN_ENV}; ")
+    print(f"Serving {served} at {settings.page_url()}?token={shown}  ({note}API docs at /docs; Ctrl-C to stop)",
+          flush=True)
+    if not is_loopback(settings.host):
+        changes = "changes (the Train tab) need the token in the URL above" if settings.train else (
+            "nothing can change it (--no-train)")
+        print(f"warning: listening on {settings.host}, reachable from the network: predictions are open to anyone "
+              f"who reaches it; {changes}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
+                http=protocol_with_head_deadline(settings.header_seconds))

@@ -4,9 +4,14 @@
     POST /api/train          start one: JSON {"preset", "model", "epochs", "limit"}; 202, or 409 while one runs
     GET  /api/train          the current (or last) training's state and settings; 404 before the first
     GET  /api/train/events   its events as server-sent events, from the first: a late page sees the whole run
-    POST /api/train/stop     stop it after the step under way, keeping its checkpoint; 409 when none runs
+    POST /api/train/stop     stop it after the step under way, keeping its checkpoint; 409 when none runs;
+                             JSON {}
 
-A training that finishes replaces the model the app serves and explains.
+A training that finishes replaces the model the app serves and explains. The POST routes change
+the server's state: cnnlab.serving.access lets them through only with the token, from the
+server's own page or a program, with a JSON body; they are also marked so in the OpenAPI page
+(``Authorize`` there takes the token). A training only uses data already on this machine: the
+Train tab never downloads a dataset (a missing one is a 409 that says how to get it).
 """
 
 from __future__ import annotations
@@ -15,27 +20,37 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sse_starlette.sse import EventSourceResponse
 
+from cnnlab.data.download import ensure_files, resolve_data_dir
 from cnnlab.data.registry import DATASETS, dataset_kind
+from cnnlab.errors import CnnlabError
 from cnnlab.files import free_folder
 from cnnlab.models.files import ModelInfo
 from cnnlab.models.registry import MODELS
-from cnnlab.serving.api_error import ApiError
+from cnnlab.serving.api_error import ApiError, where
+from cnnlab.serving.bodies import BodyLimits, read_json_body
 from cnnlab.serving.training_job import TrainingJob, TrainRequest, start_job
 from cnnlab.training.presets import PRESETS
 
 WAIT_SECONDS = 0.5  # how long one wait for the next event lasts; the stream then checks its client
+# The token's place in the OpenAPI page, so that its Authorize button sends it; AccessMiddleware checks it.
+TOKEN_SCHEME = HTTPBearer(auto_error=False, description="the token in the URL that cnnlab serve printed")
 
 
 class TrainBody(BaseModel):
     """The Train tab's form: a preset, and optionally a model (a registry name or a layer spec),
-    the epochs and a limit on the training images."""
+    the epochs and a limit on the training images. Other fields are refused (a misspelt one would
+    otherwise be dropped without a word)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     preset: str = "fast"
     model: str | None = None
@@ -43,10 +58,45 @@ class TrainBody(BaseModel):
     limit: int | None = None
 
 
-def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelInfo],
+class StopBody(BaseModel):
+    """Stop takes no settings: ``{}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class TrainPlace:
+    """Where the Train tab's runs go (``runs``), and the bounds on its request bodies."""
+
+    runs: Path
+    limits: BodyLimits
+
+
+async def read_model(request: Request, limits: BodyLimits, model: type[BaseModel], example: str) -> Any:
+    """The JSON body as ``model``, read within ``limits``; 400 for a body that does not fit it."""
+    try:
+        return model.model_validate(await read_json_body(request, limits, example))
+    except ValidationError as exc:
+        raise ApiError(400, f"bad request body: {where(exc.errors())}; send {example}") from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its JSON itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+def data_on_disk(dataset: str) -> None:
+    """Raise a 409 when ``dataset``'s files are not on this machine: the Train tab never downloads."""
+    try:
+        ensure_files(DATASETS[dataset], resolve_data_dir(), download=False)
+    except CnnlabError as exc:
+        raise ApiError(409, f"the Train tab trains only on data already on this machine, and {exc}") from None
+
+
+def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], ModelInfo],
                      serve_new_model: Callable[[Path], None]) -> None:
-    """Add the Train tab's routes to ``app``: runs go under ``runs``, on the served model's dataset
-    when it is a built-in one (else MNIST); a finished run's model is passed to ``serve_new_model``."""
+    """Add the Train tab's routes to ``app``: runs go under ``place.runs``, on the served model's
+    dataset when it is a built-in one (else MNIST); a finished run's model is passed to ``serve_new_model``."""
 
     def dataset_and_shape() -> tuple[str, tuple[int, int, int]]:
         info = served_info()
@@ -61,18 +111,25 @@ def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelIn
             raise ApiError(404, "no training has been started here; start one with POST /api/train")
         return current[0]
 
-    @app.post("/api/train", status_code=202)
-    def start_training(body: TrainBody) -> dict[str, Any]:
-        """Start a training (one at a time): the page's Train tab."""
+    owner = APIRouter(dependencies=[Depends(TOKEN_SCHEME)])  # routes that change the server: see the docstring
+
+    def start(body: TrainBody) -> dict[str, Any]:
         with starting:
             if current[0] is not None and current[0].state == "running":
                 raise ApiError(409, f"a training is already running ({current[0].out.name}); stop it or wait "
                                     "for it to finish")
             dataset, shape = dataset_and_shape()
             settings = TrainRequest(**body.model_dump()).settings(dataset, shape)
-            out = free_folder(runs / f"page-{settings['preset']}-{dataset}")
+            data_on_disk(dataset)
+            out = free_folder(place.runs / f"page-{settings['preset']}-{dataset}")
             current[0] = start_job(settings, out, lambda finished: serve_new_model(finished.out))
             return current[0].to_json()
+
+    @owner.post("/api/train", status_code=202, openapi_extra=body_schema(TrainBody))
+    async def start_training(request: Request) -> dict[str, Any]:
+        """Start a training (one at a time): the page's Train tab. Needs the token."""
+        body = await read_model(request, place.limits, TrainBody, '{"preset": "fast", "epochs": 1}')
+        return await asyncio.to_thread(start, body)
 
     @app.get("/api/train/options")
     def training_options() -> dict[str, Any]:
@@ -84,9 +141,11 @@ def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelIn
         """The current or last training: ``state`` (running, done, stopped, failed), settings, run directory."""
         return job().to_json()
 
-    @app.post("/api/train/stop")
-    def stop_training() -> dict[str, Any]:
-        """Stop the training after the step under way; its checkpoint is kept (``cnnlab train --resume``)."""
+    @owner.post("/api/train/stop", openapi_extra=body_schema(StopBody))
+    async def stop_training(request: Request) -> dict[str, Any]:
+        """Stop the training after the step under way; its checkpoint is kept (``cnnlab train --resume``).
+        Needs the token, and a JSON body: ``{}``."""
+        await read_model(request, place.limits, StopBody, "{}")
         running = job()
         if running.state != "running":
             raise ApiError(409, f"no training is running; the last one is {running.state}")
@@ -98,6 +157,8 @@ def add_train_routes(app: FastAPI, runs: Path, served_info: Callable[[], ModelIn
         """The training's events (text/event-stream), each a JSON object with a ``type``: line, point,
         epoch, then done, stopped or failed, which ends the stream."""
         return EventSourceResponse(event_stream(job()), ping=10)
+
+    app.include_router(owner)
 
     def end_training() -> None:  # the server is shutting down: no training outlives it
         if current[0] is not None:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.data.download import OFFLINE_ENV
 from cnnlab.errors import CnnlabError
 
 MAX_EPOCHS = 50  # the page is for runs one watches
@@ -124,8 +125,10 @@ def start_job(settings: dict[str, Any], out: Path, on_done: Callable[[TrainingJo
     events to the job, and calls ``on_done(job)`` when the run is saved, before the page hears of it."""
     threads = max(1, (os.cpu_count() or 1) - 1)
     job = TrainingJob(settings, out)
+    # Offline: a training started from the page uses the data on this machine and never downloads.
     job.process = subprocess.Popen([sys.executable, "-m", "cnnlab.serving.training_job", json.dumps(settings),
-                                    str(out), str(threads)], stdout=subprocess.PIPE, text=True)
+                                    str(out), str(threads)], stdout=subprocess.PIPE, text=True,
+                                   env={**os.environ, OFFLINE_ENV: "1"})
 
     threading.Thread(target=relay, args=(job, on_done), daemon=True, name="cnnlab-train-relay").start()
     return job

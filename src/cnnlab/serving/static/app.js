@@ -153,6 +153,7 @@ async function loadModel() {
     `Model ${facts.name}: ${facts.architecture} on ${facts.dataset}, ${accuracy}, ${facts.parameters.toLocaleString("en")} parameters`;
   document.getElementById("preprocessing").textContent = `Each image is prepared by ${facts.preprocessing}, as in cnnlab predict.`;
   setMethods(facts.methods);
+  document.getElementById("tab-train-button").hidden = !facts.training; // cnnlab serve --no-train
   if (!facts.drawing) showUploadOnly(facts);
   makeBars();
   setBars(null);

@@ -1,7 +1,29 @@
 // The Train tab: start a training (POST /api/train), watch it through server-sent events
 // (/api/train/events: the curves' points several times a second, each epoch's line and first-layer
 // filters), stop it (POST /api/train/stop). When it is done, the page serves the new model.
+// Starting and stopping need the server's token: cnnlab serve prints the page's URL with
+// ?token=..., and the page keeps it for this tab (sessionStorage) and takes it out of the address
+// bar, so it is not left in the history or shown on screen.
 "use strict";
+
+const TOKEN_KEY = "cnnlab-token";
+const ownerToken = (() => {
+  const url = new URL(window.location.href);
+  const given = url.searchParams.get("token");
+  if (given !== null) {
+    sessionStorage.setItem(TOKEN_KEY, given);
+    url.searchParams.delete("token");
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+})();
+
+// A request that changes the server: JSON, with the token (the server refuses anything else).
+function ownerPost(path, body) {
+  const headers = { "content-type": "application/json" };
+  if (ownerToken) headers.authorization = `Bearer ${ownerToken}`;
+  return fetch(path, { method: "POST", headers, body: JSON.stringify(body) });
+}
 
 const trainForm = document.getElementById("train-form");
 const trainStatus = document.getElementById("t-status");
@@ -31,7 +53,12 @@ function say(text, isError = false) {
 }
 
 async function loadTrainOptions() {
-  const options = await (await fetch("/api/train/options")).json();
+  const answer = await fetch("/api/train/options");
+  if (!answer.ok) return; // this server has no Train tab (cnnlab serve --no-train): app.js hides it
+  const options = await answer.json();
+  if (!ownerToken) {
+    say("Starting a training needs the server's token: open the URL that cnnlab serve printed (it ends in ?token=\u2026).");
+  }
   const presets = document.getElementById("t-preset");
   const about = document.getElementById("t-preset-about");
   for (const preset of options.presets) presets.add(new Option(preset.name, preset.name));
@@ -49,8 +76,7 @@ trainForm.addEventListener("submit", async (event) => {
   const number = (id) => (document.getElementById(id).value ? Number(document.getElementById(id).value) : null);
   const body = { preset: document.getElementById("t-preset").value, model: document.getElementById("t-model").value || null,
                  epochs: number("t-epochs"), limit: number("t-limit") };
-  const response = await fetch("/api/train", { method: "POST", headers: { "content-type": "application/json" },
-                                               body: JSON.stringify(body) });
+  const response = await ownerPost("/api/train", body);
   const reply = await response.json();
   if (!response.ok) return say(reply.error || `the server answered ${response.status}`, true);
   watch(reply);
@@ -58,7 +84,7 @@ trainForm.addEventListener("submit", async (event) => {
 
 stopButton.addEventListener("click", async () => {
   stopButton.disabled = true; // a second stop would not wait for the step under way
-  const response = await fetch("/api/train/stop", { method: "POST" });
+  const response = await ownerPost("/api/train/stop", {});
   if (!response.ok) say((await response.json()).error, true);
   else say("Stopping after the step under way\u2026");
 });
