@@ -1,5 +1,6 @@
 """End to end in a real browser: `cnnlab serve` on a free loopback port, headless Chromium draws a
-digit with mouse events, and the page must show a prediction and 10 bars.
+digit with mouse events, and the page must show a prediction and 10 bars. The page is opened from
+the URL the server prints, with its token, as a person would; the Train tab then trains with it.
 
 Chromium is Debian's (``make test`` installs the ``chromium`` package when it is missing), driven by
 the playwright package with ``executable_path``: no browser is downloaded. The screenshot is kept as
@@ -7,6 +8,7 @@ a test artefact in ``test-artifacts/serve-page.png``.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.training.loop import train
 from cnnlab.training.presets import PRESETS
 from tests.helpers import free_port, wait_until_up
 
@@ -32,18 +33,19 @@ def chromium_path() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(mnist_dir, tmp_path_factory):
-    """`cnnlab serve` in its own process, on a free port; yields the page's URL."""
-    run = tmp_path_factory.mktemp("browser") / "run"
-    train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(run), progress=False)
+def server(mnist_run, tmp_path_factory):
+    """`cnnlab serve` in its own process, on a free port; yields the page's URL, and the URL it
+    printed: the same with ``?token=...``, the token that lets the page start and stop trainings."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--port", str(port),
-                                "--runs", str(run.parent / "page-runs")],
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(mnist_run), "--port", str(port),
+                                "--runs", str(tmp_path_factory.mktemp("browser") / "page-runs")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_up(url + "healthz", process)
-        yield url
+        printed = re.search(r" at (http://\S+)  \(", process.stdout.readline())[1]
+        assert printed.startswith(url + "?token=")
+        yield url, printed
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -52,13 +54,16 @@ def server(mnist_dir, tmp_path_factory):
 def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
     from playwright.sync_api import expect, sync_playwright
 
+    url, printed = server
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
         failed = []
         page.on("requestfailed", lambda request: failed.append(request.url))
-        page.goto(server)
+        page.goto(printed)
         expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
+        assert page.url == url, "the token is taken out of the address bar"
         # Before any drawing: a placeholder, not an <img> without a source (a broken-image icon).
         expect(page.locator("#seen")).to_be_hidden()
         expect(page.locator("#seen-empty")).to_be_visible()
@@ -91,10 +96,12 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
 def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(server):
     from playwright.sync_api import expect, sync_playwright
 
+    url, _ = server
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(server)
+        page.goto(url)  # predictions need no token
         expect(page.locator("#method option")).to_have_count(4)
         expect(page.locator("#heatmap")).to_be_hidden()
         draw_a_one(page, page.locator("#pad").bounding_box())
@@ -122,14 +129,51 @@ def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(serv
         browser.close()
 
 
-def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(server):
-    """Runs last among the page's tests: it replaces the model the server answers with."""
+def test_a_server_without_the_train_tab_shows_none(server):
+    """What --no-train's server answers (GET /api/model's training: false, /api/train/options 404)."""
     from playwright.sync_api import expect, sync_playwright
+
+    _, printed = server
+
+    def without_training(route):
+        if route.request.url.endswith("/api/model"):
+            route.fulfill(json={**route.fetch().json(), "training": False})
+        else:
+            route.fulfill(status=404, json={"error": "Not Found"})
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.route("**/api/model", without_training)
+        page.route("**/api/train/options", without_training)
+        page.goto(printed)
+        expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
+        expect(page.locator("#tab-train-button")).to_be_hidden()
+        expect(page.locator("#tab-use-button")).to_be_visible()
+        browser.close()
+
+
+def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(server):
+    """Runs last among the page's tests: it replaces the model the server answers with. The page
+    opened from the printed URL trains with its token; one opened without it is refused, and says
+    where the token is."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, printed = server
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        # A page opened without the token (each tab keeps its own) says where it is, and cannot start.
+        stranger = browser.new_page()
+        stranger.goto(url)
+        stranger.click("#tab-train-button")
+        expect(stranger.locator("#t-status")).to_contain_text("needs the server's token: open the URL that cnnlab "
+                                                              "serve printed")
+        stranger.click("#t-start")
+        expect(stranger.locator("#t-status")).to_contain_text("needs its token: open the URL that cnnlab serve "
+                                                              "printed (http://127.0.0.1:")
         page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.goto(server)
+        page.goto(printed)
         page.click("#tab-train-button")
         expect(page.locator("#tab-train")).to_be_visible()
         expect(page.locator("#t-preset option")).to_have_count(len(PRESETS))
@@ -147,7 +191,7 @@ def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(s
         page.screenshot(path=str(ARTIFACTS / "train-tab-running.png"), full_page=True)
         # A second start, from another page, while this one runs: 409, said on that page.
         other = browser.new_page()
-        other.goto(server)
+        other.goto(printed)
         other.click("#tab-train-button")
         # It shows the training under way once loaded (else its late start would cover the answer below).
         expect(other.locator("#t-status")).to_contain_text("Training into")
@@ -169,20 +213,22 @@ def test_the_api_docs_render_with_the_network_blocked(server):
     """/docs is Swagger UI; its script and styles come from the app, so it renders offline."""
     from playwright.sync_api import expect, sync_playwright
 
+    url, _ = server
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page()
         elsewhere = []
 
         def only_the_app(route):
-            if route.request.url.startswith(server):
+            if route.request.url.startswith(url):
                 route.continue_()
             else:
                 elsewhere.append(route.request.url)
                 route.abort()
 
         page.route("**/*", only_the_app)
-        page.goto(server + "docs")
+        page.goto(url + "docs")
         expect(page.locator(".swagger-ui .info .title")).to_contain_text("cnnlab", timeout=10_000)
         expect(page.locator(".opblock-summary-path", has_text="/api/predict")).to_be_visible()
         ARTIFACTS.mkdir(exist_ok=True)
