@@ -93,60 +93,75 @@ def data_on_disk(dataset: str) -> None:
         raise ApiError(409, f"the Train tab trains only on data already on this machine, and {exc}") from None
 
 
+def dataset_and_shape(info: ModelInfo) -> tuple[str, tuple[int, int, int]]:
+    """What the Train tab trains on: the served model's dataset when it is a built-in one, else
+    MNIST, with its (classes, channels, side)."""
+    if info.dataset in DATASETS:
+        return info.dataset, (len(info.class_names), info.in_channels, info.image_size)
+    return "mnist", (10, 1, 28)
+
+
+class PageTrainings:
+    """The page's trainings: the current (or last) one, one started at a time, into ``runs``; a
+    finished run's model is passed to ``serve_new_model``."""
+
+    def __init__(self, runs: Path, serve_new_model: Callable[[Path], None]) -> None:
+        self.runs, self.serve_new_model = runs, serve_new_model
+        self.current: TrainingJob | None = None
+        self.starting = threading.Lock()
+
+    def job(self) -> TrainingJob:
+        if self.current is None:
+            raise ApiError(404, "no training has been started here; start one with POST /api/train")
+        return self.current
+
+    def start(self, body: TrainBody, info: ModelInfo) -> dict[str, Any]:
+        with self.starting:
+            if self.current is not None and self.current.state == "running":
+                raise ApiError(409, f"a training is already running ({self.current.out.name}); stop it or wait "
+                                    "for it to finish")
+            dataset, shape = dataset_and_shape(info)
+            settings = TrainRequest(**body.model_dump()).settings(dataset, shape)
+            data_on_disk(dataset)
+            out = free_folder(self.runs / f"page-{settings['preset']}-{dataset}")
+            self.current = start_job(settings, out, lambda finished: self.serve_new_model(finished.out))
+            return self.current.to_json()
+
+    def end(self) -> None:
+        """The server is shutting down: no training outlives it."""
+        if self.current is not None:
+            self.current.end()
+
+
 def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], ModelInfo],
                      serve_new_model: Callable[[Path], None]) -> None:
     """Add the Train tab's routes to ``app``: runs go under ``place.runs``, on the served model's
     dataset when it is a built-in one (else MNIST); a finished run's model is passed to ``serve_new_model``."""
-
-    def dataset_and_shape() -> tuple[str, tuple[int, int, int]]:
-        info = served_info()
-        if info.dataset in DATASETS:
-            return info.dataset, (len(info.class_names), info.in_channels, info.image_size)
-        return "mnist", (10, 1, 28)
-    current: list[TrainingJob | None] = [None]
-    starting = threading.Lock()
-
-    def job() -> TrainingJob:
-        if current[0] is None:
-            raise ApiError(404, "no training has been started here; start one with POST /api/train")
-        return current[0]
-
+    trainings = PageTrainings(place.runs, serve_new_model)
     owner = APIRouter(dependencies=[Depends(TOKEN_SCHEME)])  # routes that change the server: see the docstring
-
-    def start(body: TrainBody) -> dict[str, Any]:
-        with starting:
-            if current[0] is not None and current[0].state == "running":
-                raise ApiError(409, f"a training is already running ({current[0].out.name}); stop it or wait "
-                                    "for it to finish")
-            dataset, shape = dataset_and_shape()
-            settings = TrainRequest(**body.model_dump()).settings(dataset, shape)
-            data_on_disk(dataset)
-            out = free_folder(place.runs / f"page-{settings['preset']}-{dataset}")
-            current[0] = start_job(settings, out, lambda finished: serve_new_model(finished.out))
-            return current[0].to_json()
 
     @owner.post("/api/train", status_code=202, openapi_extra=body_schema(TrainBody))
     async def start_training(request: Request) -> dict[str, Any]:
         """Start a training (one at a time): the page's Train tab. Needs the token."""
         body = await read_model(request, place.limits, TrainBody, '{"preset": "fast", "epochs": 1}')
-        return await asyncio.to_thread(start, body)
+        return await asyncio.to_thread(trainings.start, body, served_info())
 
     @app.get("/api/train/options")
     def training_options() -> dict[str, Any]:
         """What the Train tab offers: the presets (with what each trains here) and the registry's models."""
-        return options_for(dataset_and_shape()[0])
+        return options_for(dataset_and_shape(served_info())[0])
 
     @app.get("/api/train")
     def training_state() -> dict[str, Any]:
         """The current or last training: ``state`` (running, done, stopped, failed), settings, run directory."""
-        return job().to_json()
+        return trainings.job().to_json()
 
     @owner.post("/api/train/stop", openapi_extra=body_schema(StopBody))
     async def stop_training(request: Request) -> dict[str, Any]:
         """Stop the training after the step under way; its checkpoint is kept (``cnnlab train --resume``).
         Needs the token, and a JSON body: ``{}``."""
         await read_model(request, place.limits, StopBody, "{}")
-        running = job()
+        running = trainings.job()
         if running.state != "running":
             raise ApiError(409, f"no training is running; the last one is {running.state}")
         running.stop()
@@ -156,15 +171,10 @@ def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], 
     async def training_events() -> EventSourceResponse:
         """The training's events (text/event-stream), each a JSON object with a ``type``: line, point,
         epoch, then done, stopped or failed, which ends the stream."""
-        return EventSourceResponse(event_stream(job()), ping=10)
+        return EventSourceResponse(event_stream(trainings.job()), ping=10)
 
     app.include_router(owner)
-
-    def end_training() -> None:  # the server is shutting down: no training outlives it
-        if current[0] is not None:
-            current[0].end()
-
-    app.router.on_shutdown.append(end_training)
+    app.router.on_shutdown.append(trainings.end)
 
 
 def options_for(dataset: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from typing import Any
 
 from cnnlab.data.download import OFFLINE_ENV
 from cnnlab.errors import CnnlabError
+from cnnlab.files import parse_json
 
 MAX_EPOCHS = 50  # the page is for runs one watches
 
@@ -159,8 +160,8 @@ def relay(job: TrainingJob, on_done: Callable[[TrainingJob], None]) -> None:
 def _event(line: str) -> dict[str, Any]:
     """One line of the child's stdout as an event; anything but an event object is a printed line."""
     try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
+        event = parse_json(line, "the training's output")
+    except CnnlabError:
         event = None
     return event if isinstance(event, dict) and "type" in event else {"type": "line", "text": line.rstrip()}
 
