@@ -64,6 +64,8 @@ def _edit(saved, change):
     (lambda m: m.update(spec="blob"), "unknown kind 'blob'"),
     (lambda m: m["normalization"].update(std=0), "std must be a positive number"),
     (lambda m: m["input"].update(channels=3), "does not match the architecture"),
+    (lambda m: m.update(test_accuracy="99%"), r'test_accuracy "99%" is not a fraction from 0 to 1'),
+    (lambda m: m.update(test_accuracy=1.5), "test_accuracy 1.5 is not a fraction from 0 to 1"),
 ])
 def test_a_tampered_model_json_is_refused_before_anything_is_allocated(saved, monkeypatch, change, message):
     _edit(saved, change)
@@ -167,9 +169,10 @@ def test_a_format_version_that_is_not_a_whole_number_from_1_is_refused(saved, ve
 
 
 def test_a_model_json_without_a_format_version_is_read_as_the_first(saved):
-    _edit(saved, lambda m: m.pop("format_version"))
+    _edit(saved, lambda m: (m.pop("format_version"), m.update(test_accuracy=1)))
     model, info = load_model(saved)
     assert info.architecture == "cnn-fast" and model(torch.zeros(1, 1, 28, 28)).shape == (1, 10)
+    assert info.test_accuracy == 1.0 and isinstance(info.test_accuracy, float)
 
 
 def test_a_model_json_that_is_not_an_object_is_refused(saved):

@@ -88,7 +88,7 @@ class ModelInfo:
                 mean=_stats(data["normalization"]["mean"]),
                 std=_stats(data["normalization"]["std"]),
                 dataset=str(data.get("dataset", "")),
-                test_accuracy=data.get("test_accuracy"),
+                test_accuracy=_fraction(data.get("test_accuracy"), "test_accuracy", source),
                 spec=None if spec is None else str(spec),
                 in_channels=int(data.get("input", {}).get("channels", 1)),
                 kind=str(data.get("kind") or dataset_kind(str(data.get("dataset", "")))),  # older files: by dataset
@@ -139,6 +139,16 @@ def json_text(value: Any) -> str:
     """``value`` as JSON writes it, cut to 40 characters: a bad field named in one short line."""
     text = json.dumps(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _fraction(value: Any, name: str, source: str) -> float | None:
+    """A fraction from JSON (an accuracy): None, or a number from 0 to 1 as a float."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise CnnlabError(f"{source}: {name} {json_text(value)} is not a fraction from 0 to 1; "
+                          "this model.json was changed or is not cnnlab's")
+    return float(value)
 
 
 def _stats(value: Any) -> float | list[float]:
