@@ -60,14 +60,18 @@ def compare_runs(runs: list[str | Path], out: str | Path | None = None) -> tuple
     """Read ``runs`` (a run that cannot be read is reported on stderr and left out), and write
     ``compare.png`` and ``compare.html`` into ``out`` (default: ``compare-A-vs-B`` beside the
     first run). Returns the runs read and the folder written."""
-    read = []
+    read, faults = [], []
     for run in map(Path, runs):
         try:
             read.append(read_run(run))
         except CnnlabError as exc:
-            print(f"error: {exc} (left out)", file=sys.stderr)
-    if not read:
-        raise CnnlabError("none of the runs could be read; give run directories made by 'cnnlab train'")
+            faults.append(exc)
+    if not read:  # nothing to compare: one line, the fault itself when one run was given
+        raise faults[0] if len(faults) == 1 else CnnlabError(
+            f"none of the {len(faults)} runs could be read (the first: {faults[0]}); give run directories made by "
+            "'cnnlab train'")
+    for fault in faults:
+        print(f"error: {fault} (left out)", file=sys.stderr)
     folder = Path(out) if out else Path(runs[0]).parent / ("compare-" + "-vs-".join(r.name for r in read[:3]))
     from cnnlab.reporting import plots  # matplotlib loads only when pictures are drawn
 
