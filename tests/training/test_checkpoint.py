@@ -104,6 +104,10 @@ def edit(**changes):
     return apply
 
 
+def without_validation(row: dict) -> dict:
+    return {key: value for key, value in row.items() if not key.startswith("val_")}
+
+
 def first_tensor_resized(weights: dict) -> dict:
     name = next(iter(weights))
     return {**weights, name: torch.zeros(weights[name].numel() + 1)}
@@ -120,11 +124,22 @@ DAMAGES = {
     "no generators": (edit(generators=None), "no 'generators'"),
     "no optimizer": (edit(optimizer=None), "no 'optimizer'"),
     "history text": (edit(history="abc"), "'history' is a str"),
-    "history of text": (edit(history=[{"epoch": "1", "seconds": 1.0}]), "not an epoch's numbers"),
+    "history of text": (edit(history=[{"epoch": "1", "seconds": 1.0}]), "a row of its history is not the numbers"),
     "history from epoch 2": (edit(history=lambda rows: [{**rows[0], "epoch": 2}]), "epochs are not 1, 2, 3"),
+    "a point of other fields": (edit(points=[{}]), "a row of its points is not the numbers cnnlab writes"),
+    "validation in some rows": (edit(points=lambda rows: [without_validation(rows[0])]), "some of its rows have"),
+    "validation in no row": (edit(history=lambda rows: list(map(without_validation, rows)),
+                                  points=lambda rows: list(map(without_validation, rows))), "lack validation"),
     "a weight resized": (edit(model=first_tensor_resized), "does not fit the run's network"),
     "a weight more": (edit(model=lambda w: {**w, "extra.weight": torch.zeros(2)}), "does not fit"),
     "no optimizer groups": (edit(optimizer=lambda o: {**o, "param_groups": []}), "does not fit"),
+    "a schedule step of text": (edit(scheduler=lambda d: {**d, "last_epoch": "abc"}), "schedule is not this run's"),
+    "optimizer state resized": (edit(optimizer=lambda o: {**o, "state": {0: {
+        k: torch.zeros(3) if v.dim() else v for k, v in o["state"][0].items()}}}), "optimizer's state does not fit"),
+    "best weights resized": (edit(best=lambda b: {**b, "weights": first_tensor_resized(b["weights"])}),
+                             "best epoch's weights do not fit"),
+    "a position past the images": (edit(ongoing={"order": torch.tensor([0, 10**6]), "next": 0, "loss_sum": torch.zeros(
+        ()), "hits": torch.zeros((), dtype=torch.long)}), "where its epoch stood does not fit"),
     "a generator of text": (edit(generator_torch="abc"), "a random generator is not as cnnlab writes it"),
     "a generator cut short": (edit(generator_shuffle=lambda g: g[:3]), "does not fit"),
     "no generator at all": (edit(generators=[]), "a random generator is not as cnnlab writes it"),

@@ -53,8 +53,9 @@ def test_patience_stops_and_keeps_the_best_epoch(toy_dataset, tmp_path, scripted
 
 
 def test_a_resumed_run_stops_where_an_unbroken_one_does(toy_dataset, tmp_path, scripted_validation):
+    # One thread each: the count cnnlab picks follows how busy the machine is, and another count sums in another order.
     unbroken = train(model="cnn", epochs=6, patience=1, batch_size=32, dataset=toy_dataset, progress=False,
-                     out=str(tmp_path / "unbroken"))
+                     out=str(tmp_path / "unbroken"), threads=1)
 
     def stop_after_two(row, model, _):
         if row["epoch"] == 2:
@@ -63,7 +64,7 @@ def test_a_resumed_run_stops_where_an_unbroken_one_does(toy_dataset, tmp_path, s
     scripted_validation.epoch = 0
     with pytest.raises(KeyboardInterrupt):
         train(model="cnn", epochs=6, patience=1, batch_size=32, dataset=toy_dataset, progress=False,
-              out=str(tmp_path / "broken"), on_epoch=stop_after_two)
+              out=str(tmp_path / "broken"), on_epoch=stop_after_two, threads=1)
     resumed = resume_training(tmp_path / "broken", dataset=toy_dataset, progress=False)
     assert [r["kept"] for r in resumed.history] == [r["kept"] for r in unbroken.history] == [0, 1, 0]
     assert all(torch.equal(v, unbroken.model.state_dict()[k]) for k, v in resumed.model.state_dict().items())

@@ -86,6 +86,8 @@ ONGOING = {"order": (torch.Tensor,), "next": (int,), "loss_sum": (torch.Tensor,)
            "ce_sum": (torch.Tensor,)}
 BEST = {"patience": (int,), "epoch": (int,), "val_loss": (float, int), "weights": (dict, NONE), "stopped": (bool,)}
 LATER_KEYS = ("cuda", "ce_sum")  # absent from the oldest checkpoints
+POINT_KEYS = {"epoch", "loss", "train_ce", "accuracy"}  # a row of history.csv or points.csv...
+EPOCH_KEYS, VAL_KEYS = POINT_KEYS | {"seconds"}, {"val_loss", "val_accuracy"}  # ...with these where it has them
 
 
 def check_fields(state: Any, path: Path) -> None:
@@ -104,9 +106,13 @@ def check_fields(state: Any, path: Path) -> None:
             raise damaged(f"'{key}' is a {type(state[key]).__name__}")
     if missing := [key for key in CONFIG_NEEDS if key not in state["config"]]:
         raise damaged(f"its config has no '{missing[0]}'")
-    if not all(isinstance(row, dict) and {"epoch", "seconds"} <= row.keys() and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in row.values()) for row in state["history"]):
-        raise damaged("a row of its history is not an epoch's numbers")
+    points = state.get("points") or []
+    for name, rows, keys in (("history", state["history"], EPOCH_KEYS), ("points", points, POINT_KEYS)):
+        if not all(isinstance(row, dict) and row.keys() in (keys, keys | VAL_KEYS) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in row.values()) for row in rows):
+            raise damaged(f"a row of its {name} is not the numbers cnnlab writes")
+    if len({"val_loss" in row for row in state["history"] + points}) > 1:
+        raise damaged("some of its rows have validation figures and some do not")
     if [row["epoch"] for row in state["history"]] != list(range(1, len(state["history"]) + 1)):
         raise damaged("its history's epochs are not 1, 2, 3...")
     parts = [("a random generator", g, GENERATORS) for g in state["generators"] or [None]]
@@ -179,18 +185,43 @@ class TrainingParts:
                 "ongoing": self.ongoing, "best": self.best.state() if self.best else None,
                 "points": self.points.rows if self.points else None}
 
-    def restore(self, state: dict[str, Any], rank: int = 0, source: str = "the checkpoint") -> list[dict[str, float]]:
+    def restore(self, state: dict[str, Any], rank: int = 0, source: str = "the checkpoint",
+                data: tuple[int, bool] | None = None) -> list[dict[str, float]]:
         """Load a checkpoint made by :meth:`state` (from ``source``, named in errors) into rank
         ``rank``; returns the history of the epochs it holds. With more ranks than the checkpoint
         knows, the extra ones take rank 0's generators (the run goes on, no longer bit-identical to
-        an unbroken one). A state that does not fit this network is a :class:`CnnlabError`."""
+        an unbroken one). A state that does not fit this network, or this run's ``data`` (its
+        number of training images, and whether it has a validation split), is a :class:`CnnlabError`."""
+        def damaged(what: str) -> CnnlabError:
+            return CnnlabError(f"{source}: damaged checkpoint ({what}); it cannot be resumed: {AGAIN}")
+
+        if what := self.misfit(state, *(data or (None, None))):
+            raise damaged(what)
         try:
             self._load(state, state["generators"][rank if rank < len(state["generators"]) else 0])
-        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:  # what load_state_dict raises
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # load_state_dict's
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise CnnlabError(f"{source}: damaged checkpoint (its saved state does not fit the run's network: "
-                              f"{reason}); it cannot be resumed: {AGAIN}") from None
+            raise damaged(f"its saved state does not fit the run's network: {reason}") from None
         return [dict(row) for row in state["history"]]
+
+    def misfit(self, state: dict[str, Any], train_images: int | None, validation: bool | None) -> str | None:
+        """What in ``state`` does not fit these parts or the run's data (None: all of it fits), beyond
+        what ``load_state_dict`` checks: values that would fail only later, in the middle of training."""
+        rows = state["history"] + (state.get("points") or [])
+        weights = (state.get("best") or {}).get("weights")
+        trained = self.averaged.module if self.averaged is not None else self.model
+        if validation is not None and rows and ("val_loss" in rows[0]) != validation:
+            return f"its rows {'lack' if validation else 'have'} validation figures, and the run has " \
+                   f"{'a' if validation else 'no'} validation split"
+        if not same_form(self.scheduler.state_dict(), state["scheduler"]):
+            return "its learning-rate schedule is not this run's"
+        if not optimizer_fits(self.optimizer, state["optimizer"]):
+            return "its optimizer's state does not fit the run's network"
+        if weights is not None and not same_form(trained.state_dict(), weights):
+            return "its best epoch's weights do not fit the run's network"
+        if state.get("ongoing") and train_images is not None and not ongoing_fits(state["ongoing"], train_images):
+            return "where its epoch stood does not fit the run's training images"
+        return None
 
     def _load(self, state: dict[str, Any], generators: dict[str, torch.Tensor | None]) -> None:
         self.model.load_state_dict(state["model"])
@@ -278,3 +309,42 @@ def resume_line(config: TrainConfig, history: list[dict[str, float]], best: Best
     if len(history) < config.epochs and not (best is not None and best.stopped):
         return f"Resuming {config.out} after epoch {len(history)} of {config.epochs}"
     return f"Finishing {config.out}: its epochs are done; scoring the test set and writing its files"
+
+
+def same_form(fresh: Any, loaded: Any) -> bool:
+    """Whether ``loaded`` has the form of ``fresh`` (a state_dict as these parts made it): the same
+    keys and lengths, tensors of the same shapes, numbers where numbers are (an int for a float),
+    and the same type elsewhere."""
+    if isinstance(fresh, dict):
+        return isinstance(loaded, dict) and fresh.keys() == loaded.keys() and all(
+            same_form(fresh[k], loaded[k]) for k in fresh)
+    if isinstance(fresh, list | tuple):
+        return isinstance(loaded, list | tuple) and len(fresh) == len(loaded) and all(map(same_form, fresh, loaded))
+    if isinstance(fresh, torch.Tensor):
+        return isinstance(loaded, torch.Tensor) and loaded.shape == fresh.shape
+    if isinstance(fresh, int | float) and not isinstance(fresh, bool):
+        return isinstance(loaded, int | float) and not isinstance(loaded, bool)
+    return type(loaded) is type(fresh)
+
+
+def optimizer_fits(optimizer: torch.optim.Optimizer, loaded: dict[str, Any]) -> bool:
+    """Whether ``loaded`` could be ``optimizer``'s state: its groups of the same form, and each
+    parameter's state tensors of that parameter's shape (or scalars, as a step count)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    def fits(index: Any, kept: Any) -> bool:
+        return isinstance(index, int) and 0 <= index < len(params) and isinstance(kept, dict) and all(
+            value is None or (isinstance(value, torch.Tensor) and value.shape in (params[index].shape, torch.Size()))
+            for value in kept.values())
+
+    return (same_form(optimizer.state_dict()["param_groups"], loaded.get("param_groups"))
+            and isinstance(loaded.get("state"), dict) and all(fits(i, kept) for i, kept in loaded["state"].items()))
+
+
+def ongoing_fits(ongoing: dict[str, Any], train_images: int) -> bool:
+    """Whether an interrupted epoch's position (:class:`StopRequested`) fits ``train_images``
+    training images: an order of indices among them, a next batch within it, scalar sums."""
+    order, start = ongoing["order"], ongoing["next"]
+    return (order.dtype == torch.long and order.dim() == 1 and len(order) <= train_images
+            and 0 <= start <= len(order) and (not len(order) or 0 <= order.min() <= order.max() < train_images)
+            and all(ongoing[k].dim() == 0 for k in ("loss_sum", "hits", "ce_sum") if k in ongoing))
