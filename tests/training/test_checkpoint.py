@@ -140,6 +140,7 @@ DAMAGES = {
                              "best epoch's weights do not fit"),
     "a position past the images": (edit(ongoing={"order": torch.tensor([0, 10**6]), "next": 0, "loss_sum": torch.zeros(
         ()), "hits": torch.zeros((), dtype=torch.long)}), "where its epoch stood does not fit"),
+    "history emptied": (edit(history=[], points=[]), "schedule has taken 4 of its 8 steps, and the epochs left take 8"),
     "a generator of text": (edit(generator_torch="abc"), "a random generator is not as cnnlab writes it"),
     "a generator cut short": (edit(generator_shuffle=lambda g: g[:3]), "does not fit"),
     "no generator at all": (edit(generators=[]), "a random generator is not as cnnlab writes it"),

@@ -152,6 +152,34 @@ def of_type(value: Any, hint: Any) -> bool:
     return isinstance(value, tuple(allowed | ({int} if float in allowed else set())))
 
 
+@dataclass(frozen=True)
+class RunShape:
+    """What a resumed checkpoint must fit besides the network: the run's training images, whether it
+    has a validation split, its epochs, its steps an epoch (on each rank) and its batch size."""
+
+    train_images: int
+    validation: bool
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+
+    def misfit(self, state: dict[str, Any]) -> str | None:
+        """What in ``state`` does not fit this run (None: all of it fits)."""
+        rows = state["history"] + (state.get("points") or [])
+        ongoing, schedule = state.get("ongoing"), state["scheduler"]
+        if rows and ("val_loss" in rows[0]) != self.validation:
+            return f"its rows {'lack' if self.validation else 'have'} validation figures, and the run has " \
+                   f"{'a' if self.validation else 'no'} validation split"
+        if ongoing and not ongoing_fits(ongoing, self.train_images):
+            return "where its epoch stood does not fit the run's training images"
+        left = ((self.epochs - len(state["history"])) * self.steps_per_epoch
+                - (ongoing["next"] // self.batch_size if ongoing else 0))
+        if "total_steps" in schedule and schedule["last_epoch"] + left > schedule["total_steps"]:  # one-cycle's end
+            return (f"its schedule has taken {schedule['last_epoch']} of its {schedule['total_steps']} steps, and the "
+                    f"epochs left take {left} more")
+        return None
+
+
 @dataclass
 class TrainingParts:
     """Everything whose state a resumed run needs back: weights, optimizer, schedule, the weight
@@ -186,16 +214,15 @@ class TrainingParts:
                 "points": self.points.rows if self.points else None}
 
     def restore(self, state: dict[str, Any], rank: int = 0, source: str = "the checkpoint",
-                data: tuple[int, bool] | None = None) -> list[dict[str, float]]:
+                run: RunShape | None = None) -> list[dict[str, float]]:
         """Load a checkpoint made by :meth:`state` (from ``source``, named in errors) into rank
         ``rank``; returns the history of the epochs it holds. With more ranks than the checkpoint
         knows, the extra ones take rank 0's generators (the run goes on, no longer bit-identical to
-        an unbroken one). A state that does not fit this network, or this run's ``data`` (its
-        number of training images, and whether it has a validation split), is a :class:`CnnlabError`."""
+        an unbroken one). A state that does not fit this network, or this ``run``, is a :class:`CnnlabError`."""
         def damaged(what: str) -> CnnlabError:
             return CnnlabError(f"{source}: damaged checkpoint ({what}); it cannot be resumed: {AGAIN}")
 
-        if what := self.misfit(state, *(data or (None, None))):
+        if what := self.misfit(state) or (run.misfit(state) if run is not None else None):
             raise damaged(what)
         try:
             self._load(state, state["generators"][rank if rank < len(state["generators"]) else 0])
@@ -204,23 +231,17 @@ class TrainingParts:
             raise damaged(f"its saved state does not fit the run's network: {reason}") from None
         return [dict(row) for row in state["history"]]
 
-    def misfit(self, state: dict[str, Any], train_images: int | None, validation: bool | None) -> str | None:
-        """What in ``state`` does not fit these parts or the run's data (None: all of it fits), beyond
-        what ``load_state_dict`` checks: values that would fail only later, in the middle of training."""
-        rows = state["history"] + (state.get("points") or [])
+    def misfit(self, state: dict[str, Any]) -> str | None:
+        """What in ``state`` does not fit these parts (None: all of it fits), beyond what
+        ``load_state_dict`` checks: values that would fail only later, in the middle of training."""
         weights = (state.get("best") or {}).get("weights")
         trained = self.averaged.module if self.averaged is not None else self.model
-        if validation is not None and rows and ("val_loss" in rows[0]) != validation:
-            return f"its rows {'lack' if validation else 'have'} validation figures, and the run has " \
-                   f"{'a' if validation else 'no'} validation split"
         if not same_form(self.scheduler.state_dict(), state["scheduler"]):
             return "its learning-rate schedule is not this run's"
         if not optimizer_fits(self.optimizer, state["optimizer"]):
             return "its optimizer's state does not fit the run's network"
         if weights is not None and not same_form(trained.state_dict(), weights):
             return "its best epoch's weights do not fit the run's network"
-        if state.get("ongoing") and train_images is not None and not ongoing_fits(state["ongoing"], train_images):
-            return "where its epoch stood does not fit the run's training images"
         return None
 
     def _load(self, state: dict[str, Any], generators: dict[str, torch.Tensor | None]) -> None:

@@ -51,6 +51,7 @@ from cnnlab.reporting.report import RunRecord, TestSet, write_run
 from cnnlab.training.augment import check_mirroring
 from cnnlab.training.checkpoint import (
     CHECKPOINT_FILE,
+    RunShape,
     StopRequested,
     TrainingParts,
     make_parts,
@@ -181,8 +182,8 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     trained = parts.averaged.module if parts.averaged else parts.model  # the network this run delivers
     if config.epochs <= MAX_EPOCHS or s.on_point:  # a short run's curves get points during each epoch
         parts.points = EpochPoints(trained, val_x, val_y, steps, on_point=s.on_point)
-    history = (parts.restore(resume, world.rank, f"{config.out}/{CHECKPOINT_FILE}", (len(train_y), bool(len(val_y))))
-               if resume else [])
+    shape = RunShape(len(train_y), bool(len(val_y)), config.epochs, steps, config.batch_size)  # a checkpoint fits it
+    history = parts.restore(resume, world.rank, f"{config.out}/{CHECKPOINT_FILE}", shape) if resume else []
     if resume:
         s.say(resume_line(config, history, parts.best))
     s.say(start_line(config, parts.model, data, device, s.threads, world))

@@ -157,7 +157,8 @@ def check_is_cnnlab_run(path: Path) -> None:
     for entry in entries:
         if not is_cnnlab_file(entry.name) or entry.is_symlink() or not entry.is_file():
             raise CnnlabError(f"{path} holds files cnnlab did not write ({entry.name}); cnnlab writes only into a "
-                              "new or empty folder or a run of its own: choose another --out")
+                              f"new or empty folder or a run of its own: choose another --out, or move {entry.name} "
+                              "out of it")
     names = [entry.name for entry in entries if entry.name != LOCK_FILE]
     if names and len(names) == len(entries) and not made_before_locks(path):
         raise CnnlabError(f"{path} holds files that are not a cnnlab run's ({names[0]}); cnnlab writes only into a "
