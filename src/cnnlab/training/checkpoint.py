@@ -26,6 +26,7 @@ from torch.optim.swa_utils import AveragedModel
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.files import atomic_write_bytes
+from cnnlab.models.files import PYTHON_ARCHITECTURE
 from cnnlab.models.inference import check_logits
 from cnnlab.models.registry import build_model
 from cnnlab.reporting.report import RUN_FILES
@@ -310,13 +311,17 @@ def make_parts(config: TrainConfig, data: Dataset, background: list[float], devi
                          best=BestEpoch(config.patience) if config.patience else None)
 
 
-def resumable(run: str | Path) -> tuple[dict[str, Any], TrainConfig]:
+def resumable(run: str | Path, own_class: bool = False) -> tuple[dict[str, Any], TrainConfig]:
     """The checkpoint in ``run`` and the :class:`TrainConfig` it was trained with (writing to
-    ``run`` again), checked: a :class:`CnnlabError` when either is damaged, or nothing is left to do
-    (every epoch trained and every file written)."""
+    ``run`` again), checked: a :class:`CnnlabError` when either is damaged, nothing is left to do
+    (every epoch trained and every file written), or the run's network is of a class of the user's
+    and no ``own_class`` instance is given."""
     folder = Path(run) if Path(run).is_dir() else Path(run).parent
     state = load_checkpoint(run)
     config = checkpoint_config(state, folder / CHECKPOINT_FILE, str(folder))
+    if config.model.startswith(PYTHON_ARCHITECTURE) and not own_class:
+        raise CnnlabError(f"{run} trains a network of your own class ({config.model.removeprefix(PYTHON_ARCHITECTURE)})"
+                          "; resume it in Python with cnnlab.training.resume_training(run, model=YourClass())")
     done, stopped = len(state["history"]), bool((state.get("best") or {}).get("stopped"))
     if (folder / RUN_FILES[-1]).is_file():  # write_run's last file: the run is complete
         require(not stopped, f"{run}: it stopped early after epoch {done} (--patience {config.patience}); "

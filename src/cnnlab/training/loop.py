@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
-from cnnlab.models.files import PYTHON_ARCHITECTURE, ModelInfo, architecture_of
+from cnnlab.models.files import ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
@@ -316,10 +316,7 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     whose epochs are all done but whose files are not all written (a full disk) gets them written.
     ``dataset``: the :class:`~cnnlab.data.Dataset` object, if the run was given one (not a name).
     ``model``: a fresh instance of the class, if the run trained a network of your own class."""
-    state, config = resumable(run)
-    if config.model.startswith(PYTHON_ARCHITECTURE) and model is None:
-        raise CnnlabError(f"{run} trains a network of your own class ({config.model.removeprefix(PYTHON_ARCHITECTURE)})"
-                          "; resume it in Python with cnnlab.training.resume_training(run, model=YourClass())")
+    state, config = resumable(run, own_class=model is not None)
     return train(config, dataset, progress=progress, resume=state, **({"model": model} if model else {}))
 
 
