@@ -45,5 +45,7 @@ def test_json_nested_past_the_bound_is_one_line_not_a_recursion_error(tmp_path):
     assert json_depth(parse_json(nested, "body")) == MAX_JSON_DEPTH  # at the bound: accepted
     with pytest.raises(CnnlabError, match="body: not valid JSON"):
         parse_json(b"{", "body")
+    with pytest.raises(CnnlabError, match=r"body: not valid JSON .*digits"):
+        parse_json('{"image": ' + "1" * 5000 + "}", "body")  # past Python's int conversion limit
     with pytest.raises(CnnlabError, match="too large"):
         read_json(path, max_bytes=10)

@@ -18,3 +18,10 @@ def require(condition: bool, message: str) -> None:
     """Raise :class:`CnnlabError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise CnnlabError(message)
+
+
+def first_line(exc: BaseException, most: int = 200) -> str:
+    """The first line of ``exc``'s message (at most ``most`` characters) for a one-line error, or
+    its type's name when it says nothing (``EOFError()``)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:most] if lines else type(exc).__name__

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 MAX_JSON_DEPTH = 32  # cnnlab's own files nest 4 deep; anything much deeper is damaged or hostile
 MAX_JSON_FILE_BYTES = 16 * 1024 * 1024  # a model.json or config.json is a few KB
@@ -66,8 +66,8 @@ def parse_json(text: str | bytes, source: str, max_depth: int = MAX_JSON_DEPTH) 
         value = json.loads(text)
     except RecursionError:
         raise CnnlabError(f"{source}: JSON nested too deeply (the limit is {max_depth} levels)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CnnlabError(f"{source}: not valid JSON ({exc})") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or a number of more digits than Python converts
+        raise CnnlabError(f"{source}: not valid JSON ({first_line(exc)})") from None
     if json_depth(value) > max_depth:
         raise CnnlabError(f"{source}: JSON nested too deeply (the limit is {max_depth} levels)")
     return value

@@ -149,7 +149,8 @@ def test_an_image_of_more_pixels_than_are_decoded_is_refused_with_the_fix(monkey
         decode(png)
     message = str(info.value)
     assert message == ("the image: is 2300x2300 pixels (5.3 megapixels), more than the 5 megapixels cnnlab decodes; "
-                       "shrink it to at most 5 megapixels (e.g. 4608x3456), or save it as JPEG, which is read reduced")
+                       "shrink it to at most 5 megapixels (e.g. 4608x3456), or save it as a baseline (not "
+                       "progressive) JPEG, which is read reduced")
 
 
 @pytest.mark.parametrize("side, scale", [(120, 2), (220, 4), (400, 8)])
@@ -238,3 +239,36 @@ def test_preparing_the_largest_image_decoded_stays_under_the_stated_memory(tmp_p
     used = int(subprocess.run([sys.executable, "-c", PEAK_OF_ONE_IMAGE, tmp_path / "large.png"], check=True,
                               capture_output=True, text=True).stdout)
     assert MAX_IMAGE_MEMORY / 2 < used < MAX_IMAGE_MEMORY
+
+
+def test_formats_cnnlab_does_not_read_are_refused_before_pillow_decodes_or_hands_them_on():
+    """ICO decodes the whole image inside it while opening; EPS is handed to Ghostscript: neither is
+    opened, however the bytes are named."""
+    import io
+
+    from PIL import Image
+
+    from cnnlab.data.images import UnreadableImageError, decode
+
+    icon = io.BytesIO()
+    Image.new("RGB", (64, 64), "white").save(icon, "ICO")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\nshowpage\n"
+    for data in (icon.getvalue(), eps):
+        with pytest.raises(UnreadableImageError, match="not a readable image; use PNG, JPEG, BMP, GIF, TIFF or WebP"):
+            decode(data)
+
+
+def test_a_progressive_jpeg_over_the_bound_is_refused_as_its_decoder_would_hold_it_whole(tmp_path):
+    """A baseline JPEG over the bound is decoded reduced; a progressive one would keep every
+    coefficient of the whole image, so it is refused, saying how to read it."""
+    from PIL import Image
+
+    from cnnlab.data.images import MAX_DECODED_PIXELS, ImageTooLargeError, decode
+
+    side = int(MAX_DECODED_PIXELS**0.5) + 64
+    image = Image.new("L", (side, side), 255)
+    image.save(tmp_path / "baseline.jpg", quality=50)
+    image.save(tmp_path / "progressive.jpg", quality=50, progressive=True)
+    assert decode(tmp_path / "baseline.jpg").size == (-(-side // 2), -(-side // 2))
+    with pytest.raises(ImageTooLargeError, match="baseline \\(not progressive\\) JPEG"):
+        decode(tmp_path / "progressive.jpg")

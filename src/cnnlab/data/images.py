@@ -32,6 +32,10 @@ Image.MAX_IMAGE_PIXELS = 64_000_000  # larger claims are refused as decompressio
 # grey the handwriting steps work on. A 12-megapixel phone photo (4032x3024) is read whole; a larger JPEG
 # is decoded at 1/2, 1/4 or 1/8 of its size by its own decoder (Pillow's draft); other formats are refused.
 MAX_DECODED_PIXELS = 16_000_000
+# The formats cnnlab opens, by Pillow's names ("JPEG" opens a phone's multi-picture MPO too). Pillow
+# knows more, and some decode the whole image while opening it (ICO, ICNS), or hand the file to
+# another program (EPS, to Ghostscript).
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 # The most memory preparing one image takes, in bytes: 20 a decoded pixel, 320 MB (measured: 290 MB for a
 # 16-megapixel PNG with transparency on the handwriting path, at most 175 MB for one without or on a plain resize).
 MAX_IMAGE_MEMORY = 20 * MAX_DECODED_PIXELS
@@ -76,7 +80,7 @@ def decode(source: str | Path | bytes, name: str | None = None) -> Image.Image:
         with (nullcontext(io.BytesIO(source)) if isinstance(source, bytes) else open(source, "rb")) as stream, \
                 warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # refuse, do not just warn
-            image = Image.open(stream)  # reads the header only
+            image = Image.open(stream, formats=FORMATS)  # reads the header only
             if image.width * image.height > MAX_PIXELS_PER_BYTE * max(size, 1):
                 raise ImageTooLargeError(f"{name}: claims {image.width}x{image.height} pixels from only "
                                          f"{size:,} bytes: a damaged or hostile file, refusing it before decoding")
@@ -106,7 +110,9 @@ def _reduce_while_decoding(image: Image.Image, name: str) -> None:
     width, height = image.size
     if width * height <= MAX_DECODED_PIXELS:
         return
-    if isinstance(image, JpegImagePlugin.JpegImageFile):  # MPO, a phone's multi-picture JPEG, too
+    # A progressive JPEG's decoder keeps every coefficient of the whole image whatever the scale
+    # (2 bytes a sample): only a baseline JPEG is read reduced. MPO, a phone's multi-picture JPEG, is one too.
+    if isinstance(image, JpegImagePlugin.JpegImageFile) and not image.info.get("progressive"):
         scale = next((s for s in (2, 4, 8) if math.ceil(width / s) * math.ceil(height / s) <= MAX_DECODED_PIXELS),
                      None)
         if scale and image.draft(None, (width // scale, height // scale)):
@@ -114,7 +120,8 @@ def _reduce_while_decoding(image: Image.Image, name: str) -> None:
     megapixels = MAX_DECODED_PIXELS // 1_000_000
     raise ImageTooLargeError(f"{name}: is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), more "
                              f"than the {megapixels} megapixels cnnlab decodes; shrink it to at most {megapixels} "
-                             "megapixels (e.g. 4608x3456), or save it as JPEG, which is read reduced")
+                             "megapixels (e.g. 4608x3456), or save it as a baseline (not progressive) JPEG, which "
+                             "is read reduced")
 
 
 def _without_reprs(exc: BaseException) -> str:

@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cnnlab.data.images import (
+    FORMATS,
     IMAGE_SUFFIXES,
     MIN_SIDE,
     decode,
@@ -118,7 +119,7 @@ def _median_side(files: list[Path], folder: Path) -> int:
     sides = []
     for path in files:
         try:
-            with Image.open(path) as image:
+            with Image.open(path, formats=FORMATS) as image:
                 if min(image.size) >= MIN_SIDE:
                     sides.append(max(image.size))
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):

@@ -93,7 +93,7 @@ class ModelInfo:
                 in_channels=int(data.get("input", {}).get("channels", 1)),
                 kind=str(data.get("kind") or dataset_kind(str(data.get("dataset", "")))),  # older files: by dataset
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CnnlabError(f"{source}: not a cnnlab model.json (missing or bad {exc})") from None
         info.check(source)
         return info

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.models.files import ModelInfo
 
 EVAL_BATCH = 1000
@@ -116,7 +116,7 @@ def check_logits(network: nn.Module, num_classes: int, image_size: int, in_chann
         with torch.no_grad():
             shape = tuple(network.eval()(torch.zeros(*shape_in)).shape)
     except RuntimeError as exc:
-        raise CnnlabError(f"the network fails on this data's images {shape_in}: {str(exc).splitlines()[0]}") from None
+        raise CnnlabError(f"the network fails on this data's images {shape_in}: {first_line(exc)}") from None
     finally:
         network.train(was_training)
     if shape != (2, num_classes):

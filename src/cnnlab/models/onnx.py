@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, first_line
 
 EXTRA_HINT = "install the optional extra: pip install 'cnnlab[onnx]' (onnx, onnxscript, onnxruntime)"
 
@@ -48,7 +48,7 @@ class OnnxClassifier(torch.nn.Module):
         try:
             self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types for a corrupt or foreign file
-            raise CnnlabError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0]})") from None
+            raise CnnlabError(f"{path}: not a loadable ONNX model ({first_line(exc)})") from None
         check_finite_weights(path)
         self.input_name = self.session.get_inputs()[0].name
 

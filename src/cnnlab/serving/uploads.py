@@ -28,7 +28,7 @@ from typing import TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
-from cnnlab.data.images import MAX_DECODED_PIXELS, MAX_IMAGE_MEMORY
+from cnnlab.data.images import FORMATS, MAX_DECODED_PIXELS, MAX_IMAGE_MEMORY
 
 MAX_BODIES = 16
 BODY_COPIES = 3
@@ -62,7 +62,7 @@ def claimed_pixels(data: bytes) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
                 return image.width * image.height
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
         return 0

@@ -24,7 +24,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 
 from cnnlab.data import Dataset
-from cnnlab.errors import CnnlabError, require
+from cnnlab.errors import CnnlabError, first_line, require
 from cnnlab.files import atomic_write_bytes
 from cnnlab.models.files import PYTHON_ARCHITECTURE
 from cnnlab.models.inference import check_logits
@@ -65,7 +65,7 @@ def load_checkpoint(folder: str | Path) -> dict[str, Any]:
                           f"{asked.group(1) if asked else 'more than tensors and plain data'}); resume only from "
                           f"checkpoints cnnlab wrote, or {AGAIN}") from None
     except Exception as exc:  # a truncated zip, a foreign file
-        raise CnnlabError(f"{path}: damaged, or not a cnnlab checkpoint ({str(exc).splitlines()[0][:200]}); "
+        raise CnnlabError(f"{path}: damaged, or not a cnnlab checkpoint ({first_line(exc)}); "
                           f"{AGAIN}") from None
     check_fields(state, path)
     return state
@@ -228,7 +228,7 @@ class TrainingParts:
         try:
             self._load(state, state["generators"][rank if rank < len(state["generators"]) else 0])
         except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:  # load_state_dict's
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise damaged(f"its saved state does not fit the run's network: {reason}") from None
         return [dict(row) for row in state["history"]]
 
