@@ -132,12 +132,15 @@ def test_json_nested_deeply_is_a_400_not_a_500(client, depth):
     (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "not valid JSON"),
     (dict(json={"picture": "abc"}), 400, 'no "image"'),
     (dict(json={"image": "%%% not base64"}), 400, "not valid base64"),
+    (dict(json={"image": "data:"}), 400, '"image" is a data: URL without its data'),
+    (dict(json={"image": "data:image/png;base64"}), 400, '"image" is a data: URL without its data'),
     (dict(files={"file": ("bomb.png", png_claiming(20_000, 20_000))}), 413, "too many pixels"),
     (dict(files={"file": ("blank.png", png_bytes(np.full((50, 50), 230, np.uint8)))}), 422, "no ink"),
 ])
 def test_bad_requests_get_a_json_error_with_the_right_status(client, send, status, words):
     reply = client.post("/api/predict", **send)
-    assert reply.status_code == status and words in reply.json()["error"]
+    assert reply.status_code == status and words in reply.json()["error"], reply.text
+    assert "\n" not in reply.json()["error"]
 
 
 def test_bad_parameters_and_unknown_paths_are_json_errors(client, digit_photo):

@@ -104,7 +104,10 @@ def json_image(body: bytes) -> bytes:
     encoded = payload.get("image") if isinstance(payload, dict) else None
     if not isinstance(encoded, str):
         raise ApiError(400, f'the JSON has no "image" string; send {IMAGE_JSON}')
-    encoded = encoded.split(",", 1)[1] if encoded.startswith("data:") else encoded
+    if encoded.startswith("data:"):
+        _, comma, encoded = encoded.partition(",")
+        if not comma:
+            raise ApiError(400, f'"image" is a data: URL without its data (nothing after a comma); send {IMAGE_JSON}')
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
