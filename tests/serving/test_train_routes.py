@@ -122,6 +122,12 @@ def test_bodies_that_are_not_the_form_are_400(refusing_client):
     misspelt = client.post("/api/train", headers=OWNER, json={"preset": "fast", "epoch": 3})
     assert misspelt.status_code == 400 and "epoch: Extra inputs are not permitted" in misspelt.json()["error"]
     assert client.post("/api/train", headers=OWNER, json=[1, 2]).status_code == 400
+    for loose, words in (({"epochs": True}, "epochs: Input should be a valid integer"),
+                         ({"epochs": "3"}, "epochs: Input should be a valid integer"),
+                         ({"limit": 1000.0}, "limit: Input should be a valid integer"),
+                         ({"preset": 1}, "preset: Input should be a valid string")):
+        reply = client.post("/api/train", headers=OWNER, json={"preset": "fast", **loose})
+        assert reply.status_code == 400 and words in reply.json()["error"], (loose, reply.text)
     stop = client.post("/api/train/stop", headers={**OWNER, "content-type": "application/json"}, content=b"")
     assert stop.status_code == 400 and "send {}" in stop.json()["error"]
     assert client.get("/api/train").status_code == 404

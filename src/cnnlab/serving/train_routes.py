@@ -48,9 +48,10 @@ TOKEN_SCHEME = HTTPBearer(auto_error=False, description="the token in the URL th
 class TrainBody(BaseModel):
     """The Train tab's form: a preset, and optionally a model (a registry name or a layer spec),
     the epochs and a limit on the training images. Other fields are refused (a misspelt one would
-    otherwise be dropped without a word)."""
+    otherwise be dropped without a word), and so are values of another JSON type: strict, so that
+    ``true`` or ``"3"`` is not taken for a number of epochs."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     preset: str = "fast"
     model: str | None = None
