@@ -115,7 +115,7 @@ def test_a_spec_and_a_spec_file_train_and_their_runs_predict(capsys, idx_folder,
 
 @pytest.mark.parametrize(("spec", "match"), [
     ("conv8 blob", "layer 2 'blob': unknown kind 'blob'"), ("conv8k7s4 pool pool pool", "layer 4 'pool'"),
-    ("conv99999999", "budget"), ("", "the spec is empty"),
+    ("conv500000k15", "budget"), ("", "the spec is empty"),
 ])
 def test_a_bad_spec_is_one_line(capsys, tmp_path, spec, match):
     assert_one_line_error(capsys, "train", "--model", spec, "--out", tmp_path / "r", match=match)

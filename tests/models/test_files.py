@@ -60,7 +60,7 @@ def _edit(saved, change):
     (lambda m: m["arguments"].update(image_size=32), r"does not match the architecture .*expected"),
     (lambda m: m.update(class_names=["a", "b"]), r"does not match the architecture .*expected \(2"),
     (lambda m: m.update(spec="conv8 dense"), "does not match the architecture"),
-    (lambda m: m.update(spec="conv99999999 dense"), "over cnnlab's budget"),
+    (lambda m: m.update(spec="conv500000k15 dense"), "over cnnlab's budget"),
     (lambda m: m.update(spec="blob"), "unknown kind 'blob'"),
     (lambda m: m["normalization"].update(std=0), "std must be a positive number"),
     (lambda m: m["input"].update(channels=3), "does not match the architecture"),

@@ -33,6 +33,7 @@ MAX_LAYERS = 500
 MAX_PARAMETERS = 100_000_000  # a spec whose weights pass this is refused before anything is allocated
 MAX_MAP_VALUES = 50_000_000  # one layer's output values per image (200 MB of float32)
 MAX_SPEC_CHARACTERS = 100_000
+MAX_LAYER_NUMBER = 1_000_000  # a size, kernel, stride or padding; the budgets and the memory check bound the rest
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
 }
@@ -90,7 +91,8 @@ class Layer:
     flags: tuple[str, ...]
 
     def fail(self, problem: str) -> SpecError:
-        return SpecError(f"layer {self.position} '{self.text}': {problem}")
+        text = self.text if len(self.text) <= 40 else self.text[:37] + "..."  # a line, however long the word
+        return SpecError(f"layer {self.position} '{text}': {problem}")
 
     @property
     def activation(self) -> str:
@@ -166,6 +168,9 @@ def _layer(position: int, token: str) -> Layer:
         if flag not in spec.flags:
             allowed = ", ".join(f"-{f}" for f in spec.flags) or "none"
             raise layer.fail(f"'-{flag}' is not a flag of {kind}; its flags are {allowed}")
+    for number in [size or "", *options.values()]:
+        if float(number or 0) > MAX_LAYER_NUMBER:  # float: any count of digits reads (int stops at 4,300)
+            raise layer.fail(f"a number is too large; a layer's numbers are at most {MAX_LAYER_NUMBER:,}")
     value = float(size) if size is not None else spec.default_size
     if value is not None and kind != "dropout":
         if value != int(value) or value < 1:
