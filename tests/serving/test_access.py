@@ -124,12 +124,55 @@ def test_loopback_names_are_answered(client, host):
     assert client.get("/api/model", headers={"host": host}).status_code == 200, host
 
 
+@pytest.mark.parametrize("host", ["localhost:8000@evil.example", "[::1]evil.example", "[::1]:evil", "127.0.0.1:abc",
+                                  "127.0.0.1:", "127.0.0.1:99999", "localhost..", ".localhost", "::1", "[::1%25lo]",
+                                  "localhost:8000:8000", "evil.example:127.0.0.1", "local host", "localhost%2e"])
+def test_a_host_that_is_not_a_name_or_an_address_with_a_port_is_400(client, host):
+    reply = client.get("/api/model", headers={"host": host})
+    assert reply.status_code == 400, host
+    assert one_line(reply) == (f"Host '{host}' is not a name or an address with an optional :port; open "
+                               "http://127.0.0.1:8000/")
+
+
+@pytest.mark.parametrize("host", ["localhost.", "LocalHost.:8000", "[0:0:0:0:0:0:0:1]:8000", "127.0.0.1:0"])
+def test_loopback_names_in_their_other_spellings_are_answered(client, host):
+    assert client.get("/api/model", headers={"host": host}).status_code == 200, host
+
+
+@pytest.mark.parametrize("name", ["host", "origin", "content-type", "authorization", "sec-fetch-site"])
+def test_a_checked_header_sent_twice_is_400(client, name):
+    """With two, the check here and the route could read different ones: ``Content-Type: text/plain``
+    then ``application/json`` once passed the JSON-only check."""
+    first = {"host": "evil.example", "origin": "http://evil.example", "content-type": "text/plain",
+             "authorization": "Bearer guessed", "sec-fetch-site": "cross-site"}[name]
+    second = {"host": "127.0.0.1:8000", "origin": "http://127.0.0.1:8000", "content-type": "application/json",
+              "authorization": OWNER["authorization"], "sec-fetch-site": "same-origin"}[name]
+    headers = [*((k, v) for k, v in {**OWNER, "content-type": "application/json"}.items() if k != name),
+               (name, first), (name, second)]
+    reply = client.post(STOP[0], content=b"{}", headers=headers)
+    assert reply.status_code == 400, (name, reply.text)
+    assert one_line(reply).startswith("the request carries more than one ") and one_line(reply).endswith(
+        " header; send one")
+
+
+def test_no_page_or_answer_may_be_framed_by_another_site(client):
+    """The page holds the token: another site must not show it in a frame (clickjacking), as Jupyter guards."""
+    for reply in (client.get("/"), client.get("/static/app.js"), client.get("/api/model"), client.get("/docs"),
+                  client.post(STOP[0], json=STOP[1]), client.get("/nowhere"), client.get("/", headers={"host": "e.x"})):
+        assert reply.headers["x-frame-options"] == "DENY", reply.url
+        assert reply.headers["content-security-policy"] == "frame-ancestors 'none'"
+        assert reply.headers["x-content-type-options"] == "nosniff"
+
+
 def test_allowed_hosts_and_the_bound_address_are_answered(mnist_run):
     named = local_client(mnist_run, allowed_hosts=("cnnlab.lan",), train=False)
     assert named.get("/healthz", headers={"host": "cnnlab.lan:8000"}).status_code == 200
     assert named.get("/healthz", headers={"host": "192.168.1.5:8000"}).status_code == 403  # loopback only
     exposed = local_client(mnist_run, host="0.0.0.0", train=False)
     assert exposed.get("/healthz", headers={"host": "192.168.1.5:8000"}).status_code == 200  # its address, typed
+    # Any address, not only the machine's own: an address cannot be pointed elsewhere by DNS.
+    assert exposed.get("/healthz", headers={"host": "[2001:db8::7]:8000"}).status_code == 200
+    assert exposed.get("/healthz", headers={"host": "192.168.1.5:8000@evil.example"}).status_code == 400
     assert exposed.get("/healthz", headers={"host": "rebound.example:8000"}).status_code == 403
     bound = local_client(mnist_run, host="myhost.lan", train=False)
     assert bound.get("/healthz", headers={"host": "myhost.lan:8000"}).status_code == 200

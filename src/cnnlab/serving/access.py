@@ -3,7 +3,11 @@
 - Every request must name the server in its ``Host`` header: a loopback name or address, the
   address it listens on, an ``--allowed-host``, or (on a server bound beyond loopback) any IP
   address. A web page on another site whose name was made to point at 127.0.0.1 (DNS rebinding)
-  sends its own name, and is refused with 403.
+  sends its own name, and is refused with 403. An address cannot be pointed elsewhere by another
+  site's DNS, so an exposed server takes any (the machine's addresses may be many, and change).
+  A ``Host`` that is not a name or an address with an optional ``:port`` is refused with 400.
+- A request may carry each of the headers checked here (:data:`SINGLE_HEADERS`) once: with two,
+  this module and the route could read different ones (400).
 - Predictions are open: ``GET``, ``HEAD`` and ``OPTIONS`` requests change nothing, nor do the
   routes under :data:`OPEN_POSTS`, which only read the image they are sent.
 - Every other request changes the server's state (``POST /api/train``, ``POST /api/train/stop``,
@@ -15,18 +19,22 @@
 
 The token is made when the server starts (or given with ``--token`` or ``$CNNLAB_TOKEN``) and
 printed in the page's URL, as Jupyter does; the page keeps it and sends it.
+
+:class:`SecurityHeadersMiddleware` tells browsers not to show any answer inside another site's
+frame (the page holds the token) nor to guess a type other than the one sent, as Jupyter does.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 TOKEN_ENV = "CNNLAB_TOKEN"
 MIN_TOKEN_LENGTH = 16  # a shorter token could be guessed by a program that tries many
@@ -35,6 +43,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost"})
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # listening on every address of the machine
 JSON_TYPES = frozenset({"application/json"})
+SINGLE_HEADERS = {"host": "Host", "origin": "Origin", "content-type": "Content-Type", "authorization": "Authorization",
+                  "sec-fetch-site": "Sec-Fetch-Site"}  # each read once here: a request may carry one of each
+LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+# A Host header: a name (dot-separated labels, a final dot allowed), an IPv4 address (which reads
+# as a name) or an IPv6 address in brackets, then an optional :port. Nothing else.
+HOST_HEADER = re.compile(rf"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>(?:{LABEL}\.)*{LABEL}\.?))(?::(?P<port>[0-9]{{1,5}}))?")
+SECURITY_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"),
+                    (b"x-content-type-options", b"nosniff"))
 
 
 def make_token() -> str:
@@ -53,12 +69,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def host_name(header: str) -> str:
-    """The name in a ``Host`` header, without its port and IPv6 brackets, lower case."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:].split("]", 1)[0]
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+def canonical(host: str) -> str:
+    """A name lower case without its final dot, or an address as Python writes it (``::1``)."""
+    host = host.strip("[]").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host.removesuffix(".")
+
+
+def host_name(header: str) -> str | None:
+    """The name or address in a ``Host`` header (:func:`canonical`), without its port; None when
+    the header is anything but a name or an address, with an optional ``:port`` of 0-65535."""
+    match = HOST_HEADER.fullmatch(header.lower())
+    if match is None or (match["port"] is not None and int(match["port"]) > 65535):
+        return None
+    if match["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(match["v6"]))
+        except ValueError:
+            return None
+    return canonical(match["name"]) if len(match["name"]) <= 254 else None
 
 
 @dataclass(frozen=True)
@@ -82,18 +113,17 @@ class Access:
         """Whether the server listens beyond this machine."""
         return not is_loopback(self.bound_host)
 
-    def host_allowed(self, header: str) -> bool:
-        name = host_name(header)
-        if name in {self.bound_host.strip("[]").lower(), *(h.lower() for h in self.allowed_hosts)}:
-            return True
-        if name.rstrip(".") in LOOPBACK_NAMES:
+    def host_allowed(self, name: str) -> bool:
+        """Whether ``name`` (from :func:`host_name`) is one this server answers to."""
+        if name in {canonical(self.bound_host), *map(canonical, self.allowed_hosts)} or name in LOOPBACK_NAMES:
             return True
         try:
             address = ipaddress.ip_address(name)
         except ValueError:
             return False
-        # An address, unlike a name, cannot be pointed elsewhere by another site's DNS: on a server
-        # that listens beyond loopback, any of its addresses may be typed into the browser.
+        # An address, unlike a name, cannot be pointed elsewhere by another site's DNS, so a server
+        # that listens beyond loopback answers any address, not only its own: those may be many,
+        # and change (DHCP), so they are not listed.
         return address.is_loopback or self.exposed
 
     def token_matches(self, authorization: str) -> bool:
@@ -118,12 +148,22 @@ class AccessMiddleware:
 
     def refusal(self, scope: Scope) -> tuple[int, str, dict[str, str]] | None:
         """Why the request is refused (status, message, headers), or None."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        host = headers.get("host", "")
-        if not self.access.host_allowed(host):
+        headers: dict[str, str] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1").lower()
+            if name in SINGLE_HEADERS and name in headers:
+                return 400, f"the request carries more than one {SINGLE_HEADERS[name]} header; send one", {}
+            headers[name] = value.decode("latin-1")
+        host = headers.get("host")
+        if host is None:
+            return 400, f"the request has no Host header; open {self.access.page_url}", {}
+        name = host_name(host)
+        if name is None:
+            return 400, (f"Host '{host}' is not a name or an address with an optional :port; "
+                         f"open {self.access.page_url}"), {}
+        if not self.access.host_allowed(name):
             return 403, (f"Host '{host}' is not a name this server answers to (a guard against DNS rebinding): "
-                         f"open {self.access.page_url}, or start the server with --allowed-host "
-                         f"{host_name(host) or 'NAME'}"), {}
+                         f"open {self.access.page_url}, or start the server with --allowed-host {name}"), {}
         if scope.get("method", "GET") in SAFE_METHODS or scope["path"] in OPEN_POSTS:
             return None
         return self.owner_refusal(headers, host)
@@ -155,3 +195,26 @@ def same_origin(origin: str, host: str) -> bool:
     """Whether an ``Origin`` header names the site that ``host`` (the request's ``Host``) is."""
     parts = urlsplit(origin.strip().lower())
     return parts.scheme in ("http", "https") and bool(parts.netloc) and parts.netloc == host.strip().lower()
+
+
+class SecurityHeadersMiddleware:
+    """Adds :data:`SECURITY_HEADERS` to every answer that lacks them: no other site may show this
+    server's answers in a frame (``X-Frame-Options``, CSP ``frame-ancestors``), and browsers take
+    each answer as the type it is sent as (``nosniff``)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_guarded(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {key.lower() for key, _ in headers}
+                message = {**message, "headers": headers + [h for h in SECURITY_HEADERS if h[0] not in present]}
+            await send(message)
+
+        await self.app(scope, receive, send_guarded)

@@ -45,7 +45,15 @@ from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.registry import count_parameters
 from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source, preprocessing, uses_digit_steps
 from cnnlab.reader import READER
-from cnnlab.serving.access import MIN_TOKEN_LENGTH, TOKEN_ENV, Access, AccessMiddleware, is_loopback, make_token
+from cnnlab.serving.access import (
+    MIN_TOKEN_LENGTH,
+    TOKEN_ENV,
+    Access,
+    AccessMiddleware,
+    SecurityHeadersMiddleware,
+    is_loopback,
+    make_token,
+)
 from cnnlab.serving.api_error import ApiError, add_error_handlers
 from cnnlab.serving.bodies import BodyLimits, image_bytes
 from cnnlab.serving.connections import protocol_with_head_deadline
@@ -186,6 +194,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     app.state.token = token
     app.add_middleware(AccessMiddleware, access=Access(token, settings.host, settings.allowed_hosts,
                                                        settings.page_url()))
+    app.add_middleware(SecurityHeadersMiddleware)  # outside the access checks: their refusals get the headers too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
 
