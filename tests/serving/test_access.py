@@ -252,7 +252,11 @@ def test_a_token_given_by_option_or_environment_is_used_and_not_printed(mnist_ru
 
 
 def test_a_short_token_and_bad_timeouts_are_one_line(mnist_run, served, capsys):
+    unsendable = "--token (or $CNNLAB_TOKEN) must be ASCII letters, digits and punctuation only: no spaces"
     for args, words in ((["--token", "short"], "--token (or $CNNLAB_TOKEN) must be at least 16 characters"),
+                        (["--token", " " * 20], unsendable), (["--token", TOKEN + " x"], unsendable),
+                        (["--token", TOKEN + "\t"], unsendable), (["--token", TOKEN + "\x7f"], unsendable),
+                        (["--token", TOKEN + "é"], unsendable),
                         (["--header-timeout", "0"], "--header-timeout must be between 0 and 3600 seconds"),
                         (["--body-timeout", "-1"], "--body-timeout must be between 0 and 3600 seconds")):
         assert main(["serve", str(mnist_run), *args]) == 2

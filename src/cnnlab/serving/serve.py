@@ -166,6 +166,10 @@ class ServeSettings:
         require(self.max_upload_mb > 0, f"--max-upload-mb must be positive, got {self.max_upload_mb:g}")
         for option, seconds in (("--header-timeout", self.header_seconds), ("--body-timeout", self.body_seconds)):
             require(0 < seconds <= 3600, f"{option} must be between 0 and 3600 seconds, got {seconds:g}")
+        require(self.token is None or (self.token.isascii() and self.token.isprintable() and " " not in self.token),
+                f"--token (or ${TOKEN_ENV}) must be ASCII letters, digits and punctuation only: no spaces, control "
+                "characters or accents, which a request's header cannot carry as they are; leave it out and one "
+                "is made")
         require(self.token is None or len(self.token) >= MIN_TOKEN_LENGTH,
                 f"--token (or ${TOKEN_ENV}) must be at least {MIN_TOKEN_LENGTH} characters, so that it cannot be "
                 "guessed; leave it out and one is made")
