@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import select
 import socket
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,6 +90,28 @@ def test_a_body_that_trickles_in_gets_408_and_the_connection_closed(server):
                            "boundary=x\r\nContent-Length: 1000\r\n\r\n--x\r\n".encode())
         error = json_error(everything_until_closed(connection), 408)
     assert error == f"the body did not arrive within {SECONDS} s (--body-timeout); send it again on a faster connection"
+
+
+def output_so_far(process: subprocess.Popen) -> str:
+    """What the server has printed so far (stdout and stderr), read without waiting for more."""
+    printed = b""
+    while select.select([process.stdout], [], [], 0.5)[0] and (chunk := os.read(process.stdout.fileno(), 65536)):
+        printed += chunk
+    return printed.decode(errors="replace")
+
+
+def test_a_client_that_hangs_up_mid_body_is_let_go_without_a_traceback(server):
+    host, port, process = server
+    output_so_far(process)
+    for path in ("/api/predict", "/api/explain"):
+        with socket.create_connection((host, port)) as connection:
+            connection.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                               "Content-Length: 1000\r\n\r\n{\"image\":\"".encode())
+            time.sleep(0.2)
+    with httpx.Client(base_url=f"http://{host}:{port}") as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+    printed = output_so_far(process)
+    assert "Traceback" not in printed and "Exception" not in printed, printed
 
 
 def test_a_healthy_connection_serves_one_request_after_another(server):

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from cnnlab.data.images import ImageTooLargeError, UnreadableImageError
 from cnnlab.errors import CnnlabError
@@ -28,7 +29,8 @@ def reply(status: int, message: str, close: bool = False) -> JSONResponse:
 
 def add_error_handlers(app: FastAPI) -> None:
     """Every error as JSON ``{"error": message}``: an :class:`ApiError` with its status, an image
-    that cannot be read 415, one with too many pixels 413, any other :class:`CnnlabError` 422."""
+    that cannot be read 415, one with too many pixels 413, any other :class:`CnnlabError` 422.
+    A client that hung up mid-body is let go without a word."""
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -46,6 +48,12 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return reply(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(_request: Request, _exc: ClientDisconnect) -> Response:
+        # The client hung up before its body had all arrived: no one is left to answer (uvicorn
+        # drops this), and it is no fault of the server's to log.
+        return Response(status_code=400, headers={"connection": "close"})
 
 
 def where(errors: list[dict]) -> str:
