@@ -92,6 +92,49 @@ def test_a_body_that_trickles_in_gets_408_and_the_connection_closed(server):
     assert error == f"the body did not arrive within {SECONDS} s (--body-timeout); send it again on a faster connection"
 
 
+def sent_at_once(host: str, port: int, request: bytes) -> bytes:
+    with socket.create_connection((host, port)) as connection:
+        connection.sendall(request)
+        return everything_until_closed(connection)
+
+
+HEAD_LIMIT = "the request line and headers are over the limit of 16 KB; send fewer or shorter headers"
+
+
+@pytest.mark.parametrize("header", [b"X-Big: " + b"a" * 60_000, b"X-Big: " + b"a" * 120_000,
+                                    b"X-Pad:" + b" " * 20_000 + b"v",  # whitespace that h11 strips counts too
+                                    b"\r\n".join(b"X-%d: v" % i for i in range(3000))])
+def test_a_head_over_16_kb_is_431_however_it_arrives(server, header):
+    host, port, _ = server
+    head = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n".encode() + header + b"\r\n\r\n"
+    assert json_error(sent_at_once(host, port, head), 431) == HEAD_LIMIT  # in one piece
+    with socket.create_connection((host, port)) as connection:  # in two, the second completing it
+        connection.sendall(head[:10_000])
+        time.sleep(0.2)
+        connection.sendall(head[10_000:])
+        assert json_error(everything_until_closed(connection), 431) == HEAD_LIMIT
+
+
+def test_a_large_head_pipelined_behind_a_small_request_is_431(server):
+    host, port, _ = server
+    small = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+    large = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode() + b"a" * 60_000 + b"\r\n\r\n"
+    first, _, rest = sent_at_once(host, port, small + large).partition(b'{"status":"ok"}')
+    assert first.startswith(b"HTTP/1.1 200 ") and json_error(rest, 431) == HEAD_LIMIT
+
+
+def test_a_head_that_arrives_a_piece_at_a_time_past_16_kb_is_431_and_a_malformed_one_400(server):
+    host, port, _ = server
+    with socket.create_connection((host, port)) as connection:
+        connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Big: ".encode())
+        for _ in range(5):
+            connection.sendall(b"a" * 4000)
+            time.sleep(0.05)
+        assert json_error(everything_until_closed(connection), 431) == HEAD_LIMIT
+    malformed = json_error(sent_at_once(host, port, b"GET /healthz HTTP/1.1\r\nno colon here\r\n\r\n"), 400)
+    assert malformed == "the request is not valid HTTP/1.1 (its request line or headers); send a well-formed one"
+
+
 def output_so_far(process: subprocess.Popen) -> str:
     """What the server has printed so far (stdout and stderr), read without waiting for more."""
     printed = b""

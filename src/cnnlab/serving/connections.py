@@ -1,4 +1,4 @@
-"""A deadline for each request's head (its request line and headers), which uvicorn lacks.
+"""A deadline and a size bound for each request's head (its request line and headers), which uvicorn lacks.
 
 uvicorn closes a connection that stays idle after an answer (``timeout_keep_alive``), but a client
 that opens a connection and sends nothing, or sends its headers a byte at a time, is waited for
@@ -6,24 +6,78 @@ without end, each such connection held open (slowloris). :func:`protocol_with_he
 a subclass of uvicorn's h11 protocol that gives every request head ``seconds`` to arrive, counted
 from the connection's start or the end of the previous answer. A late head gets a JSON 408 and the
 connection is closed; a connection that sent nothing is closed without a word.
+
+h11 (under uvicorn) bounds a head only while it is incomplete: one of any size that arrives in a
+single read, or whose last piece completes it, was taken whole. :class:`HeadLimitedConnection`
+counts the bytes each head took, however it came, and refuses one of more than
+:data:`MAX_HEAD_BYTES` with a JSON 431; any request h11 cannot parse gets a JSON 400. The
+connection is closed after either.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+MAX_HEAD_BYTES = 16 * 1024
+TOO_LARGE = (f"the request line and headers are over the limit of {MAX_HEAD_BYTES // 1024} KB; send fewer or "
+             "shorter headers")
+MALFORMED = "the request is not valid HTTP/1.1 (its request line or headers); send a well-formed one"
+
+
+class HeadLimitedConnection(h11.Connection):
+    """h11's server side, refusing a request head of more than :data:`MAX_HEAD_BYTES` however it
+    arrived. ``refusal`` is then the (status, message) to answer, as it is for any request that h11
+    cannot parse."""
+
+    def __init__(self) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self.refusal: tuple[int, str] | None = None
+
+    def next_event(self) -> Any:
+        # The bytes a head took are those it left the receive buffer by (h11 keeps no count of them).
+        before = len(self._receive_buffer)
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = (431, TOO_LARGE) if exc.error_status_hint == 431 else (400, MALFORMED)
+            raise
+        if isinstance(event, h11.Request) and before - len(self._receive_buffer) > MAX_HEAD_BYTES:
+            self.refusal = (431, TOO_LARGE)
+            raise h11.RemoteProtocolError("request head too large", error_status_hint=431)
+        return event
+
 
 def protocol_with_head_deadline(seconds: float) -> type[H11Protocol]:
-    """uvicorn's h11 protocol, with ``seconds`` for each request head (``uvicorn.Config(http=...)``)."""
+    """uvicorn's h11 protocol, with ``seconds`` for each request head (``uvicorn.Config(http=...)``)
+    and at most :data:`MAX_HEAD_BYTES` in it."""
 
     class HeadDeadlineProtocol(H11Protocol):
         head_seconds = seconds
         head_timer: asyncio.TimerHandle | None = None
         head_started = False  # whether some bytes of the awaited head have arrived
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.conn = HeadLimitedConnection()
+
+        def send_400_response(self, msg: str) -> None:
+            """uvicorn's answer to a request h11 refused, as JSON with the status that says why."""
+            status, message = getattr(self.conn, "refusal", None) or (400, MALFORMED)
+            body = json.dumps({"error": message}).encode()
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                       (b"content-length", str(len(body)).encode())]
+            try:
+                for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body),
+                              h11.EndOfMessage()):
+                    self.transport.write(self.conn.send(event))
+            except h11.LocalProtocolError:  # an answer was under way already: nothing more can be said
+                pass
+            self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
