@@ -90,3 +90,16 @@ def test_a_colour_model_exports_taking_three_channels(colour_run, tmp_path):
     by_torch = predict_files(colour_run, [held_out], progress=False)
     by_onnx = predict_files(target, [held_out], progress=False)
     assert [p.label for p in by_onnx] == [p.label for p in by_torch] == [p.path.split("/")[-2] for p in by_torch]
+
+
+def test_export_into_a_run_a_training_is_writing_is_refused(tmp_path):
+    """Exporting writes model.onnx and model.json into the run: one more writer, so it takes the lock."""
+    from cnnlab.training.run_folder import claim
+
+    run = tmp_path / "run"
+    save_model(run, build_model("mlp"), ModelInfo("mlp", [str(i) for i in range(10)], dataset="mnist"))
+    (run / "cnnlab.lock").touch()  # a run: a training holds its lock
+    with claim(run, resuming=True), pytest.raises(CnnlabError, match="is being written by another training"):
+        export_onnx(run)
+    assert not (run / "model.onnx").exists()
+    assert export_onnx(run) == run / "model.onnx"  # once it is free

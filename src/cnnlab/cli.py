@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -217,8 +218,11 @@ def report_command(
     data_dir: DataDirOpt = None,
 ) -> None:
     from cnnlab.reporting.report import rebuild
+    from cnnlab.training.run_folder import LOCK_FILE, claim
 
-    print(f"Wrote {rebuild(run, data_dir=data_dir)}")
+    # One writer: a training writing the run (it has a lock file) meanwhile refuses this.
+    with claim(run, resuming=True) if (run / LOCK_FILE).is_file() else contextlib.nullcontext():
+        print(f"Wrote {rebuild(run, data_dir=data_dir)}")
 
 
 @command("export")

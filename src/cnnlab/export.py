@@ -12,6 +12,7 @@ onnx, onnxscript and onnxruntime are an optional extra: ``pip install 'cnnlab[on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -22,6 +23,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes, write_json
 from cnnlab.models.files import MODEL_META, load_model
 from cnnlab.models.onnx import require_modules
+from cnnlab.training.run_folder import LOCK_FILE, claim
 
 ONNX_FILE = "model.onnx"
 FORMATS = ("onnx",)
@@ -51,6 +53,8 @@ def export_onnx(model_path: str | Path, out: str | Path | None = None) -> Path:
     finally:
         registry_log.setLevel(level)
     target = folder / ONNX_FILE
-    atomic_write_bytes(target, program.model_proto.SerializeToString())
-    write_json(folder / MODEL_META, info.to_json())
+    # Into a run folder (it has a lock file) as one more of its writers: a training writing it meanwhile refuses this.
+    with claim(folder, resuming=True) if (folder / LOCK_FILE).is_file() else contextlib.nullcontext():
+        atomic_write_bytes(target, program.model_proto.SerializeToString())
+        write_json(folder / MODEL_META, info.to_json())
     return target

@@ -42,3 +42,18 @@ def test_feature_maps_come_from_each_conv_layer_in_order():
 
     maps = conv_activations(build_model("cnn-wide-x3"), torch.zeros(1, 1, 28, 28))
     assert [out.shape[1] for _, out in maps] == [32, 64, 64]  # the first member's three convs
+
+
+def test_cnnlab_report_on_a_run_a_training_is_writing_is_refused(tmp_path, capsys):
+    """Rebuilding the pictures writes into the run: it takes the run's lock like a training."""
+    from cnnlab.models.files import ModelInfo, save_model
+    from cnnlab.models.registry import build_model
+    from cnnlab.training.run_folder import claim
+    from tests.helpers import assert_one_line_error
+
+    run = tmp_path / "run"
+    save_model(run, build_model("mlp"), ModelInfo("mlp", [str(i) for i in range(10)], dataset="mnist"))
+    (run / "metrics.json").write_text("{}")
+    (run / "cnnlab.lock").touch()  # a run: a training holds its lock
+    with claim(run, resuming=True):
+        assert_one_line_error(capsys, "report", run, match="is being written by another training")
