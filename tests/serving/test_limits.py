@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnlab.serving.uploads import memory_ceiling
+from cnnlab.serving.uploads import MAX_BODIES, memory_ceiling
 from tests.helpers import free_port, wait_until_up
 
 SECONDS = 1  # the server's --header-timeout and --body-timeout here
@@ -90,6 +90,37 @@ def test_a_body_that_trickles_in_gets_408_and_the_connection_closed(server):
                            "boundary=x\r\nContent-Length: 1000\r\n\r\n--x\r\n".encode())
         error = json_error(everything_until_closed(connection), 408)
     assert error == f"the body did not arrive within {SECONDS} s (--body-timeout); send it again on a faster connection"
+
+
+def test_bodies_that_trickle_in_do_not_keep_others_waiting(mnist_run):
+    """More clients than uploads may be held at once each declare a 1 MB body and send a byte of
+    it: with a long --body-timeout they could hold the server for its length. A prediction sent
+    meanwhile is answered at once (their bytes are all they hold; nothing waits on them)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(mnist_run), "--port", str(port),
+                                "--no-train", "--body-timeout", "300", "--max-upload-mb", str(UPLOAD_MB)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trickling = []
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
+        for _ in range(MAX_BODIES + 4):
+            connection = socket.create_connection(("127.0.0.1", port))
+            trickling.append(connection)
+            connection.sendall(f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: "
+                               "application/json\r\nContent-Length: 1000000\r\n\r\n{".encode())
+        time.sleep(1)  # each is now waiting for the rest of its body
+        started = time.monotonic()
+        try:
+            reply = httpx.post(f"http://127.0.0.1:{port}/api/predict", files={"file": ("d.png", png(400, False))},
+                               timeout=PATIENCE)
+        except httpx.TimeoutException:
+            pytest.fail(f"a prediction waited over {PATIENCE} s behind {len(trickling)} bodies that trickle in")
+        assert reply.status_code == 200 and time.monotonic() - started < PATIENCE / 2, reply.text
+    finally:
+        for connection in trickling:
+            connection.close()
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def sent_at_once(host: str, port: int, request: bytes) -> bytes:

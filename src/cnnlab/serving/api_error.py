@@ -16,15 +16,16 @@ from cnnlab.errors import CnnlabError
 class ApiError(Exception):
     """An answer other than 200: the HTTP status and a message that says what to send instead.
     ``close`` ends the connection after the answer (a body that did not arrive in time may still
-    be on its way; nothing more is read from that client)."""
+    be on its way; nothing more is read from that client); ``headers`` go with it (``Retry-After``)."""
 
-    def __init__(self, status: int, message: str, close: bool = False) -> None:
+    def __init__(self, status: int, message: str, close: bool = False, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.close = status, message, close
+        self.status, self.message, self.close, self.headers = status, message, close, headers or {}
 
 
-def reply(status: int, message: str, close: bool = False) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers={"connection": "close"} if close else None)
+def reply(status: int, message: str, close: bool = False, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status,
+                        headers={**(headers or {}), **({"connection": "close"} if close else {})})
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -34,7 +35,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return reply(exc.status, exc.message, exc.close)
+        return reply(exc.status, exc.message, exc.close, exc.headers)
 
     @app.exception_handler(CnnlabError)
     async def unreadable(_request: Request, exc: CnnlabError) -> JSONResponse:

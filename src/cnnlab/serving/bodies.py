@@ -1,12 +1,19 @@
-"""Request bodies, read within bounds: at most ``--max-upload-mb`` megabytes, arriving within
-``--body-timeout`` seconds (408 after, and the connection is closed), JSON nested at most
-:data:`cnnlab.files.MAX_JSON_DEPTH` deep (400)."""
+"""Request bodies, read within bounds (:class:`Bodies`): at most ``--max-upload-mb`` megabytes,
+arriving within ``--body-timeout`` seconds of the request (408 after, and the connection is
+closed), all bodies under way at once holding at most the bytes of cnnlab.serving.uploads'
+:class:`~cnnlab.serving.uploads.BodyBudget` (503 past it), JSON nested at most
+:data:`cnnlab.files.MAX_JSON_DEPTH` deep (400).
+
+A body is read as soon as its request arrives, waiting on nothing: a client that sends it slowly
+holds only the bytes it has sent, and keeps no other request waiting."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,15 +23,17 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from cnnlab.errors import CnnlabError
 from cnnlab.files import parse_json
 from cnnlab.serving.api_error import ApiError
+from cnnlab.serving.uploads import BodyBudget
 
 MEGABYTE = 1024 * 1024
 IMAGE_JSON = '{"image": "<base64 PNG or JPEG>"}'
+RETRY_SECONDS = 5  # Retry-After for a body refused while the budget is full
 
 
 @dataclass(frozen=True)
 class BodyLimits:
     """How large a request body may be (``megabytes``, as configured) and how long it may take to
-    arrive (``seconds``, from the first byte the handler asks for to the last)."""
+    arrive (``seconds``, from the request's head to its body's last byte)."""
 
     megabytes: float = 5.0
     seconds: float = 60.0
@@ -38,42 +47,67 @@ class BodyLimits:
         return f"{self.megabytes:g} MB (--max-upload-mb)"
 
 
-async def read_body(request: Request, limits: BodyLimits) -> bytes:
-    """The request body, refused with 413 as soon as it passes the size limit (declared or not),
-    and with 408 when it has not all arrived in time."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limits.bytes:
-        raise ApiError(413, f"the upload is {int(declared) / MEGABYTE:.1f} MB; the limit is {limits.said()}")
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(limits.seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limits.bytes:
-                    raise ApiError(413, f"the upload is over the limit of {limits.said()}")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ApiError(408, f"the body did not arrive within {limits.seconds:g} s (--body-timeout); send it "
-                            "again on a faster connection", close=True) from None
-    return b"".join(chunks)
+class Bodies:
+    """Reads request bodies within ``limits``, all of them under way at once within one
+    :class:`BodyBudget` (as many bytes as cnnlab.serving.uploads.MAX_BODIES full bodies)."""
+
+    def __init__(self, limits: BodyLimits) -> None:
+        self.limits, self.budget = limits, BodyBudget(limits.bytes)
+
+    @asynccontextmanager
+    async def held(self, request: Request) -> AsyncIterator[bytes]:
+        """The request body, its bytes held in the budget until the ``async with`` ends. Refused
+        with 413 as soon as it passes the size limit (declared or not), with 503 when the budget
+        has no room for its bytes, and with 408 when it has not all arrived in time."""
+        limits, taken = self.limits, 0
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limits.bytes:
+            raise ApiError(413, f"the upload is {int(declared) / MEGABYTE:.1f} MB; the limit is {limits.said()}")
+        try:
+            chunks = []
+            try:
+                async with asyncio.timeout(limits.seconds):
+                    async for chunk in request.stream():
+                        if taken + len(chunk) > limits.bytes:
+                            raise ApiError(413, f"the upload is over the limit of {limits.said()}")
+                        if not self.budget.take(len(chunk)):
+                            raise self.full()
+                        taken += len(chunk)
+                        chunks.append(chunk)
+            except TimeoutError:
+                raise ApiError(408, f"the body did not arrive within {limits.seconds:g} s (--body-timeout); send "
+                                    "it again on a faster connection", close=True) from None
+            body = b"".join(chunks)
+            chunks.clear()  # one copy of the bytes, not two, while the request is answered
+            yield body
+        finally:
+            self.budget.give(taken)
+
+    def full(self) -> ApiError:
+        megabytes = self.budget.total / MEGABYTE
+        return ApiError(503, f"the server holds as many uploads as it may at once ({megabytes:g} MB in all); send "
+                             f"it again in {RETRY_SECONDS} s", close=True, headers={"retry-after": str(RETRY_SECONDS)})
+
+    async def json(self, request: Request, expected: str) -> Any:
+        """The request body parsed as JSON, bounded in size, time and nesting; 400 names ``expected``."""
+        async with self.held(request) as body:
+            try:
+                return parse_json(body, "the body")
+            except CnnlabError as exc:
+                raise ApiError(400, f"{exc}; send {expected}") from None
 
 
-async def read_json_body(request: Request, limits: BodyLimits, expected: str) -> Any:
-    """The request body parsed as JSON, bounded in size, time and nesting; 400 names ``expected``."""
-    body = await read_body(request, limits)
-    try:
-        return parse_json(body, "the body")
-    except CnnlabError as exc:
-        raise ApiError(400, f"{exc}; send {expected}") from None
-
-
-async def image_bytes(request: Request, limits: BodyLimits) -> bytes:
-    """The uploaded image's bytes, from a multipart ``file`` field or JSON ``{"image": base64}``."""
+def image_kind(request: Request) -> str:
+    """The upload's content type, before anything is read: multipart or JSON, else 415."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind not in ("multipart/form-data", "application/json"):
         raise ApiError(415, f"send the image as multipart/form-data (field 'file') or JSON {{\"image\": base64}}, "
                             f"not {kind or 'a body without a content type'}")
-    body = await read_body(request, limits)
+    return kind
+
+
+async def image_bytes(request: Request, kind: str, body: bytes) -> bytes:
+    """The uploaded image's bytes, from a multipart ``file`` field or JSON ``{"image": base64}``."""
     if kind == "multipart/form-data":
         return await multipart_file(request, body)
     return json_image(body)

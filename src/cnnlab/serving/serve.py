@@ -55,7 +55,7 @@ from cnnlab.serving.access import (
     make_token,
 )
 from cnnlab.serving.api_error import ApiError, add_error_handlers
-from cnnlab.serving.bodies import BodyLimits, image_bytes
+from cnnlab.serving.bodies import Bodies, BodyLimits, image_bytes, image_kind
 from cnnlab.serving.connections import protocol_with_head_deadline
 from cnnlab.serving.explain_api import explain_json, png_base64
 from cnnlab.serving.train_routes import TrainPlace, add_train_routes
@@ -185,7 +185,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     settings = settings or ServeSettings()
     token = settings.token or make_token()
     answers = Answers(model_path)
-    limits = BodyLimits(settings.max_upload_mb, settings.body_seconds)
+    bodies = Bodies(BodyLimits(settings.max_upload_mb, settings.body_seconds))
     # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
     # CPU, and each would hold its own malloc arena (a 40-thread pool grew the server by 280 MB).
     workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnlab-predict")
@@ -216,8 +216,9 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
         return {**answers.served.facts, "training": settings.train}
 
     async def answer(request: Request, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
-        async with gate.bodies:
-            data = await image_bytes(request, limits)
+        kind = image_kind(request)
+        async with bodies.held(request) as body:  # read at once, each byte held in the budget until answered
+            data = await image_bytes(request, kind, body)
             return await asyncio.get_running_loop().run_in_executor(workers, gate.run, work, data)
 
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
@@ -235,7 +236,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
         answers.served = Served.load(run)
 
     if settings.train:
-        add_train_routes(app, TrainPlace(Path(settings.runs), limits), lambda: answers.served.info, serve_new_model)
+        add_train_routes(app, TrainPlace(Path(settings.runs), bodies), lambda: answers.served.info, serve_new_model)
     return app
 
 

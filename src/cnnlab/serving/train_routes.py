@@ -36,7 +36,7 @@ from cnnlab.files import free_folder
 from cnnlab.models.files import ModelInfo
 from cnnlab.models.registry import MODELS
 from cnnlab.serving.api_error import ApiError, where
-from cnnlab.serving.bodies import BodyLimits, read_json_body
+from cnnlab.serving.bodies import Bodies
 from cnnlab.serving.training_job import TrainingJob, TrainRequest, start_job
 from cnnlab.training.presets import PRESETS
 
@@ -67,16 +67,16 @@ class StopBody(BaseModel):
 
 @dataclass(frozen=True)
 class TrainPlace:
-    """Where the Train tab's runs go (``runs``), and the bounds on its request bodies."""
+    """Where the Train tab's runs go (``runs``), and the reader of its request bodies, with their bounds."""
 
     runs: Path
-    limits: BodyLimits
+    bodies: Bodies
 
 
-async def read_model(request: Request, limits: BodyLimits, model: type[BaseModel], example: str) -> Any:
-    """The JSON body as ``model``, read within ``limits``; 400 for a body that does not fit it."""
+async def read_model(request: Request, bodies: Bodies, model: type[BaseModel], example: str) -> Any:
+    """The JSON body as ``model``, read within ``bodies``' bounds; 400 for a body that does not fit it."""
     try:
-        return model.model_validate(await read_json_body(request, limits, example))
+        return model.model_validate(await bodies.json(request, example))
     except ValidationError as exc:
         raise ApiError(400, f"bad request body: {where(exc.errors())}; send {example}") from None
 
@@ -144,7 +144,7 @@ def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], 
     @owner.post("/api/train", status_code=202, openapi_extra=body_schema(TrainBody))
     async def start_training(request: Request) -> dict[str, Any]:
         """Start a training (one at a time): the page's Train tab. Needs the token."""
-        body = await read_model(request, place.limits, TrainBody, '{"preset": "fast", "epochs": 1}')
+        body = await read_model(request, place.bodies, TrainBody, '{"preset": "fast", "epochs": 1}')
         return await asyncio.to_thread(trainings.start, body, served_info())
 
     @app.get("/api/train/options")
@@ -161,7 +161,7 @@ def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], 
     async def stop_training(request: Request) -> dict[str, Any]:
         """Stop the training after the step under way; its checkpoint is kept (``cnnlab train --resume``).
         Needs the token, and a JSON body: ``{}``."""
-        await read_model(request, place.limits, StopBody, "{}")
+        await read_model(request, place.bodies, StopBody, "{}")
         running = trainings.job()
         if running.state != "running":
             raise ApiError(409, f"no training is running; the last one is {running.state}")

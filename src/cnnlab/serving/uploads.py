@@ -1,10 +1,12 @@
 """What concurrent uploads may hold at once, so that no number of them takes the server past a
 stated ceiling (:func:`memory_ceiling`; docs/how-to/serve.md, "Sharing the server safely"):
 
-- at most :data:`MAX_BODIES` request bodies are read and held at once; a request beyond them
-  waits, holding nothing but its connection, before its body is read. A body of up to
-  ``--max-upload-mb`` is held at most :data:`BODY_COPIES` times while it is parsed (the bytes, the
-  form part or the JSON text, the image's bytes);
+- the request bodies being read or answered hold at most as many bytes as :data:`MAX_BODIES`
+  full ones (``--max-upload-mb`` each) in all (:class:`BodyBudget`). Each takes its bytes as they
+  arrive, so a body that trickles in holds only what it has sent, and keeps no one waiting; one
+  whose bytes would pass the budget is refused (503, "send it again"). A body is held at most
+  :data:`BODY_COPIES` times while it is parsed (the bytes, the form part or the JSON text, the
+  image's bytes);
 - their images together decode at most :data:`PIXEL_BUDGET` pixels at once, counted from what
   each image's header claims (read without decoding): the pixels one image may have
   (cnnlab.data.images.MAX_DECODED_PIXELS), so any number of uploads at once takes no more memory
@@ -18,7 +20,6 @@ The server's process also has large buffers returned to the system as soon as th
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import io
 import threading
@@ -56,6 +57,25 @@ def memory_ceiling(max_upload_mb: float) -> int:
     return int(MAX_BODIES * BODY_COPIES * max_upload_mb * 1024 * 1024) + MAX_IMAGE_MEMORY
 
 
+class BodyBudget:
+    """The bytes that request bodies being read or answered hold in all: at most ``total``
+    (:data:`MAX_BODIES` bodies of ``max_body`` bytes). A body takes its bytes as they arrive, and
+    gives them back when its request has been answered. Only the event loop's thread uses it."""
+
+    def __init__(self, max_body: int, bodies: int = MAX_BODIES) -> None:
+        self.total, self.held = bodies * max_body, 0
+
+    def take(self, size: int) -> bool:
+        """Hold ``size`` more bytes, if they fit in what is left; False (nothing held) if not."""
+        if self.held + size > self.total:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
 def claimed_pixels(data: bytes) -> int:
     """How many pixels the image in ``data`` says it has (its header only is read), 0 when it is
     not an image Pillow opens: decoding then refuses it before allocating anything."""
@@ -69,11 +89,10 @@ def claimed_pixels(data: bytes) -> int:
 
 
 class UploadGate:
-    """The two bounds of this module: ``async with gate.bodies`` around reading and holding a body
-    (in the event loop), :meth:`run` around decoding and answering an image (in a worker thread)."""
+    """The pixels that images decode at once: :meth:`run` around decoding and answering an image
+    (in a worker thread)."""
 
-    def __init__(self, bodies: int = MAX_BODIES, pixels: int = PIXEL_BUDGET) -> None:
-        self.bodies = asyncio.Semaphore(bodies)
+    def __init__(self, pixels: int = PIXEL_BUDGET) -> None:
         self.pixels, self.pixels_free = pixels, pixels
         self.changed = threading.Condition()
 
