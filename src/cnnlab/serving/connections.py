@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from http import HTTPStatus
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from cnnlab.serving.access import SECURITY_HEADERS
 
 MAX_HEAD_BYTES = 16 * 1024
 TOO_LARGE = (f"the request line and headers are over the limit of {MAX_HEAD_BYTES // 1024} KB; send fewer or "
@@ -70,9 +73,10 @@ def protocol_with_head_deadline(seconds: float) -> type[H11Protocol]:
             status, message = getattr(self.conn, "refusal", None) or (400, MALFORMED)
             body = json.dumps({"error": message}).encode()
             headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                       (b"content-length", str(len(body)).encode())]
+                       (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
             try:
-                for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body),
+                for event in (h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
+                              h11.Data(data=body),
                               h11.EndOfMessage()):
                     self.transport.write(self.conn.send(event))
             except h11.LocalProtocolError:  # an answer was under way already: nothing more can be said
