@@ -7,6 +7,7 @@ import socket
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
 from cnnlab.cli import main
@@ -15,7 +16,7 @@ from cnnlab.predict import png_bytes, predict_files
 from cnnlab.serving.serve import check_port_free
 from tests.helpers import png_claiming
 from tests.photolike import compose_number, render_photo
-from tests.serving.conftest import local_client
+from tests.serving.conftest import LOCAL, local_client
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,22 @@ def test_bad_parameters_and_unknown_paths_are_json_errors(client, digit_photo):
     reply = client.post("/api/predict?number=maybe", files={"file": ("d.jpg", digit_photo)})
     assert reply.status_code == 400 and "number" in reply.json()["error"]
     assert client.get("/nowhere").json() == {"error": "Not Found"}
+
+
+def test_a_bug_in_a_route_is_a_json_500_and_its_traceback_goes_to_the_log(mnist_run):
+    app = local_client(mnist_run, train=False).app
+
+    @app.get("/api/broken")
+    def broken() -> dict:
+        raise ZeroDivisionError("division by zero")
+
+    client = TestClient(app, base_url=LOCAL, raise_server_exceptions=False)
+    reply = client.get("/api/broken")
+    assert reply.status_code == 500 and reply.json()["error"] == (
+        "the server failed on this request (ZeroDivisionError): a bug in cnnlab, its log has the details; please "
+        "report it")
+    with pytest.raises(ZeroDivisionError):  # raised on after the answer, for the server's log
+        TestClient(app, base_url=LOCAL).get("/api/broken")
 
 
 def test_openapi_docs_describe_both_request_forms(client):

@@ -31,7 +31,8 @@ def reply(status: int, message: str, close: bool = False, headers: dict[str, str
 def add_error_handlers(app: FastAPI) -> None:
     """Every error as JSON ``{"error": message}``: an :class:`ApiError` with its status, an image
     that cannot be read 415, one with too many pixels 413, any other :class:`CnnlabError` 422.
-    A client that hung up mid-body is let go without a word."""
+    A client that hung up mid-body is let go without a word; any other exception is a bug: a JSON
+    500, and its traceback in the log."""
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -49,6 +50,12 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
         return reply(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def bug(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette still raises it after this answer, so uvicorn logs its traceback for the bug report.
+        return reply(500, f"the server failed on this request ({type(exc).__name__}): a bug in cnnlab, its log has "
+                          "the details; please report it", close=True)
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(_request: Request, _exc: ClientDisconnect) -> Response:
