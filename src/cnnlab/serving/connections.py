@@ -55,33 +55,37 @@ class HeadLimitedConnection(h11.Connection):
         return event
 
 
+class JsonRefusalProtocol(H11Protocol):
+    """uvicorn's h11 protocol over a :class:`HeadLimitedConnection`, whose refusals are JSON."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = HeadLimitedConnection()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 refused, as JSON with the status that says why."""
+        status, message = getattr(self.conn, "refusal", None) or (400, MALFORMED)
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
+        try:
+            for event in (h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
+                          h11.Data(data=body),
+                          h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # an answer was under way already: nothing more can be said
+            pass
+        self.transport.close()
+
+
 def protocol_with_head_deadline(seconds: float) -> type[H11Protocol]:
     """uvicorn's h11 protocol, with ``seconds`` for each request head (``uvicorn.Config(http=...)``)
     and at most :data:`MAX_HEAD_BYTES` in it."""
 
-    class HeadDeadlineProtocol(H11Protocol):
+    class HeadDeadlineProtocol(JsonRefusalProtocol):
         head_seconds = seconds
         head_timer: asyncio.TimerHandle | None = None
         head_started = False  # whether some bytes of the awaited head have arrived
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.conn = HeadLimitedConnection()
-
-        def send_400_response(self, msg: str) -> None:
-            """uvicorn's answer to a request h11 refused, as JSON with the status that says why."""
-            status, message = getattr(self.conn, "refusal", None) or (400, MALFORMED)
-            body = json.dumps({"error": message}).encode()
-            headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
-                       (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
-            try:
-                for event in (h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase),
-                              h11.Data(data=body),
-                              h11.EndOfMessage()):
-                    self.transport.write(self.conn.send(event))
-            except h11.LocalProtocolError:  # an answer was under way already: nothing more can be said
-                pass
-            self.transport.close()
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)

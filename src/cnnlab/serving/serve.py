@@ -196,9 +196,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of {first.facts['name']} "
                          f"({first.info.architecture}){', and a Train tab' if settings.train else ''}", version="1")
     app.state.token = token
-    app.add_middleware(AccessMiddleware, access=Access(token, settings.host, settings.allowed_hosts,
-                                                       settings.page_url()))
-    app.add_middleware(SecurityHeadersMiddleware)  # outside the access checks: their refusals get the headers too
+    guard(app, Access(token, settings.host, settings.allowed_hosts, settings.page_url()))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
 
@@ -238,6 +236,13 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     if settings.train:
         add_train_routes(app, TrainPlace(Path(settings.runs), bodies), lambda: answers.served.info, serve_new_model)
     return app
+
+
+def guard(app: FastAPI, access: Access) -> None:
+    """Put the access checks in front of every route, and the security headers on every answer
+    (their refusals' too)."""
+    app.add_middleware(AccessMiddleware, access=access)
+    app.add_middleware(SecurityHeadersMiddleware)  # added last: it runs first, outside the checks
 
 
 def describe(digits: list[np.ndarray], probabilities: list[list[float]], classes: list[str],
