@@ -5,6 +5,7 @@ A page asks for one with a comment on a line of its own, the path relative to ``
     <!-- bench: results/bench.json -->
     <!-- inference: results/inference.json -->
     <!-- targets: results/reader/handwriting-test.json -->   (benchmarks/targets.py's files)
+    <!-- reliability: results/reliability.json -->   (what the fuzz suite, tests/fuzz, tried)
 
 and gets the table, with the date, the machine and the command that made it, so no figure is
 retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
@@ -20,7 +21,7 @@ from pathlib import Path
 from cnnlab import bench
 from cnnlab.models import layers
 
-MARKER = re.compile(r"^<!-- (bench|inference|layers|targets): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (bench|inference|layers|targets|reliability): (\S+) -->$", re.MULTILINE)
 # Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
 SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
 
@@ -92,12 +93,40 @@ def targets_section(results: dict) -> str:
     return "\n\n".join([provenance(results), markdown_table(["figure", "measured", "target", ""], rows)])
 
 
+def cell_code(text: str) -> str:
+    """``text`` as code in a table cell: its pipes escaped, its backticks made quotes."""
+    if not text:
+        return ""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
+def reliability_section(results: dict) -> str:
+    """The fuzz suite's ledger (tests/fuzz/ledger.py): per target, what was tried, how many inputs of
+    each case, what they got, and an example of the one line a refused input gets."""
+    totals = results["totals"]
+    failures = ("traceback", "5xx", "wrong answer", "file lost", "over bound")
+    lines = [f"Tried on {results['date']} on {results['machine']}, by `{results['command']}`: "
+             f"{totals['tried']:,} inputs, {totals.get('answer', 0):,} right answers, "
+             f"{totals.get('clean error', 0):,} clean errors; "
+             + ", ".join(f"{totals.get(f, 0)} {f}" for f in failures) + "."]
+    for target in results["targets"]:
+        rows = [[row["case"], f"{row['tried']:,}", f"{row['answer']:,}", f"{row['clean error']:,}",
+                 f"{sum(row[f] for f in failures):,}", cell_code(row["example"])]
+                for row in sorted(target["cases"], key=lambda r: -r["tried"])]
+        lines += [f"### {target['target']}", f"{target['what']}. The most one input took: "
+                  f"{target['peak_growth_mb']:,.0f} MB (bound {results['memory_bound_mb']:,} MB).",
+                  markdown_table(["case", "tried", "answers", "clean errors", "failures", "what a refused one gets"],
+                                 rows)]
+    return "\n\n".join(lines)
+
+
 def render(markdown: str, docs_dir: Path) -> str:
     def section(match: re.Match) -> str:
         if match[1] == "layers":
             return layers_table()
         results = json.loads((docs_dir / match[2]).read_text())
-        sections = {"bench": bench_section, "inference": inference_section, "targets": targets_section}
+        sections = {"bench": bench_section, "inference": inference_section, "targets": targets_section,
+                    "reliability": reliability_section}
         return sections[match[1]](results)
 
     return MARKER.sub(section, markdown)

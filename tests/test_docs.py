@@ -105,3 +105,16 @@ def test_the_tutorial_notebook_runs_top_to_bottom(tmp_path, monkeypatch, mnist_d
     mlp, printed, described, fast = errors.values()
     assert printed > mlp > described > fast  # the article's point, its fix, and what comes next
     assert (tmp_path / "runs" / "tutorial-fast" / "mistakes.png").is_file()
+
+
+def test_the_reliability_page_comes_from_the_fuzz_suites_results_and_they_show_no_failure():
+    hooks = load_docs_module("hooks")
+    page = (DOCS / "reliability.md").read_text()
+    assert hooks.MARKER.findall(page) == [("reliability", "results/reliability.json")]
+    results = json.loads((DOCS / "results" / "reliability.json").read_text())
+    rendered = hooks.render(page, DOCS)
+    assert "<!--" not in rendered and f"by `{results['command']}`" in rendered
+    assert {t["target"] for t in results["targets"]} >= {"model.json", "config.json", "checkpoint.pt", "layer specs",
+                                                          "API: predict and explain", "API: train", "run folders"}
+    failures = ("traceback", "5xx", "wrong answer", "file lost", "over bound")
+    assert results["totals"]["tried"] > 1000 and not any(results["totals"][f] for f in failures)
