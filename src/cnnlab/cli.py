@@ -251,7 +251,8 @@ def serve_command(
     max_upload_mb: Annotated[float, typer.Option(help="Largest request body accepted, in megabytes")] = 5.0,
     runs: Annotated[Path, typer.Option(help="Folder for the runs the page's Train tab starts")] = Path("runs"),
     token: Annotated[Optional[str], typer.Option(envvar="CNNLAB_TOKEN", show_envvar=True, help=(
-        "Token that starting and stopping a training need [default: a new random one, printed in the URL]"))] = None,
+        "Token that starting and stopping a training need; prefer $CNNLAB_TOKEN, as other users of the machine "
+        "see a command line [default: a new random one, printed in the URL]"))] = None,
     train: Annotated[bool, typer.Option("--train/--no-train", help="Offer the Train tab and its routes")] = True,
     allowed_host: Annotated[Optional[list[str]], typer.Option(metavar="<name>", help=(
         "A name the server may be reached by besides localhost and --host (repeatable)"))] = None,
