@@ -32,15 +32,6 @@ GreyOpt = Annotated[bool, typer.Option(help="Use grey images (one channel) even 
 PRESET_DEFAULT = "[default: from --preset]"
 
 
-def run_label(model: str) -> str:
-    """A run directory's name for ``--model``: a registry name, a spec file's stem, or 'spec'."""
-    from cnnlab.models.registry import MODELS
-
-    if model in MODELS:
-        return model
-    return Path(model).stem if Path(model).is_file() else "spec"
-
-
 def square_side(text: str | None) -> int | None:
     """``--image-size``: ``64`` or ``64x64`` -> 64. cnnlab's networks take square images."""
     if text is None:

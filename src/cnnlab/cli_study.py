@@ -17,7 +17,6 @@ from cnnlab.cli_app import (
     ImageSizeOpt,
     JsonOpt,
     command,
-    run_label,
     square_side,
 )
 from cnnlab.errors import CnnlabError, require
@@ -81,8 +80,9 @@ def lr_find_command(
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed,
                                      **{k: v for k, v in chosen.items() if v is not None})
     found = lr_find(config, start=start, end=end, steps=steps)
-    dataset_label = Path(dataset).stem if Path(dataset).exists() else dataset
-    out = out or free_folder(Path("runs") / f"lr-find-{run_label(config.model)}-{dataset_label}")
+    from cnnlab.training.run_folder import data_label, model_label
+
+    out = out or free_folder(Path("runs") / f"lr-find-{model_label(config.model)}-{data_label(dataset)}")
     found.plot(out / "lr_find.png")
     write_json(out / "lr_find.json", found.to_dict())
     print(found.describe())

@@ -110,11 +110,28 @@ def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
+def names_a_file(text: str) -> bool:
+    """Whether ``text`` is the path of an existing file, False for text no path can be (a layer spec
+    longer than a file name may be raises ``OSError`` in ``Path.is_file``)."""
+    try:
+        return "\n" not in text and "\0" not in text and Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def names_a_path(text: str) -> bool:
+    """Whether ``text`` is the path of an existing file or folder (False where it cannot be a path)."""
+    try:
+        return "\n" not in text and "\0" not in text and Path(text).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def free_folder(base: Path, suffix: str = "") -> Path:
     """``base``, or ``base-2``, ``base-3``... (each followed by ``suffix``, such as ``.png``): the
     first that does not exist yet, so nothing is overwritten."""
     candidate, n = base.with_name(base.name + suffix), 1
-    while candidate.exists():
+    while names_a_path(str(candidate)):  # a name too long for a path is free: making it says why it fails
         n += 1
         candidate = base.with_name(f"{base.name}-{n}{suffix}")
     return candidate

@@ -113,6 +113,17 @@ def test_over_the_upload_limit_is_413_and_says_the_limit_as_configured(mnist_run
     five = local_client(mnist_run, max_upload_mb=5)
     reply = five.post("/api/predict", content=b"\0" * 5_500_000, headers={"content-type": "application/json"})
     assert reply.status_code == 413 and reply.json()["error"].endswith("the limit is 5 MB (--max-upload-mb)")
+    assert reply.headers["connection"] == "close"  # its body is not read: nothing more is taken from that client
+
+
+@pytest.mark.parametrize(("settings", "match"), [({"max_upload_mb": float("inf")}, "--max-upload-mb must be"),
+                                                 ({"token": "short"}, "at least 16 characters")])
+def test_create_app_refuses_settings_cnnlab_serve_refuses(mnist_run, settings, match):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.serving.serve import ServeSettings, create_app
+
+    with pytest.raises(CnnlabError, match=match):
+        create_app(mnist_run, ServeSettings(**settings))
 
 
 @pytest.mark.parametrize("depth", [100, 10_000])

@@ -90,6 +90,14 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     assert "weights_only" not in str(refused.value)  # PyTorch's advice to load it anyway is not repeated
 
 
+@pytest.mark.parametrize("data", [b"hello, not a pickle", pickle.dumps({"model": [1, 2]})])
+def test_a_file_that_is_no_checkpoint_is_called_damaged_not_dangerous(tmp_path, data):
+    (tmp_path / CHECKPOINT_FILE).write_bytes(data)
+    with pytest.raises(CnnlabError, match="damaged, or not a cnnlab checkpoint") as damaged:
+        load_checkpoint(tmp_path)
+    assert "could run code" not in str(damaged.value) and "weights_only" not in str(damaged.value)
+
+
 def edit(**changes):
     """A change to a checkpoint: ``key=value`` sets a field (``None``: deletes it), ``config_key=value`` a config
     option, ``generator_key`` a generator's state; a callable value is applied to the old one."""

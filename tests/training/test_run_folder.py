@@ -221,3 +221,24 @@ def fail_at_write(monkeypatch, full: callable):
 
 def no_space(_fd: int) -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_spec_or_dataset_longer_than_a_file_name_is_named_without_a_traceback(tmp_path):
+    spec = "conv8k3 dropout0.2 " * 20 + "dense10"  # 390 characters, and a '.' that looks like a suffix
+    assert new_run_folder("fast", "mnist", 0, model=spec, root=tmp_path).name == "spec-mnist-seed0"
+    assert new_run_folder("fast", "d" * 300, 0, root=tmp_path).name == f"fast-{'d' * 300}-seed0"
+
+
+def test_resuming_a_locked_run_leaves_a_users_file_beside_it_be(tmp_path):
+    """A note or a .DS_Store beside a run of cnnlab's does not stop --resume, report or export,
+    which replace nothing; a new training into that folder is still refused."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_FILE).touch()
+    (run / ".DS_Store").write_bytes(b"finder")
+    with claim(run, resuming=True):
+        pass
+    assert (run / ".DS_Store").read_bytes() == b"finder"
+    with pytest.raises(CnnlabError, match=r"holds files cnnlab did not write \(.DS_Store\)"), \
+            claim(run, overwrite=True):
+        pass

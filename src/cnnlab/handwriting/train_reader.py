@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save
 
-from cnnlab.files import atomic_write_bytes, free_folder
+from cnnlab.files import atomic_write_bytes, free_folder, read_json
 from cnnlab.models.files import MODEL_FILE, MODEL_META
 from cnnlab.training.loop import train
 
@@ -37,7 +37,7 @@ def pack(run: str | Path, into: str | Path = READER_FOLDER) -> Path:
                for name, tensor in load_file(run / MODEL_FILE).items()}
     atomic_write_bytes(into / MODEL_FILE, save(weights))
     atomic_write_bytes(into / MODEL_META, (run / MODEL_META).read_bytes())
-    config = json.loads((run / "config.json").read_text())
+    config = read_json(run / "config.json")
     config.update(data_dir=None, out=None)  # where this machine kept them means nothing elsewhere
     atomic_write_bytes(into / "config.json", (json.dumps(config, indent=2) + "\n").encode())
     return into

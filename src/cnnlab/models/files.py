@@ -126,7 +126,8 @@ class ModelInfo:
 
 
 def check_format_version(version: Any, source: str) -> None:
-    """Refuse a ``model.json`` of a layout this cnnlab does not know: a newer one, or no version at all."""
+    """Refuse a ``model.json`` of a layout this cnnlab does not know: a newer one, or a version that is
+    not a whole number from 1 (a file without one is read as version 1)."""
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise CnnlabError(f"{source}: format_version {json_text(version)} is not a version cnnlab wrote (a whole "
                           "number from 1); this model.json was changed or is not cnnlab's")

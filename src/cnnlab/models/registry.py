@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import names_a_file
 from cnnlab.models.layers import MAX_SPEC_CHARACTERS, SpecError, build_spec, keras_init, parse
 
 
@@ -149,7 +150,7 @@ MODELS: dict[str, Architecture] = {
 def spec_file(model: str) -> Path | None:
     """The spec file ``--model`` names, if it names one: a path with a suffix, to an existing file."""
     path = Path(model)
-    return path if "\n" not in model and len(model) < 4096 and path.suffix and path.is_file() else None
+    return path if path.suffix and names_a_file(model) else None
 
 
 def resolve_model(model: str) -> str:

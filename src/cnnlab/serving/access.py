@@ -41,7 +41,6 @@ MIN_TOKEN_LENGTH = 16  # a shorter token could be guessed by a program that trie
 OPEN_POSTS = frozenset({"/api/predict", "/api/explain"})  # they read the image sent and change nothing
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost"})
-WILDCARDS = frozenset({"0.0.0.0", "::", ""})  # listening on every address of the machine
 JSON_TYPES = frozenset({"application/json"})
 SINGLE_HEADERS = {"host": "Host", "origin": "Origin", "content-type": "Content-Type", "authorization": "Authorization",
                   "sec-fetch-site": "Sec-Fetch-Site"}  # each read once here: a request may carry one of each

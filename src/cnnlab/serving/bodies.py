@@ -33,7 +33,7 @@ RETRY_SECONDS = 5  # Retry-After for a body refused while the budget is full
 @dataclass(frozen=True)
 class BodyLimits:
     """How large a request body may be (``megabytes``, as configured) and how long it may take to
-    arrive (``seconds``, from the request's head to its body's last byte)."""
+    arrive (``seconds``, from when the app starts reading the body to its last byte)."""
 
     megabytes: float = 5.0
     seconds: float = 60.0
@@ -62,7 +62,8 @@ class Bodies:
         limits, taken = self.limits, 0
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limits.bytes:
-            raise ApiError(413, f"the upload is {int(declared) / MEGABYTE:.1f} MB; the limit is {limits.said()}")
+            raise ApiError(413, f"the upload is {int(declared) / MEGABYTE:.1f} MB; the limit is {limits.said()}",
+                           close=True)  # its body is not read: nothing more comes from this client
         try:
             chunks = []
             try:

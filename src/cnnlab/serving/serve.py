@@ -63,6 +63,7 @@ from cnnlab.serving.uploads import UploadGate, return_freed_buffers
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
+MAX_UPLOAD_MB = 1024.0  # a bound on the bound: the bodies held at once are 16 times it (cnnlab.serving.bodies)
 
 
 PREDICT_BODY = {  # the two request forms, for the OpenAPI page (the handler reads the body itself)
@@ -163,7 +164,8 @@ class ServeSettings:
     def check(self) -> None:
         """Raise :class:`CnnlabError` naming the first setting that cannot be served with."""
         require(1 <= self.port <= 65535, f"--port must be 1-65535, got {self.port}")
-        require(self.max_upload_mb > 0, f"--max-upload-mb must be positive, got {self.max_upload_mb:g}")
+        require(0 < self.max_upload_mb <= MAX_UPLOAD_MB, f"--max-upload-mb must be more than 0 and at most "
+                f"{MAX_UPLOAD_MB:g}, got {self.max_upload_mb:g}")
         for option, seconds in (("--header-timeout", self.header_seconds), ("--body-timeout", self.body_seconds)):
             require(0 < seconds <= 3600, f"{option} must be between 0 and 3600 seconds, got {seconds:g}")
         require(self.token is None or (self.token.isascii() and self.token.isprintable() and " " not in self.token),
@@ -183,6 +185,7 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     TestClient's default ``http://testserver`` does not: give it ``base_url="http://127.0.0.1"``),
     and requests that change the server need ``settings.token`` (made here when None: ``app.state.token``)."""
     settings = settings or ServeSettings()
+    settings.check()  # the same refusals for Python's callers as for cnnlab serve's options
     token = settings.token or make_token()
     answers = Answers(model_path)
     bodies = Bodies(BodyLimits(settings.max_upload_mb, settings.body_seconds))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import pickle
 import re
 import signal
 import threading
@@ -59,14 +58,15 @@ def load_checkpoint(folder: str | Path) -> dict[str, Any]:
         with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only's refusal: the pickle asks for more than plain data
-        asked = re.search(r"GLOBAL ([\w.]+)", str(exc))
-        raise CnnlabError(f"{path}: refused: loading it could run code (it asks for "
-                          f"{asked.group(1) if asked else 'more than tensors and plain data'}); resume only from "
-                          f"checkpoints cnnlab wrote, or {AGAIN}") from None
-    except Exception as exc:  # a truncated zip, a foreign file
-        raise CnnlabError(f"{path}: damaged, or not a cnnlab checkpoint ({first_line(exc)}); "
-                          f"{AGAIN}") from None
+    except Exception as exc:  # weights_only refuses a pickle that asks for a function (GLOBAL), to call it
+        if asked := re.search(r"GLOBAL ([\w.]+)", str(exc)):
+            raise CnnlabError(f"{path}: refused: loading it could run code (it asks for {asked.group(1)}); resume "
+                              f"only from checkpoints cnnlab wrote, or {AGAIN}") from None
+        # torch's own text for a pickle it refused advises loading it unsafely: it is not repeated here;
+        # a KeyError names only a stray byte
+        why = ("not tensors and plain data as cnnlab writes them" if "weights_only" in str(exc) else
+               "not a file torch.save wrote" if isinstance(exc, KeyError) else first_line(exc))
+        raise CnnlabError(f"{path}: damaged, or not a cnnlab checkpoint ({why}); {AGAIN}") from None
     check_fields(state, path)
     return state
 
@@ -207,7 +207,7 @@ class TrainingParts:
               generators: list[dict[str, torch.Tensor | None]]) -> dict[str, Any]:
         """A checkpoint after ``len(history)`` epochs, with every rank's ``generators`` (rank order):
         tensors, numbers and strings only."""
-        return {"format": "cnnlab-checkpoint-1", "config": config, "history": history,
+        return {"format": FORMAT, "config": config, "history": history,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "averaged": self.averaged.state_dict() if self.averaged else None, "generators": generators,

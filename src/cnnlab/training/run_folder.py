@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.errors import CnnlabError
-from cnnlab.files import free_folder, parse_json, read_json
+from cnnlab.files import free_folder, names_a_path, parse_json, read_json
 from cnnlab.models.files import MODEL_FILE
-from cnnlab.models.registry import MODELS
+from cnnlab.models.registry import MODELS, spec_file
 from cnnlab.reporting.report import RUN_FILES
 from cnnlab.training.checkpoint import CHECKPOINT_FILE, CONFIG_NEEDS, TrainingParts, load_checkpoint, save_checkpoint
 from cnnlab.training.config import TrainConfig
@@ -129,7 +129,7 @@ def claim(out: str | Path | None, overwrite: bool = False, resuming: bool = Fals
 
 def open_run_folder(path: Path, overwrite: bool, resuming: bool) -> RunFolder:
     """:func:`claim`'s folder: checked as cnnlab's, made if new, locked, then checked for a run."""
-    check_is_cnnlab_run(path)
+    check_is_cnnlab_run(path, resuming)
     made = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -147,18 +147,24 @@ def open_run_folder(path: Path, overwrite: bool, resuming: bool) -> RunFolder:
     return folder
 
 
-def check_is_cnnlab_run(path: Path) -> None:
-    """Refuse a ``path`` that is not a folder, or holds anything cnnlab does not write into a run."""
+def check_is_cnnlab_run(path: Path, resuming: bool = False) -> None:
+    """Refuse a ``path`` that is not a folder, or holds anything cnnlab does not write into a run;
+    ``resuming`` a run of cnnlab's (its lock file there), files of the user's beside it are left be:
+    nothing is replaced then (a note, a .DS_Store)."""
     if not path.exists():
         return
     if not path.is_dir():
         raise CnnlabError(f"{path} exists and is not a folder; give --out a new or empty folder")
     entries = sorted(path.iterdir())
+    if resuming and (path / LOCK_FILE).is_file():
+        return
     for entry in entries:
-        if not is_cnnlab_file(entry.name) or entry.is_symlink() or not entry.is_file():
-            raise CnnlabError(f"{path} holds files cnnlab did not write ({entry.name}); cnnlab writes only into a "
-                              f"new or empty folder or a run of its own: choose another --out, or move {entry.name} "
-                              "out of it")
+        if is_cnnlab_file(entry.name) and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.is_symlink() or entry.exists():  # not a writer's temporary file, renamed meanwhile
+            raise CnnlabError(
+                f"{path} holds files cnnlab did not write ({entry.name}); cnnlab writes only into a new or empty "
+                f"folder or a run of its own: choose another --out, or move {entry.name} out of it")
     names = [entry.name for entry in entries if entry.name != LOCK_FILE]
     if names and len(names) == len(entries) and not made_before_locks(path):
         raise CnnlabError(f"{path} holds files that are not a cnnlab run's ({names[0]}); cnnlab writes only into a "
@@ -296,6 +302,15 @@ def new_run_folder(preset: str, dataset: str, seed: int, model: str | None = Non
     """A new run's folder under ``root``: ``PRESET-DATASET-seedS``, or ``MODEL-DATASET-seedS`` for a
     chosen ``model`` (a registry name, a spec file's stem, or ``spec``), then ``-2``, ``-3``...: the
     first that does not exist yet. A folder or file of data is named by its stem."""
-    label = (model if model in MODELS else Path(model).stem if Path(model).is_file() else "spec") if model else preset
-    data = Path(dataset).stem if Path(dataset).exists() else dataset
+    label, data = model_label(model) if model else preset, data_label(dataset)
     return free_folder(Path(root) / f"{label}-{data}-seed{seed}")
+
+
+def model_label(model: str) -> str:
+    """A model in a folder's name: a registry name, a spec file's stem, or ``spec``."""
+    return model if model in MODELS else spec.stem if (spec := spec_file(model)) else "spec"
+
+
+def data_label(dataset: str) -> str:
+    """A dataset in a folder's name: its name, or a folder's or file's stem."""
+    return Path(dataset).stem if names_a_path(dataset) else dataset
