@@ -2,6 +2,7 @@
 network needs to train, checked against what this machine has free before it is built."""
 
 import pytest
+import torch
 
 import cnnlab
 from cnnlab.cli import main
@@ -117,3 +118,20 @@ def test_the_train_tab_refuses_it_and_takes_what_fits(twenty_gb_free):
     with pytest.raises(CnnlabError, match=r"needs about 54\.3 GB .* lower --batch-size to 47 or less, or the filters"):
         TrainRequest(model=TOO_LARGE).settings("mnist", (10, 1, 28))
     assert TrainRequest(model="cnn-fast", epochs=1).settings("mnist")["model"] == "cnn-fast"
+
+
+def test_the_train_tab_asks_no_gpu_for_its_free_memory(monkeypatch):
+    """Asking a CUDA GPU for its free memory starts CUDA in the asking process: the server leaves
+    that to the training's own process, and checks the machine's memory only for a CPU training."""
+    from cnnlab.serving.training_job import TrainRequest
+    from cnnlab.training import system
+
+    asked = []
+    monkeypatch.setattr(system, "select_device", lambda _choice: torch.device("cuda"))
+    monkeypatch.setattr(system, "free_memory", lambda device=None: asked.append(device) or 20 * 10**9)
+    TrainRequest(model="conv60000k1 maxpool conv8k3 dense10").settings("mnist")  # not refused here
+    assert asked == []
+    monkeypatch.setattr(system, "select_device", lambda _choice: torch.device("cpu"))
+    with pytest.raises(CnnlabError, match=r"needs about 54\.3 GB"):
+        TrainRequest(model="conv60000k1 maxpool conv8k3 dense10").settings("mnist")
+    assert asked == [torch.device("cpu")]

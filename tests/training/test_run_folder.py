@@ -242,3 +242,19 @@ def test_resuming_a_locked_run_leaves_a_users_file_beside_it_be(tmp_path):
     with pytest.raises(CnnlabError, match=r"holds files cnnlab did not write \(.DS_Store\)"), \
             claim(run, overwrite=True):
         pass
+
+
+def test_a_resume_read_before_another_training_went_on_is_refused_under_the_lock(finished, data, tmp_path):
+    """--resume reads the checkpoint before it takes the lock; under the lock it checks the run still
+    stands where it read it, so it never goes on from a stale epoch over another training's work."""
+    from cnnlab.training.checkpoint import resumable
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    (run / "report.html").unlink()  # its epochs done, its files not all written: resumable
+    state, config = resumable(run)
+    stale = {**state, "history": state["history"][:1]}  # as read while the other training was at epoch 1
+    before = (run / CHECKPOINT_FILE).read_bytes()
+    with pytest.raises(CnnlabError, match="another training went on with this run while this one read it"):
+        train(config, data, progress=False, resume=stale)
+    assert (run / CHECKPOINT_FILE).read_bytes() == before and not (run / "report.html").exists()

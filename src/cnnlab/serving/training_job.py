@@ -52,10 +52,14 @@ class TrainRequest:
         """The keyword options for ``cnnlab.train`` on ``dataset``, whose images and classes are
         ``shape`` (classes, channels, side), checked: a :class:`CnnlabError` names the bad one. A
         spec is planned for that shape (no weights allocated), so one that does not fit is refused here,
-        as is a network whose training would need more memory than this machine has free."""
+        as is a network whose training would need more memory than this machine has free (training on
+        a GPU, the training's own process checks the GPU's)."""
+        import torch
+
         from cnnlab.models.layers import plan
         from cnnlab.models.registry import MODELS, model_spec, spec_file
         from cnnlab.training.config import TrainConfig, check_memory
+        from cnnlab.training.system import select_device
 
         if self.model and self.model not in MODELS and spec_file(self.model):  # the page opens no server files
             raise CnnlabError(f"model '{self.model}': the page takes a registry name or a layer spec, not a file")
@@ -70,7 +74,8 @@ class TrainRequest:
         config.validate()
         if spec := model_spec(config.model):
             plan(spec, *shape)
-        check_memory(config, shape)
+        if select_device(config.device).type == "cpu":  # a GPU's free memory is asked in the training's own
+            check_memory(config, shape, torch.device("cpu"))  # process: asking here would start CUDA in the server
         return options
 
 

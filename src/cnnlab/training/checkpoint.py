@@ -330,6 +330,16 @@ def resumable(run: str | Path, own_class: bool = False) -> tuple[dict[str, Any],
     return state, config
 
 
+def check_still_resumable(run: Path, state: dict[str, Any]) -> None:
+    """Under the run's lock: refuse to resume from ``state`` (read before the lock was taken) when the
+    run has gone on since, its checkpoint further or its files all written by another training."""
+    now, _ = resumable(run)
+    where = (len(state["history"]), (state.get("ongoing") or {}).get("next"))
+    require((len(now["history"]), (now.get("ongoing") or {}).get("next")) == where,
+            f"{run}: another training went on with this run while this one read it; resume it again to go on "
+            "from where it stands now")
+
+
 def resume_line(config: TrainConfig, history: list[dict[str, float]], best: BestEpoch | None) -> str:
     """What a resumed run does: train on, or only write the files of one whose epochs are all done."""
     if len(history) < config.epochs and not (best is not None and best.stopped):

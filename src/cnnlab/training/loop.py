@@ -54,6 +54,7 @@ from cnnlab.training.checkpoint import (
     RunShape,
     StopRequested,
     TrainingParts,
+    check_still_resumable,
     make_parts,
     resumable,
     resume_line,
@@ -151,6 +152,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     world = join(device.type)  # torchrun's process group (cnnlab.training.distributed), or this process alone
     # One writer: rank 0 holds the run folder from before the data loads until its last file is written.
     with claim(config.out if world.main else None, overwrite, resuming=resume is not None) as folder:
+        if resume is not None and folder is not None:
+            check_still_resumable(folder.path, resume)  # read before the lock: another writer may have gone on
         session = Session(config, world, device_for(device, world), set_threads(config.threads or cpu_threads(world)),
                           folder, progress if world.main else False, on_epoch, on_point)
         result = train_in(session, dataset, network, resume, started)
