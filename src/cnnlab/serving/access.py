@@ -31,6 +31,7 @@ import ipaddress
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
@@ -107,14 +108,19 @@ class Access:
     allowed_hosts: tuple[str, ...] = ()
     page_url: str = "http://127.0.0.1:8000/"
 
-    @property
+    @cached_property
     def exposed(self) -> bool:
         """Whether the server listens beyond this machine."""
         return not is_loopback(self.bound_host)
 
+    @cached_property
+    def names(self) -> frozenset[str]:
+        """The names accepted in ``Host`` besides loopback's, canonical (worked out once, not per request)."""
+        return frozenset({canonical(self.bound_host), *map(canonical, self.allowed_hosts)}) | LOOPBACK_NAMES
+
     def host_allowed(self, name: str) -> bool:
         """Whether ``name`` (from :func:`host_name`) is one this server answers to."""
-        if name in {canonical(self.bound_host), *map(canonical, self.allowed_hosts)} or name in LOOPBACK_NAMES:
+        if name in self.names:
             return True
         try:
             address = ipaddress.ip_address(name)
@@ -183,11 +189,16 @@ class AccessMiddleware:
             return 401, f"this request changes the server and needs its token: {how}", {"www-authenticate": "Bearer"}
         if not self.access.token_matches(authorization):
             return 403, f"wrong token: {how}", {}
-        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        kind = media_type(headers.get("content-type", ""))
         if kind not in JSON_TYPES:
             return 415, ("requests that change the server take a JSON body: send 'Content-Type: application/json' "
                          f"and JSON (e.g. {{}}), not {kind or 'a body without a content type'}"), {}
         return None
+
+
+def media_type(content_type: str) -> str:
+    """A ``Content-Type`` header's media type, without its parameters, lower case ('' for none)."""
+    return content_type.split(";")[0].strip().lower()
 
 
 def same_origin(origin: str, host: str) -> bool:

@@ -22,6 +22,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import parse_json
+from cnnlab.serving.access import media_type
 from cnnlab.serving.api_error import ApiError
 from cnnlab.serving.uploads import BodyBudget
 
@@ -92,15 +93,20 @@ class Bodies:
     async def json(self, request: Request, expected: str) -> Any:
         """The request body parsed as JSON, bounded in size, time and nesting; 400 names ``expected``."""
         async with self.held(request) as body:
-            try:
-                return parse_json(body, "the body")
-            except CnnlabError as exc:
-                raise ApiError(400, f"{exc}; send {expected}") from None
+            return json_body(body, expected)
+
+
+def json_body(body: bytes, expected: str) -> Any:
+    """``body`` parsed as JSON, bounded in nesting; a 400 that names ``expected`` when it is not."""
+    try:
+        return parse_json(body, "the body")
+    except CnnlabError as exc:
+        raise ApiError(400, f"{exc}; send {expected}") from None
 
 
 def image_kind(request: Request) -> str:
     """The upload's content type, before anything is read: multipart or JSON, else 415."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    kind = media_type(request.headers.get("content-type", ""))
     if kind not in ("multipart/form-data", "application/json"):
         raise ApiError(415, f"send the image as multipart/form-data (field 'file') or JSON {{\"image\": base64}}, "
                             f"not {kind or 'a body without a content type'}")
@@ -132,10 +138,7 @@ async def multipart_file(request: Request, body: bytes) -> bytes:
 
 
 def json_image(body: bytes) -> bytes:
-    try:
-        payload = parse_json(body, "the body")
-    except CnnlabError as exc:
-        raise ApiError(400, f"{exc}; send {IMAGE_JSON}") from None
+    payload = json_body(body, IMAGE_JSON)
     encoded = payload.get("image") if isinstance(payload, dict) else None
     if not isinstance(encoded, str):
         raise ApiError(400, f'the JSON has no "image" string; send {IMAGE_JSON}')
