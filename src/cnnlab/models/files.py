@@ -28,7 +28,7 @@ from cnnlab.models.registry import MODELS
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
 FORMAT_VERSION = 1  # model.json's layout; a file without one is of the first
-# An interrupted training leaves this (cnnlab.training.checkpoint.CHECKPOINT_FILE, a stage above this one) and no model
+# A training's checkpoint (written by cnnlab.training.checkpoint, a stage above); an interrupted one leaves no model
 CHECKPOINT_FILE = "checkpoint.pt"
 SPEC_ARCHITECTURE = "spec"  # model.json's architecture for a network given as a layer spec
 PYTHON_ARCHITECTURE = "python:"  # ... and the prefix for a module of the user's own class

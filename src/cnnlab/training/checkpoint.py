@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, first_line, require
 from cnnlab.files import atomic_write_bytes
-from cnnlab.models.files import PYTHON_ARCHITECTURE
+from cnnlab.models.files import CHECKPOINT_FILE, PYTHON_ARCHITECTURE
 from cnnlab.models.inference import check_logits
 from cnnlab.models.registry import build_model
 from cnnlab.reporting.report import RUN_FILES
@@ -35,8 +35,6 @@ from cnnlab.training.curves import EpochPoints
 from cnnlab.training.distributed import World
 from cnnlab.training.early_stopping import BestEpoch
 from cnnlab.training.optim import average_weights, make_optimizer_and_schedule
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> None:
