@@ -1,195 +1,238 @@
-"""Load on `cnnlab serve` over loopback: many concurrent clients, a mix of good and bad requests,
-once with the server idle and once while its Train tab trains.
+"""`cnnlab serve` under load over loopback, against its targets, in one run.
 
-    python benchmarks/serve_load.py runs/fast-mnist-seed0 [--requests 2000] [--clients 16]
+    export CNNLAB_DATA=/path/to/data                      # MNIST: the digits sent, and the training
+    python benchmarks/serve_load.py --quick               # a smoke run of a minute or two (development)
+    python benchmarks/serve_load.py [RUN] --out docs/results/serve_load.json   # the docs' measurement
 
-Starts the server in its own process on a free port, then sends ``--requests`` POSTs to
-/api/predict from ``--clients`` threads: drawn digits (PNG, as the page sends them), photos of
-MNIST test digits (JPEG and PNG, some in number mode) and 5% malformed bodies (random bytes,
-truncated images, bad JSON, bad base64). Then it starts a training (POST /api/train: the fast
-preset for ``--train-epochs`` epochs) and, once its first curve point has arrived, sends the same
-mix again; the training is stopped afterwards. For each phase it prints throughput, p50 and p99
-latency, the count of each status code, and the server's resident memory before and after
-(before the first: after ``--warm-up`` requests of the same mix, not counted), and the ratio of
-the two p99s. Goals: no 5xx, memory growth under 50 MB, p99 while training at most 3x idle's.
+RUN is the model served (a run folder); the handwriting reader that ships with cnnlab when left
+out. ``--workers N``, ``--max-batch N``, ``--batch-wait-ms F``, ``--max-queue N`` and
+``--access-log text|json`` are passed on to ``cnnlab serve`` when this checkout's has them (one
+it lacks is named and left out). The results file goes to ``--out`` (test-artifacts/serve_load.json
+when not given, which git ignores: only a quiet machine's full run belongs in docs/results/).
+
+It starts the server (benchmarks/serve_load_tools.py: its own process, a free 127.0.0.1 port, the
+token in $CNNLAB_TOKEN), waits for /healthz and /readyz, and sends each scenario's requests
+(benchmarks/serve_load_bodies.py) over ``--clients`` keep-alive connections with the first load
+generator this machine has: wrk (``apt-get install wrk``), ab, or Python client processes
+(``--generator`` chooses). Scenarios: GET /healthz (the HTTP floor), a drawn 28x28 digit, a
+280x280 canvas, a 900-px phone photo and the old mix with 5% malformed bodies, each POSTed to
+/api/predict as ``{"image": "<base64>"}`` (the mix also as uploads); the server's resident memory
+(all its processes) before and after those (topped up with drawn digits to 10,000 requests when
+``--seconds`` cut them short; a --quick run does not check it). Then a second server with ``--workers 1`` (the only
+one with the Train tab): the drawn digit idle, then while a Train-tab training runs. It prints
+each scenario's requests/s (and its share of /healthz's), p50 and p99, status counts, the
+server's and the generator's CPU, and each target as met or missed.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
-import os
 import secrets
-import shutil
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
+import urllib.error
 import urllib.request
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx2 as httpx
-import numpy as np
-from PIL import Image, ImageDraw
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from cnnlab.bench import results_file
 from cnnlab.data import load_dataset
-from tests.photolike import compose_number, render_photo
+from cnnlab.files import atomic_write_bytes
 
-OWNER_TOKEN = secrets.token_urlsafe(32)  # given to the server, which needs it to start and stop a training
-OWNER = {"authorization": f"Bearer {OWNER_TOKEN}"}
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks.*, and tests.photolike, which renders the photos
+from benchmarks.serve_load_bodies import Request, scenario_requests  # noqa: E402
+from benchmarks.serve_load_tools import (  # noqa: E402
+    GENERATORS,
+    PASSED_ON,
+    Server,
+    generator_version,
+    pick_generator,
+    serve_options,
+)
 
-
-def drawn_digit(rng: np.random.Generator) -> bytes:
-    """A 280x280 canvas with a few black strokes, as the page's drawing pad sends it."""
-    canvas = Image.new("RGB", (280, 280), "white")
-    pen = ImageDraw.Draw(canvas)
-    points = [tuple(rng.integers(40, 240, 2).tolist()) for _ in range(int(rng.integers(2, 6)))]
-    pen.line(points, fill="black", width=20, joint="curve")
-    buffer = io.BytesIO()
-    canvas.save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def malformed(rng: np.random.Generator, good: bytes) -> dict:
-    kind = int(rng.integers(4))
-    if kind == 0:
-        return {"files": {"file": ("noise.png", rng.bytes(int(rng.integers(1, 5000))))}}
-    if kind == 1:
-        return {"files": {"file": ("cut.png", good[: len(good) // 3])}}
-    if kind == 2:
-        return {"content": b'{"image": ', "headers": {"content-type": "application/json"}}
-    return {"json": {"image": "***not base64***"}}
+COUNTS = {"healthz": 20000, "digit28": 4000, "canvas280": 3000, "photo900": 1500, "mixed": 1500,
+          "idle": 2000, "training": 2000}  # the four predict scenarios: the 10,000 that memory is read around
+QUICK = {"healthz": 1000, "digit28": 300, "canvas280": 200, "photo900": 60, "mixed": 200, "idle": 200, "training": 200}
+WHAT = {"healthz": "GET /healthz (the HTTP floor)", "digit28": "drawn digit, 28x28 PNG",
+        "canvas280": "280x280 canvas drawing, PNG", "photo900": "phone photo, 900-px-wide JPEG",
+        "mixed": "mix: photos, drawings, numbers, 5% malformed",
+        "idle": "drawn 28x28, --workers 1 server, idle", "training": "drawn 28x28, --workers 1, while training"}
+MEMORY_REQUESTS, MEMORY_BOUND_MB = 10_000, 50
+TOKEN = secrets.token_urlsafe(32)  # the server's, which starting and stopping a training need
 
 
-def make_requests(count: int, seed: int, data_dir: str | None) -> list[tuple[str, dict]]:
-    """``(query, httpx keyword arguments)`` for each request, in a fixed random mix."""
-    rng = np.random.default_rng(seed)
-    test = load_dataset("mnist", data_dir=data_dir, val_split=0.0)
-    images = test.test_images.numpy()
-    requests = []
-    for _ in range(count):
-        roll = rng.random()
-        if roll < 0.05:
-            requests.append(("", malformed(rng, drawn_digit(rng))))
-        elif roll < 0.45:
-            requests.append(("", {"files": {"file": ("drawing.png", drawn_digit(rng), "image/png")}}))
-        elif roll < 0.85:
-            photo = render_photo(images[int(rng.integers(len(images)))], rng)
-            body = {"image": base64.b64encode(photo).decode()} if rng.random() < 0.5 else None
-            requests.append(("", {"json": body} if body else {"files": {"file": ("photo.jpg", photo)}}))
-        else:
-            digits = [images[i] for i in rng.choice(len(images), int(rng.integers(3, 6)), replace=False)]
-            photo = render_photo(compose_number(digits, rng), rng)
-            requests.append(("?number=true", {"files": {"file": ("number.jpg", photo)}}))
-    return requests
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", help="run folder served (default: the reader that ships with cnnlab)")
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument("--seconds", type=float, default=120, help="the most one scenario may take")
+    parser.add_argument("--generator", choices=["auto", *GENERATORS], default="auto")
+    parser.add_argument("--variety", type=int, default=64, help="different images per scenario, sent round-robin")
+    parser.add_argument("--train-epochs", type=int, default=30, help="long enough to outlast its scenario")
+    parser.add_argument("--out", default=str(ROOT / "test-artifacts" / "serve_load.json"), help="results file")
+    parser.add_argument("--seed", type=int, default=0)
+    for option in PASSED_ON:
+        parser.add_argument(option, default=None, metavar="VALUE", help="passed on to cnnlab serve")
+    return parser.parse_args()
 
 
-def resident_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+def server_options(args: argparse.Namespace, has: set[str], workers: str | None = None) -> list[str]:
+    """The pass-through options that were given (``--workers`` as ``workers`` when that is given) and
+    that this checkout's ``cnnlab serve`` has."""
+    options = []
+    for option in PASSED_ON:
+        value = workers if option == "--workers" and workers else getattr(args, option[2:].replace("-", "_"))
+        if value is not None and option in has:
+            options += [option, str(value)]
+        elif value is not None and workers is None:
+            print(f"note: this cnnlab serve has no {option}; left out", flush=True)
+    return options
 
 
-def start_server(model: str, runs: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", model, "--port", str(port), "--runs", runs],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                               env={**os.environ, "CNNLAB_TOKEN": OWNER_TOKEN})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return process, url
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
+def measure(run, server: Server, name: str, requests: list[Request], count: int) -> dict:
+    """One scenario: the generator's figures, the server's CPU meanwhile, printed on one line."""
+    cpu = server.cpu_seconds()
+    got = run(server, requests, count)
+    got = {"scenario": name, "what": WHAT[name], **got,
+           "server_cpu_percent": round(100 * (server.cpu_seconds() - cpu) / got["seconds"], 1)}
+    print(f"{got['what']:<46} {got['requests_per_second']:>8,.1f} req/s  p50 {got['p50_ms']:>6.1f} ms  "
+          f"p99 {got['p99_ms']:>6.1f} ms  {got['status_counts']}  5xx {got['5xx']}  "
+          f"server CPU {got['server_cpu_percent']:.0f}%  generator CPU {got['generator_cpu_percent']:.0f}%", flush=True)
+    return got
 
 
-def send_all(url: str, requests: list[tuple[str, dict]], pool: ThreadPoolExecutor) -> dict:
-    """Send ``requests`` through ``pool``; their throughput, latency and status counts."""
-    statuses, latencies = Counter(), []
-
-    def send(item: tuple[str, dict]) -> None:
-        query, kwargs = item
-        with httpx.Client(base_url=url, timeout=60) as client:
-            started = time.perf_counter()
-            reply = client.post("/api/predict" + query, **kwargs)
-            latencies.append(time.perf_counter() - started)
-            statuses[reply.status_code] += 1
-            if reply.status_code >= 500:
-                print(f"{reply.status_code}: {reply.text[:200]}", file=sys.stderr)
-
-    started = time.perf_counter()
-    list(pool.map(send, requests))
-    seconds = time.perf_counter() - started
-    cut = statistics.quantiles(latencies, n=100)
-    return {"requests": len(requests), "seconds": round(seconds, 2),
-            "requests_per_second": round(len(requests) / seconds, 1),
-            "p50_ms": round(1000 * statistics.median(latencies), 1), "p99_ms": round(1000 * cut[98], 1),
-            "status_counts": dict(sorted(statuses.items()))}
+def post(server: Server, path: str, body: dict) -> tuple[int, str]:
+    request = urllib.request.Request(server.url + path, json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", "authorization": f"Bearer {TOKEN}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
-def start_training(url: str, epochs: int) -> None:
-    """Start the Train tab's training and wait until it is really training (its first curve point)."""
-    with httpx.Client(base_url=url, timeout=60) as client:
-        reply = client.post("/api/train", json={"preset": "fast", "epochs": epochs}, headers=OWNER)
-        if reply.status_code != 202:
-            raise SystemExit(f"could not start a training: {reply.status_code} {reply.text}")
-        with client.stream("GET", "/api/train/events") as events:
-            for line in events.iter_lines():
-                if '"type": "point"' in line:
-                    return
-                if '"type": "failed"' in line:
-                    raise SystemExit(f"the training failed: {line}")
+def start_training(server: Server, epochs: int) -> None:
+    """Start the Train tab's training and wait until it really trains (its first curve point)."""
+    status, text = post(server, "/api/train", {"preset": "fast", "epochs": epochs})
+    if status != 202:
+        raise SystemExit(f"could not start a training: {status} {text}")
+    with urllib.request.urlopen(server.url + "/api/train/events", timeout=600) as events:
+        for line in events:
+            if b'"type": "point"' in line:
+                return
+            if b'"type": "failed"' in line:
+                raise SystemExit(f"the training failed: {line.decode()}")
+    raise SystemExit("the training's events ended before its first point")
+
+
+def main_server(args, has: set[str], run, requests: dict, counts: dict) -> tuple[list[dict], dict, list[str]]:
+    """The server as asked: a warm-up, /healthz, then the predict scenarios with memory read around
+    them (topped up with drawn digits to 10,000 requests in a full run: the time bound may cut them)."""
+    server = Server(args.model, server_options(args, has), TOKEN)
+    try:
+        run(server, requests["mixed"] + requests["photo900"], min(500, counts["mixed"]))  # warm-up, not counted
+        print(f"server: {' '.join(server.command)}  ({len(server.processes())} processes)", flush=True)
+        floor = measure(run, server, "healthz", requests["healthz"], counts["healthz"])
+        before = server.resident_mb()
+        scenarios = [floor] + [measure(run, server, name, requests[name], counts[name])
+                               for name in ("digit28", "canvas280", "photo900", "mixed")]
+        sent = sum(s["requests"] for s in scenarios[1:])
+        if not args.quick and sent < MEMORY_REQUESTS:
+            print(f"topping up with {MEMORY_REQUESTS - sent:,} drawn digits for the memory reading", flush=True)
+            sent += run(server, requests["digit28"], MEMORY_REQUESTS - sent, seconds=600)["requests"]
+        after = server.resident_mb()
+        memory = {"before_mb": round(before, 1), "after_mb": round(after, 1), "growth_mb": round(after - before, 1),
+                  "requests": sent, "processes": len(server.processes())}
+        print(f"server memory: {before:,.0f} MB before, {after:,.0f} MB after {sent:,} requests, "
+              f"over {memory['processes']} processes", flush=True)
+    finally:
+        server.stop()
+    for scenario in scenarios[1:]:
+        scenario["share_of_healthz"] = round(scenario["requests_per_second"] / floor["requests_per_second"], 3)
+    return scenarios, memory, server.command
+
+
+def training_server(args, has: set[str], run, requests: list[Request], counts: dict) -> tuple[list[dict], list[str]]:
+    """A ``--workers 1`` server: the drawn digit idle, then while its Train tab trains."""
+    server = Server(args.model, server_options(args, has, workers="1"), TOKEN)
+    try:
+        print(f"server: {' '.join(server.command)}", flush=True)
+        run(server, requests, 200)  # warm-up, not counted
+        idle = measure(run, server, "idle", requests, counts["idle"])
+        start_training(server, args.train_epochs)
+        training = measure(run, server, "training", requests, counts["training"])
+        with urllib.request.urlopen(server.url + "/api/train", timeout=60) as answer:
+            training["training_ran_throughout"] = json.load(answer)["state"] == "running"
+        post(server, "/api/train/stop", {})
+    finally:
+        server.stop()
+    return [idle, training], server.command
+
+
+def target(what: str, measured: str, goal: str, met: bool | None) -> dict:
+    """One target's row (benchmarks/targets.py's shape), printed; ``met`` None: not checked."""
+    verdict = "not checked" if met is None else "met" if met else "MISSED"
+    print(f"{what}: {measured}  (target {goal}: {verdict})", flush=True)
+    return {"what": what, "measured": measured, "target": goal, "met": met}
+
+
+def check_targets(by_name: dict[str, dict], memory: dict) -> list[dict]:
+    digit, canvas, photo = by_name["digit28"], by_name["canvas280"], by_name["photo900"]
+    idle, training = by_name["idle"], by_name["training"]
+    ratio = training["p99_ms"] / max(idle["p99_ms"], 1e-9)
+    failed = sum(s["5xx"] for s in by_name.values())
+    dropped = sum(s["socket_errors"] for s in by_name.values())
+    enough = memory["requests"] >= MEMORY_REQUESTS
+    return [
+        target("drawn 28x28: requests/s", f"{digit['requests_per_second']:,.0f}", ">= 600",
+               digit["requests_per_second"] >= 600),
+        target("drawn 28x28: p99", f"{digit['p99_ms']:.1f} ms", "<= 40 ms", digit["p99_ms"] <= 40),
+        target("280x280 canvas: requests/s", f"{canvas['requests_per_second']:,.0f}", ">= 300",
+               canvas["requests_per_second"] >= 300),
+        target("900-px photo: requests/s", f"{photo['requests_per_second']:,.0f}", ">= 200",
+               photo["requests_per_second"] >= 200),
+        target("900-px photo: p99", f"{photo['p99_ms']:.1f} ms", "<= 150 ms", photo["p99_ms"] <= 150),
+        target("p99 while training, of idle's (--workers 1)",
+               f"{ratio:.2f}x ({training['p99_ms']:.1f} / {idle['p99_ms']:.1f} ms)", "<= 1.5x",
+               ratio <= 1.5 if training.get("training_ran_throughout", True) else None),  # else: it ended early
+        target("5xx answers and dropped connections", f"{failed} and {dropped}", "none", failed + dropped == 0),
+        target("server memory growth", f"{memory['growth_mb']:+.1f} MB after {memory['requests']:,} requests",
+               f"<= +{MEMORY_BOUND_MB} MB after {MEMORY_REQUESTS:,}",
+               memory["growth_mb"] <= MEMORY_BOUND_MB if enough else None),
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--warm-up", type=int, default=100, help="requests sent first, before memory is read")
-    parser.add_argument("--train-epochs", type=int, default=30, help="long enough to outlast the second phase")
-    parser.add_argument("--data-dir", default=None)
-    args = parser.parse_args()
-    requests = make_requests(args.requests, args.seed, args.data_dir)
-    runs = tempfile.mkdtemp(prefix="cnnlab-load-runs-")
-    process, url = start_server(args.model, runs)
-    try:
-        with ThreadPoolExecutor(args.clients) as pool:
-            # Warm-up, not counted: lazy imports, first-use buffers and one malloc arena per worker
-            # thread are allocated once; growth after this is what would pile up in a long run.
-            send_all(url, make_requests(args.warm_up, args.seed + 1, args.data_dir), pool)
-            before = resident_mb(process.pid)
-            idle = send_all(url, requests, pool)
-            idle_after = resident_mb(process.pid)
-            start_training(url, args.train_epochs)
-            training = send_all(url, requests, pool)
-            training_after = resident_mb(process.pid)
-            with httpx.Client(base_url=url, timeout=60) as client:
-                still = client.get("/api/train").json()["state"]
-                client.post("/api/train/stop", json={}, headers=OWNER)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        shutil.rmtree(runs, ignore_errors=True)
-    print(json.dumps({"clients": args.clients, "cores": os.cpu_count(),
-                      "idle": {**idle, "server_mb_before": round(before, 1), "server_mb_after": round(idle_after, 1)},
-                      "while_training": {**training, "training_still_running_at_the_end": still == "running",
-                                         "server_mb_after": round(training_after, 1)},
-                      "p99_ratio_training_to_idle": round(training["p99_ms"] / idle["p99_ms"], 2)}, indent=1))
+    args = parse_args()
+    counts = QUICK if args.quick else COUNTS
+    generator = pick_generator(args.generator)
+    described = f"{generator_version(generator)}, {args.clients} concurrent connections"
+    print(f"generator: {described}", flush=True)
+
+    def run(server: Server, requests: list[Request], count: int, seconds: float | None = None) -> dict:
+        # ab sends one request over and over: the mix, with its malformed bodies, goes by Python clients
+        name = "python" if generator == "ab" and any(r.malformed for r in requests) else generator
+        return GENERATORS[name](server, requests, count, args.clients, seconds or args.seconds)
+
+    images = load_dataset("mnist", val_split=0.0).test_images.numpy()
+    requests = scenario_requests(images, args.seed, args.variety)
+    has = serve_options()
+    scenarios, memory, command = main_server(args, has, run, requests, counts)
+    scenarios += (more := training_server(args, has, run, requests["digit28"], counts))[0]
+    for scenario in scenarios[1:5]:
+        print(f"{scenario['what']}: {100 * scenario['share_of_healthz']:.1f}% of /healthz's requests/s")
+    rows = check_targets({s["scenario"]: s for s in scenarios}, memory)
+    checked = [row for row in rows if row["met"] is not None]
+    quick = " (a --quick run: small counts, not a measurement)" if args.quick else ""
+    print(f"{sum(row['met'] for row in checked)} of {len(checked)} targets met{quick}")
+    data = results_file("python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), scenarios)
+    data.pop("dataset")
+    data.update(quick=args.quick, generator=described, generator_name=generator, server=" ".join(command),
+                training_server=" ".join(more[1]), memory=memory, targets=rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out, (json.dumps(data, indent=1) + "\n").encode())
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

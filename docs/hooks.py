@@ -6,6 +6,7 @@ A page asks for one with a comment on a line of its own, the path relative to ``
     <!-- inference: results/inference.json -->
     <!-- targets: results/reader/handwriting-test.json -->   (benchmarks/targets.py's files)
     <!-- reliability: results/reliability.json -->   (what the fuzz suite, tests/fuzz, tried)
+    <!-- serve: results/serve_load.json -->   (benchmarks/serve_load.py: the server under load)
 
 and gets the table, with the date, the machine and the command that made it, so no figure is
 retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
@@ -21,7 +22,7 @@ from pathlib import Path
 from cnnlab import bench
 from cnnlab.models import layers
 
-MARKER = re.compile(r"^<!-- (bench|inference|layers|targets|reliability): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (bench|inference|layers|targets|reliability|serve): (\S+) -->$", re.MULTILINE)
 # Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
 SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
 
@@ -120,13 +121,38 @@ def reliability_section(results: dict) -> str:
     return "\n\n".join(lines)
 
 
+def serve_section(results: dict) -> str:
+    """benchmarks/serve_load.py's run: each scenario's throughput, latency and answers, the server's
+    memory around the predict scenarios, and each target met or not."""
+    quick = (" A `--quick` run (small counts, on a busy machine), kept so that this page builds: not a measurement."
+             if results.get("quick") else "")
+    rows = [[r["what"], f"{r['requests']:,}", f"{r['requests_per_second']:,.1f}",
+             f"{100 * r['share_of_healthz']:.1f}%" if "share_of_healthz" in r else "",
+             f"{r['p50_ms']:,.1f}", f"{r['p99_ms']:,.1f}",
+             "; ".join(f"{status}: {count:,}" for status, count in r["status_counts"].items()), f"{r['5xx']:,}"]
+            for r in results["results"]]
+    memory = results["memory"]
+    processes = f"{memory['processes']} process" + ("es" if memory["processes"] != 1 else "")
+    verdicts = {True: "met", False: "**not met**", None: "not checked"}
+    targets = [[row["what"], row["measured"], row["target"], verdicts[row["met"]]] for row in results["targets"]]
+    return "\n\n".join([
+        provenance(results) + f" Load from {results['generator']}; the server `{results['server']}`, and for the "
+        f"Train tab's scenarios `{results['training_server']}`.{quick}",
+        markdown_table(["scenario", "requests", "requests/s", "of /healthz's", "p50 ms", "p99 ms", "answers", "5xx"],
+                       rows),
+        f"The server's resident memory ({processes}): {memory['before_mb']:,.0f} MB before the predict scenarios,"
+        f" {memory['after_mb']:,.0f} MB after their {memory['requests']:,} requests. The load "
+        f"generator used at most {max(r['generator_cpu_percent'] for r in results['results']):,.0f}% of a core.",
+        markdown_table(["target", "measured", "goal", ""], targets)])
+
+
 def render(markdown: str, docs_dir: Path) -> str:
     def section(match: re.Match) -> str:
         if match[1] == "layers":
             return layers_table()
         results = json.loads((docs_dir / match[2]).read_text())
         sections = {"bench": bench_section, "inference": inference_section, "targets": targets_section,
-                    "reliability": reliability_section}
+                    "reliability": reliability_section, "serve": serve_section}
         return sections[match[1]](results)
 
     return MARKER.sub(section, markdown)
