@@ -14,7 +14,7 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 
 import numpy as np
 from PIL import Image
@@ -42,6 +42,10 @@ DETAILED = 3 * MNIST_BOX  # writing this many pixels tall in the reduced photo h
 # without a shadow, and -0.35-0.09 with a shadow's edge through the number (the lit paper voting).
 CLEAR_VOTE = 0.4
 RULE_LENGTH, RULE_ASPECT = 0.4, 8  # a blob this long (x the image width) and this flat is a ruled line
+STRIP_VALUES = 100_000  # a running minimum or maximum works on strips of this many pixels: 400 kB, in cache
+HISTOGRAM_BLOCK = 65_536  # values binned at a time, as np.histogram does: the temporaries stay in cache
+EIGHT_NEIGHBOURS = np.ones((3, 3), bool)
+NEAR_STEPS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 0 < abs(dy) + abs(dx) <= 2]
 
 
 class NoInkError(CnnlabError):
@@ -72,28 +76,59 @@ def ink_image(grey: np.ndarray) -> np.ndarray:
     if smooth.max() - smooth.min() < MIN_CONTRAST:  # not the 1st-99th percentiles: a number can be under 1%
         raise NoInkError("no ink found: the image is blank or has no contrast")
     size = max(3, round(PAPER_SCALE * grey.shape[0]))
-    paper_under_dark_ink = _without_thin_strokes(smooth, size, ndimage.grey_closing)
-    paper_under_light_ink = _without_thin_strokes(smooth, size, ndimage.grey_opening)
+    paper_under_dark_ink = _without_thin_strokes(smooth, size, closing=True)
+    paper_under_light_ink = _without_thin_strokes(smooth, size, closing=False)
     if _ink_is_dark(smooth, paper_under_dark_ink, paper_under_light_ink, size):
         ink = (paper_under_dark_ink - grey) / np.maximum(paper_under_dark_ink, 0.05)
     else:
         ink = grey - paper_under_light_ink
-    ink = np.clip(ink, 0, None)
-    top = np.percentile(ink[ink > _otsu(ink)], 90) if ink.max() > 0 else 0
+    ink = np.maximum(ink, 0, out=ink)  # what np.clip(ink, 0, None) does
+    top = _percentile(ink[ink > _otsu(ink)], 90) if ink.max() > 0 else 0
     if top < MIN_CONTRAST:
         raise NoInkError("no ink found: nothing stands out from the paper")
     return np.clip(ink / top, 0, 1).astype(np.float32)
 
 
-def _without_thin_strokes(image: np.ndarray, size: int, operation: Callable[..., np.ndarray]) -> np.ndarray:
-    """A grey closing or opening of ``size`` x ``size``, of the picture continued by its edge pixels.
+def _without_thin_strokes(image: np.ndarray, size: int, closing: bool) -> np.ndarray:
+    """A grey closing (``closing``) or opening of ``size`` x ``size``, of the picture continued by its edge pixels.
 
-    scipy extends the picture afresh before each of the two steps, and that puts false ink where a
-    shadow's edge meets the border; padding once, by half the size, keeps that edge straight.
+    scipy's grey_closing extends the picture afresh before each of its two steps, and that puts
+    false ink where a shadow's edge meets the border; here the picture is continued once: the
+    first step (a maximum for a closing, a minimum for an opening) is taken over the picture and
+    ``size - 1`` pixels of its continuation around it, the second brings it back to the picture's
+    size. Each is a running extreme along the columns, then along the rows (:func:`_running`),
+    the picture turned between them so that both run down contiguous memory. The windows are
+    scipy's (a dilation of even size reaches a pixel further right and down than an erosion), so
+    the result is that of ``grey_closing(np.pad(image, size // 2 + 1, mode="edge"), size,
+    mode="nearest")`` cut back to the picture, exactly: minima and maxima do no arithmetic.
     """
-    margin = size // 2 + 1
-    padded = np.pad(image, margin, mode="edge")
-    return operation(padded, size=(size, size), mode="nearest")[margin:-margin, margin:-margin]
+    first, second = (np.maximum, np.minimum) if closing else (np.minimum, np.maximum)
+    height, width = image.shape
+    spread = _running(image, size, 1 - size, height + size - 1, first)
+    spread = _running(spread.T, size, 1 - size, width + size - 1, first)
+    back = _running(spread, size, 0, width, second)
+    return _running(back.T, size, 0, height, second)
+
+
+def _running(image: np.ndarray, size: int, start: int, count: int, extreme: np.ufunc) -> np.ndarray:
+    """``extreme`` (np.maximum or np.minimum) of each ``size`` consecutive rows of ``image`` continued
+    by its first and last rows: row ``i`` of the ``count`` returned covers rows ``start + i`` to
+    ``start + i + size - 1``.
+
+    Runs of 2, 4, 8 ... rows are taken from the runs half as long, and two overlapping runs of
+    the largest such length make each window: log2(size) passes over the image, whatever the
+    size. Columns are taken a strip at a time, so that a strip's passes stay in the CPU's cache.
+    """
+    rows = np.clip(np.arange(start, start + count + size - 1), 0, len(image) - 1)
+    result = np.empty((count, image.shape[1]), image.dtype)
+    strip = max(16, STRIP_VALUES // len(rows))
+    for left in range(0, image.shape[1], strip):
+        run, length = image[rows, left : left + strip], 1
+        while 2 * length <= size:
+            run = extreme(run[:-length], run[length:])
+            length *= 2
+        extreme(run[:count], run[size - length : size - length + count], out=result[:, left : left + strip])
+    return result
 
 
 def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_under_light_ink: np.ndarray,
@@ -117,7 +152,7 @@ def _ink_is_dark(smooth: np.ndarray, paper_under_dark_ink: np.ndarray, paper_und
         for left in range(0, smooth.shape[1], size):
             tile = (slice(top, top + size), slice(left, left + size))
             if stands_out[tile].max() >= MIN_CONTRAST:
-                low, median, high = smooth[tile].min(), np.median(smooth[tile]), smooth[tile].max()
+                low, median, high = smooth[tile].min(), _median(smooth[tile]), smooth[tile].max()
                 vote += (median - low) - (high - median)
                 cast += high - low
     if abs(vote) >= CLEAR_VOTE * cast:
@@ -147,8 +182,8 @@ def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     if factor < 1.5 or rows[-1] - rows[0] >= DETAILED:  # little detail was lost to the reduction
         return ink, labels, count
     margin = CROP_MARGIN * max(rows[-1] - rows[0], cols[-1] - cols[0]) + 2
-    top, bottom = (int(np.clip(v * factor, 0, grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
-    left, right = (int(np.clip(v * factor, 0, grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))
+    top, bottom = (int(min(max(v * factor, 0), grey.shape[0])) for v in (rows[0] - margin, rows[-1] + 1 + margin))
+    left, right = (int(min(max(v * factor, 0), grey.shape[1])) for v in (cols[0] - margin, cols[-1] + 1 + margin))
     if max(bottom - top, right - left) > max(grey.shape) / 1.5:
         return ink, labels, count
     ink = ink_image(shrink(grey[top:bottom, left:right]))
@@ -156,14 +191,55 @@ def ink_of_photo(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold: the cut of a 0-1 histogram that best separates two classes."""
-    histogram, edges = np.histogram(values, bins=256, range=(0, max(float(values.max()), 1e-6)))
+    """Otsu's threshold: the cut of a 0-1 histogram that best separates two classes (``values`` >= 0)."""
+    histogram, edges = _histogram(values, max(float(values.max()), 1e-6))
     weight = np.cumsum(histogram)
     mass = np.cumsum(histogram * edges[:-1])
     total, total_mass = weight[-1], mass[-1]
     with np.errstate(divide="ignore", invalid="ignore"):
         between = (total_mass * weight / total - mass) ** 2 / (weight * (total - weight))
     return float(edges[int(np.nanargmax(between[:-1])) + 1]) if total else 0.0  # the upper edge of the cut bin
+
+
+def _histogram(values: np.ndarray, top: float) -> tuple[np.ndarray, np.ndarray]:
+    """``np.histogram(values, bins=256, range=(0, top))`` for float ``values`` in 0-``top``, by its
+    arithmetic (a bin guessed from the value, then settled against the bin edges), without the
+    checks and the copies it makes for values outside the range or weights."""
+    edges = np.linspace(0, top, 257, dtype=values.dtype)
+    counts = np.zeros(256, np.intp)
+    values = values.ravel()
+    for start in range(0, len(values), HISTOGRAM_BLOCK):
+        part = values[start : start + HISTOGRAM_BLOCK]
+        index = (part / np.float64(top) * 256).astype(np.intp)
+        np.minimum(index, 255, out=index)  # a value on the top edge is in the last bin
+        index -= part < edges[index]
+        index += (part >= edges[index + 1]) & (index != 255)
+        counts += np.bincount(index, minlength=256)
+    return counts, edges
+
+
+def _percentile(values: np.ndarray, q: float) -> np.floating:
+    """``np.percentile(values, q)`` of a 1-D float array without NaN, by its arithmetic (linear
+    interpolation between the two nearest ranks, in the array's precision), without its overhead."""
+    if not values.size:
+        return np.percentile(values, q)
+    place = (values.size - 1) * (q / 100)
+    below = min(math.floor(place), values.size - 1)
+    above = min(below + 1, values.size - 1)
+    ranked = np.partition(values, (below, above))
+    low, high = ranked[below], ranked[above]
+    fraction = place - below if place < values.size - 1 else 0.0
+    step = high - low
+    return high - step * (1 - fraction) if fraction >= 0.5 else low + step * fraction
+
+
+def _median(values: np.ndarray) -> np.floating:
+    """``np.median(values)`` of a float array without NaN: the middle value, or the mean of the middle two."""
+    flat, half = values.ravel(), values.size // 2
+    if values.size % 2:
+        return np.partition(flat, half)[half]
+    ranked = np.partition(flat, (half - 1, half))
+    return (ranked[half - 1] + ranked[half]) / 2
 
 
 def ink_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
@@ -176,25 +252,32 @@ def ink_mask(ink: np.ndarray) -> tuple[np.ndarray, int]:
     """
     smooth = ndimage.gaussian_filter(ink, sigma=max(0.6, max(ink.shape) / 400))
     mask = smooth > max(_otsu(smooth), 0.25)
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, count = ndimage.label(mask, structure=EIGHT_NEIGHBOURS)
     boxes = ndimage.find_objects(labels, max_label=count)
-    rules = [i + 1 for i, (rows, cols) in enumerate(boxes) if cols.stop - cols.start >= RULE_LENGTH * ink.shape[1]
-             and cols.stop - cols.start >= RULE_ASPECT * (rows.stop - rows.start)]
-    labels[np.isin(labels, rules)] = 0
-    if not labels.any():
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    for i, (rows, cols) in enumerate(boxes):
+        if cols.stop - cols.start >= RULE_LENGTH * ink.shape[1] and \
+                cols.stop - cols.start >= RULE_ASPECT * (rows.stop - rows.start):
+            areas[i] = 0  # a ruled line
+    if not areas.any():
         raise NoInkError("no ink found: nothing stands out from the paper")
-    areas = np.bincount(labels.ravel())[1:]
-    keep = np.flatnonzero(areas >= SPECK_FRACTION * areas.max()) + 1
-    labels = np.where(np.isin(labels, keep), labels, 0)
-    relabelled, count = ndimage.label(labels > 0, structure=np.ones((3, 3)))
-    return relabelled, count
+    keep = areas >= SPECK_FRACTION * areas.max()
+    if keep.all():
+        return labels, count
+    # label() numbers blobs in the order their first pixels come, row by row: dropping some
+    # leaves the others in that order, so the kept are numbered by their rank.
+    renumber = np.zeros(count + 1, labels.dtype)
+    renumber[1:][keep] = np.arange(1, int(keep.sum()) + 1)
+    return renumber[labels], int(keep.sum())
 
 
 def stroke_width(mask: np.ndarray) -> float:
     """Estimated pen width in pixels: 4 x the mean distance from an ink pixel to the paper."""
     if not mask.any():
         return 0.0
-    return float(4 * ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1][mask].mean())
+    framed = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), bool)
+    framed[1:-1, 1:-1] = mask
+    return float(4 * ndimage.distance_transform_edt(framed)[1:-1, 1:-1][mask].mean())
 
 
 def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -207,7 +290,7 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    near = ndimage.binary_dilation(mask[box], iterations=2)  # keep the strokes' soft edges
+    near = _near(mask[box])  # keep the strokes' soft edges
     digit = ink[box] * near
     scale = MNIST_BOX / max(digit.shape)
     small = _fit_box(digit, scale)
@@ -221,8 +304,20 @@ def to_mnist(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
     # Blur leaves a small digit's strokes grey; MNIST's cores are saturated, so stretch them to white.
     core = small[small > 0.2]
     if core.size:
-        small = np.clip(small / max(np.percentile(core, 90), 0.2), 0, 1)
+        small = np.clip(small / max(_percentile(core, 90), 0.2), 0, 1)
     return _centre_by_mass(small)
+
+
+def _near(mask: np.ndarray) -> np.ndarray:
+    """``mask`` grown by 2 pixels, 4-connected: ``ndimage.binary_dilation(mask, iterations=2)``, as the
+    pixels at most 2 steps up, down, left and right (together) from one set."""
+    height, width = mask.shape
+    framed = np.zeros((height + 4, width + 4), bool)
+    framed[2:-2, 2:-2] = mask
+    near = mask.copy()
+    for dy, dx in NEAR_STEPS:
+        near |= framed[2 + dy : 2 + dy + height, 2 + dx : 2 + dx + width]
+    return near
 
 
 def _fit_box(digit: np.ndarray, scale: float) -> np.ndarray:
@@ -237,9 +332,14 @@ def _centre_by_mass(small: np.ndarray) -> np.ndarray:
     """Place ``small`` (at most 20x20, 0-1) in a black 28x28 with its centre of mass at pixel (14, 14)."""
     frame = np.zeros((MNIST_SIDE, MNIST_SIDE), dtype=np.float32)
     height, width = small.shape
-    centre_y, centre_x = ndimage.center_of_mass(small) if small.sum() > 0 else (height / 2, width / 2)
-    top = int(np.clip(round(MNIST_SIDE / 2 - centre_y), 0, MNIST_SIDE - height))
-    left = int(np.clip(round(MNIST_SIDE / 2 - centre_x), 0, MNIST_SIDE - width))
+    mass = small.sum()
+    if mass > 0:  # as ndimage.center_of_mass computes it
+        centre_y = (small * np.arange(height, dtype=float)[:, None]).sum() / mass
+        centre_x = (small * np.arange(width, dtype=float)[None, :]).sum() / mass
+    else:
+        centre_y, centre_x = height / 2, width / 2
+    top = min(max(round(MNIST_SIDE / 2 - centre_y), 0), MNIST_SIDE - height)
+    left = min(max(round(MNIST_SIDE / 2 - centre_x), 0), MNIST_SIDE - width)
     frame[top : top + height, left : left + width] = small
     return np.round(frame * 255).astype(np.uint8)
 
