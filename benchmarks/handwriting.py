@@ -32,9 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.targets import Targets
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.models.files import load_model
-from cnnlab.predict import photo_probabilities, preprocess_source
-from cnnlab.reader import READER
+from cnnlab.using.predictor import Predictor
+from cnnlab.using.reader import READER
 from tests.photolike import (
     number_in_marker,
     number_on_a_page,
@@ -54,16 +53,16 @@ class Reader:
     """Reads photos as ``cnnlab read`` does, and counts what it got right."""
 
     def __init__(self, model_path: str | Path) -> None:
-        self.model, self.info = load_model(model_path)
+        self.predictor = Predictor.load(model_path)
 
     def digits(self, photo: bytes) -> list[str]:
         """The labels read from ``photo`` (one for a digit, several for a number); [] for no answer."""
         try:
-            images = preprocess_source(photo, self.info, number=None, model=self.model)
+            prepared = self.predictor.prepare(photo, number=None)
         except CnnlabError:
             return []
-        _, probabilities = photo_probabilities(self.model, self.info, images)
-        return [self.info.class_names[i] for i in probabilities.argmax(1).tolist()]
+        answer = self.predictor.answer([prepared])[0]
+        return [d["label"] for d in answer.digits] if answer.digits else [answer.label]
 
     def share_right(self, photos: list[bytes], truths: list[list[int]]) -> tuple[float, int]:
         """(share read whole, how many came out with the wrong count of digits)."""

@@ -27,11 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.targets import Targets
-from cnnlab.handwriting import number as number_module
 from cnnlab.handwriting.digit import ink_of_photo, read_grey
-from cnnlab.models.files import load_model
-from cnnlab.predict import photo_probabilities, preprocess_source
-from cnnlab.reader import READER, read
+from cnnlab.using.predictor import Predictor
+from cnnlab.using.reader import READER, read
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGIT, NUMBER = ROOT / "docs/examples/digit0.jpg", ROOT / "docs/examples/number.jpg"
@@ -41,7 +39,7 @@ import json, sys, time
 started = time.perf_counter()
 import cnnlab.cli
 parsed = time.perf_counter()
-from cnnlab.reader import load_reader, read
+from cnnlab.using.reader import load_reader, read
 imported = time.perf_counter()
 load_reader()
 loaded = time.perf_counter()
@@ -66,26 +64,22 @@ def median_ms(work: Callable[[], object], repeats: int) -> float:
 
 def parts_ms(path: Path, repeats: int) -> dict[str, float]:
     """Where one read of ``path`` spends its time, each part measured on its own."""
-    model, info = load_model(READER)
+    predictor = Predictor.load(READER)
     grey = read_grey(path)
-    images = preprocess_source(path, info, number=None, model=model)
+    prepared = predictor.prepare(path, number=None)
     network_calls = []
-    original = number_module.one_digit_log_prob
 
-    def counted(images, network=None):
+    def counted(images):
         network_calls.append(len(images))
-        return original(images, network)
+        return predictor.top_probability(images)
 
-    number_module.one_digit_log_prob = counted
-    preprocess_source(path, info, number=None, model=model)
-    number_module.one_digit_log_prob = original
+    predictor.prepare(path, number=None, ask=counted)
     return {
         "decode": median_ms(lambda: read_grey(path), repeats),
         "find the ink": median_ms(lambda: ink_of_photo(grey), repeats),
-        "find the ink, cut it, judge the pieces": median_ms(
-            lambda: preprocess_source(path, info, number=None, model=model), repeats),
+        "find the ink, cut it, judge the pieces": median_ms(lambda: predictor.prepare(path, number=None), repeats),
         "the network on the digits (5 shifts each), weighed by the sequence reader": median_ms(
-            lambda: photo_probabilities(model, info, images), repeats),
+            lambda: predictor.answer([prepared]), repeats),
         "pieces judged": sum(network_calls),
     }
 

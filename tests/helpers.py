@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.predict import png_bytes
 from cnnlab.training.checkpoint import CHECKPOINT_FILE
+from cnnlab.using.predict import png_bytes
 
 
 def png_claiming(width: int, height: int) -> bytes:

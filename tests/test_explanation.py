@@ -11,9 +11,9 @@ from PIL import Image
 
 from cnnlab import train
 from cnnlab.cli import app
-from cnnlab.explanation import explain
 from cnnlab.models.attribution import METHODS
-from cnnlab.predict import predict_files
+from cnnlab.using.explanation import explain
+from cnnlab.using.predict import predict_files
 from tests.helpers import assert_one_line_error, run_cli
 
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
@@ -111,6 +111,6 @@ def test_the_command_is_registered():
 
 def test_cnnlab_explain_is_the_function_even_after_its_module_is_imported():
     import cnnlab
-    import cnnlab.explanation  # a submodule named explain would replace the function on the package
+    import cnnlab.using.explanation  # a submodule named explain would replace the function on the package
 
-    assert cnnlab.explain is cnnlab.explanation.explain
+    assert cnnlab.explain is cnnlab.using.explanation.explain

@@ -1,4 +1,4 @@
-"""ONNX export (cnnlab.export): every registered model, onnxruntime against torch on MNIST test images."""
+"""ONNX export (cnnlab.using.export): every registered model, onnxruntime against torch on MNIST test images."""
 
 import importlib.util
 import subprocess
@@ -10,11 +10,11 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.export import export_onnx
 from cnnlab.models.files import ModelInfo, load_model, save_model
 from cnnlab.models.inference import predict_logits, to_input
 from cnnlab.models.registry import MODELS, build_model
-from cnnlab.predict import predict_files
+from cnnlab.using.export import export_onnx
+from cnnlab.using.predict import predict_files
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -81,7 +81,7 @@ def test_export_errors_are_one_line(tmp_path, monkeypatch, capsys):
 def test_a_colour_model_exports_taking_three_channels(colour_run, tmp_path):
     import onnx
 
-    from cnnlab.export import export_onnx
+    from cnnlab.using.export import export_onnx
 
     target = export_onnx(colour_run, tmp_path / "deploy")
     dims = onnx.load(str(target)).graph.input[0].type.tensor_type.shape.dim

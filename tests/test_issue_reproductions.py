@@ -22,10 +22,10 @@ from safetensors.torch import load_file, save_file
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import MODEL_FILE, ModelInfo, load_model, save_model
 from cnnlab.models.registry import build_model
-from cnnlab.predict import png_bytes, predict_files
-from cnnlab.reader import READER
 from cnnlab.serving.serve import ServeSettings, create_app
 from cnnlab.training.checkpoint import load_checkpoint
+from cnnlab.using.predict import png_bytes, predict_files
+from cnnlab.using.reader import READER
 from tests.helpers import assert_one_line_error, run_cli
 
 TOKEN = "a-test-token-of-the-owner-0123456789"
@@ -44,6 +44,7 @@ def served_run(tmp_path) -> Path:
 
 
 def client_of(run: Path, runs: Path, **settings) -> TestClient:
+    settings.setdefault("workers", 1)  # the Train tab needs one process to own it
     return TestClient(create_app(run, ServeSettings(token=TOKEN, runs=runs, **settings)), base_url=LOCAL)
 
 

@@ -13,10 +13,10 @@ STAGES = [
     ("cnnlab.errors", "cnnlab.files"),
     ("cnnlab.data",),
     ("cnnlab.models",),
+    ("cnnlab.handwriting",),  # reads photos; never trains, never asks a model itself (cnnlab.handwriting.asking)
     ("cnnlab.reporting",),
-    ("cnnlab.training",),
-    ("cnnlab.handwriting",),
-    ("cnnlab.predict", "cnnlab.reader", "cnnlab.explanation", "cnnlab.export", "cnnlab.reproduce"),
+    ("cnnlab.training",),  # its train_reader and train_sequence train handwriting's networks again
+    ("cnnlab.using", "cnnlab.reproduce"),
     ("cnnlab.serving", "cnnlab.bench"),
     ("cnnlab.cli_help", "cnnlab.cli_app", "cnnlab.cli_study", "cnnlab.cli", "cnnlab.__main__", "cnnlab"),
 ]

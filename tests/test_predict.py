@@ -6,12 +6,12 @@ import torch
 from PIL import Image
 
 from cnnlab.errors import CnnlabError
-from cnnlab.handwriting.number import Digits
+from cnnlab.handwriting.number import Reading
 from cnnlab.models.files import load_model
 from cnnlab.models.inference import predict_logits, shift_images, to_input
-from cnnlab.predict import expand_inputs, predict_files, settled
-from cnnlab.reader import READER
 from cnnlab.training.loop import train
+from cnnlab.using.predict import expand_inputs, predict_files
+from cnnlab.using.reader import READER
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_a_plain_photo_is_inverted_only_for_light_on_dark_built_in_kinds(tmp_pat
     from PIL import Image
 
     from cnnlab.models.files import ModelInfo
-    from cnnlab.predict import plain_image
+    from cnnlab.using.predictor import plain_image
 
     pixels = np.full((40, 40), 230, dtype=np.uint8)
     pixels[10:30, 10:30] = 20  # a dark garment on a light table
@@ -130,28 +130,27 @@ def _steps(labels: list[int], sure: float = 0.97) -> torch.Tensor:
 
 
 def test_the_sequence_reader_settles_a_numbers_count_and_weighs_its_digits():
-    info = load_model(READER)[1]
     images = [np.full((28, 28), k, np.uint8) for k in range(3)]
-    probabilities = torch.full((2, 10), 0.01)
+    probabilities = np.full((2, 10), 0.01, np.float32)
     probabilities[0, 4], probabilities[1, 1], probabilities[1, 7] = 0.91, 0.50, 0.42
     b = 10
-    same_count = Digits(images[:2], [_steps([b, 4, b, 7, 7, b])])  # it reads 4 7: the 1 weighed to a 7
-    kept, weighed = settled(probabilities, same_count, info)
-    assert kept is same_count and weighed.argmax(1).tolist() == [4, 7]
-    recut = Digits(images[:2], [_steps([b, 4, b, 7, b, 1, b])], recut=images)  # it reads 4 7 1, far likelier
-    answered, read = settled(probabilities, recut, info)
-    assert answered is images and read.argmax(1).tolist() == [4, 7, 1] and torch.allclose(read.sum(1), torch.ones(3))
-    doubtful = Digits(images[:2], [_steps([b, 4, b, 7, b, 1, b], sure=0.4)], recut=images)  # not surer by RECOUNT
-    assert settled(probabilities, doubtful, info)[0] is doubtful
-    one = Digits(images[:1], [_steps([b, 3, b])])  # a single digit is left as the network read it
-    assert torch.equal(settled(probabilities[:1], one, info)[1], probabilities[:1])
+    same_count = Reading(images[:2], [_steps([b, 4, b, 7, 7, b])])  # it reads 4 7: the 1 weighed to a 7
+    kept, weighed = same_count.settled(probabilities)
+    assert kept is same_count.digits and weighed.argmax(1).tolist() == [4, 7]
+    recut = Reading(images[:2], [_steps([b, 4, b, 7, b, 1, b])], recut=images)  # it reads 4 7 1, far likelier
+    answered, read = recut.settled(probabilities)
+    assert answered is images and read.argmax(1).tolist() == [4, 7, 1] and np.allclose(read.sum(1), 1)
+    doubtful = Reading(images[:2], [_steps([b, 4, b, 7, b, 1, b], sure=0.4)], recut=images)  # not surer by RECOUNT
+    assert doubtful.settled(probabilities)[0] is doubtful.digits
+    one = Reading(images[:1], [_steps([b, 3, b])])  # a single digit is left as the network read it
+    assert np.array_equal(one.settled(probabilities[:1])[1], probabilities[:1])
     # one digit cut out, where the strip reads two far more surely (by over RECOUNT_ONE): its reading
-    as_one = Digits(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.999)], recut=images[1:])
-    assert settled(probabilities[:1], as_one, info)[1].argmax(1).tolist() == [6, 9]
-    unsure = Digits(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.9)], recut=images[1:])  # surer, not by enough
-    assert settled(probabilities[:1], unsure, info)[0] is unsure
-    plain = images[:2]  # not a photo read by cnnlab.handwriting: nothing to check
-    assert settled(probabilities, plain, info) == (plain, probabilities)
+    as_one = Reading(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.999)], recut=images[1:])
+    assert as_one.settled(probabilities[:1])[1].argmax(1).tolist() == [6, 9]
+    unsure = Reading(images[:1], [_steps([b, 6, b, b, 9, b], sure=0.9)], recut=images[1:])  # surer, not by enough
+    assert unsure.settled(probabilities[:1])[0] is unsure.digits
+    plain = Reading(images[:2])  # not a photo read whole by the sequence reader: nothing to check
+    assert plain.settled(probabilities) == (plain.digits, probabilities)
 
 
 def test_a_16_bit_or_float_scan_of_a_digit_is_read_as_its_8_bit_scan(tmp_path, mnist):

@@ -11,15 +11,14 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from safetensors import safe_open
 
 import cnnlab
 from cnnlab.handwriting.sequence import WEIGHTS, weighed_by_reading
 from cnnlab.models.files import read_model_info
-from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source
-from cnnlab.reader import READER, load_reader, read
+from cnnlab.using.predictor import Predictor
+from cnnlab.using.reader import READER, load_reader, read
 from tests.helpers import assert_one_line_error, png_claiming, run_cli
 from tests.photolike import compose_number, render_photo
 
@@ -79,28 +78,31 @@ def test_a_folder_is_answered_file_by_file_and_bad_files_get_a_reason(tmp_path, 
 
 
 def test_a_numbers_digits_are_weighed_by_the_sequence_reader():
-    model, info = load_reader()
-    digits = preprocess_source(f"{EXAMPLES}/number.jpg", info, number=None, model=model)
-    assert len(digits) == 4 and len(digits.views) == 4 and all(v.ndim == 2 and v.shape[1] == 11 for v in digits.views)
-    plain = class_probabilities(model, info, torch.from_numpy(np.stack(digits)), tta=True)
-    images, weighed = photo_probabilities(model, info, digits)
-    assert images is digits and digits.recut is None  # the sequence reader counts four digits too
-    assert torch.allclose(weighed, torch.from_numpy(weighed_by_reading(plain.numpy(), digits.views)))
-    assert not torch.allclose(weighed, plain, atol=1e-3)
+    predictor = load_reader()
+    prepared = predictor.prepare(f"{EXAMPLES}/number.jpg", number=None)
+    reading = prepared.reading
+    assert len(reading.digits) == 4 and len(reading.views) == 4
+    assert all(v.ndim == 2 and v.shape[1] == 11 for v in reading.views)
+    plain = predictor.probabilities(np.stack(reading.digits)).numpy()
+    images, weighed = reading.settled(plain)
+    assert images is reading.digits and reading.recut is None  # the sequence reader counts four digits too
+    assert np.allclose(weighed, weighed_by_reading(plain, reading.views))
+    assert not np.allclose(weighed, plain, atol=1e-3)
     answer = read(f"{EXAMPLES}/number.jpg")[0]  # the command answers with the weighed probabilities
-    assert [d["confidence"] for d in answer.digits] == pytest.approx(weighed.max(1).values.tolist(), abs=1e-5)
-    letters = dataclasses.replace(info, class_names=list("abcdefghij"))  # not digits: nothing to weigh by
-    assert torch.equal(photo_probabilities(model, letters, digits)[1], plain)
+    assert [d["confidence"] for d in answer.digits] == pytest.approx(weighed.max(1).tolist(), abs=1e-5)
+    letters = Predictor(predictor.model, dataclasses.replace(predictor.info, class_names=list("abcdefghij")))
+    as_letters = letters.answer([prepared])[0]  # not digits: nothing to weigh by
+    assert [d["confidence"] for d in as_letters.digits] == pytest.approx(plain.max(1).tolist(), abs=1e-6)
 
 
 def test_loading_the_reader_does_not_import_sympy():
     """torch's meta-tensor route to an empty network imports sympy: 0.7 s of a 3 s command."""
-    code = "import sys; from cnnlab.reader import load_reader; load_reader(); print('sympy' in sys.modules)"
+    code = "import sys; from cnnlab.using.reader import load_reader; load_reader(); print('sympy' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
 def test_read_in_python_matches_the_command():
-    importlib.import_module("cnnlab.reader")  # not called read: importing it would replace the function on cnnlab
+    importlib.import_module("cnnlab.using.reader")  # not called read: importing it would replace the function on cnnlab
     assert cnnlab.read is read
     number, digit = cnnlab.read([f"{EXAMPLES}/number.jpg", f"{EXAMPLES}/digit0.jpg"])
     assert number.number == "4794" and len(number.digits) == 4 and digit.label == "7" and digit.number is None

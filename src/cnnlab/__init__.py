@@ -12,6 +12,8 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
         print(p.label, p.confidence)
     print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
     why = cnnlab.explain("runs/mine", ["my_digit.jpg"])[0]    # heatmaps, layers, and a PNG
+    model = cnnlab.Predictor.load("runs/mine")               # a loaded model that answers
+    print(model.predict("my_digit.jpg").label)
 """
 
 from cnnlab.data import DATASETS, Dataset, describe, load_dataset
@@ -31,14 +33,16 @@ from cnnlab.reproduce import reproduce_article
 from cnnlab.training import TrainConfig, TrainResult, train
 
 _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessing needs scipy, 0.3 s
-    "predict_files": ("cnnlab.predict", "predict_files"), "predict_images": ("cnnlab.predict", "predict_images"),
+    "predict_files": ("cnnlab.using.predict", "predict_files"),
+    "predict_images": ("cnnlab.using.predict", "predict_images"),
+    "Predictor": ("cnnlab.using.predictor", "Predictor"), "Prediction": ("cnnlab.using.prediction", "Prediction"),
     "digit_to_mnist": ("cnnlab.handwriting.digit", "digit_to_mnist"),
     "number_to_mnist": ("cnnlab.handwriting.number", "number_to_mnist"),
     "summary": ("cnnlab.models.summary", "summary"), "lr_find": ("cnnlab.training.lr_find", "lr_find"),
     "compare": ("cnnlab.reporting.compare", "compare_runs"),
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
-    "explain": ("cnnlab.explanation", "explain"), "read": ("cnnlab.reader", "read"),
+    "explain": ("cnnlab.using.explanation", "explain"), "read": ("cnnlab.using.reader", "read"),
 }
 
 
@@ -58,6 +62,8 @@ __all__ = [
     "CnnlabError",
     "Dataset",
     "ModelInfo",
+    "Prediction",
+    "Predictor",
     "TrainConfig",
     "TrainResult",
     "build",

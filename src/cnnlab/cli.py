@@ -146,7 +146,7 @@ def predict_command(
     tta: Annotated[bool, typer.Option(help="Average each answer over 5 one-pixel shifts of the image")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.predict import predict_files
+    from cnnlab.using.predict import predict_files
 
     check_answer_options(top, min_confidence)
     results = predict_files(model, list(paths), top, number, min_confidence, save_preprocessed, tta=tta)
@@ -166,7 +166,7 @@ def read_command(
     top: Annotated[int, typer.Option(help="How many candidate labels to list")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.reader import read
+    from cnnlab.using.reader import read
 
     require(not (digit and number), "--digit and --number exclude each other: give one, or neither to let the "
             "reader decide")
@@ -195,7 +195,7 @@ def explain_command(
     out: Annotated[Path, typer.Option(help="Folder for one PNG per image")] = Path("explanations"),
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.explanation import explain
+    from cnnlab.using.explanation import explain
 
     methods = [name for given in method for name in given.split(",") if name.strip()]
     results = explain(model, list(paths), methods, target, out)
@@ -231,7 +231,7 @@ def export_command(
     file_format: Annotated[str, typer.Option("--format", help="Only onnx so far")] = "onnx",
     out: Annotated[Optional[Path], typer.Option(help="Folder for model.onnx and model.json [default: the run]")] = None,
 ) -> None:
-    from cnnlab.export import FORMATS, export_onnx
+    from cnnlab.using.export import FORMATS, export_onnx
 
     require(file_format in FORMATS, f"--format must be one of {', '.join(FORMATS)}, got '{file_format}'")
     from cnnlab.models.files import MODEL_META, read_model_info
@@ -258,12 +258,26 @@ def serve_command(
         "A name the server may be reached by besides localhost and --host (repeatable)"))] = None,
     header_timeout: Annotated[float, typer.Option(help="Seconds a request's headers may take to arrive")] = 10.0,
     body_timeout: Annotated[float, typer.Option(help="Seconds a request's body may take to arrive")] = 60.0,
+    workers: Annotated[Optional[int], typer.Option(help=(
+        "Processes answering requests, each with its own model; the Train tab needs 1 [default: one per core]"))
+    ] = None,
+    max_batch: Annotated[int, typer.Option(help="Most images answered in one forward pass")] = 64,
+    batch_wait_ms: Annotated[float, typer.Option(help=(
+        "Milliseconds the first request waits for others to share its forward pass"))] = 2.0,
+    max_queue: Annotated[int, typer.Option(help=(
+        "Requests one worker holds at once; more get 503 with Retry-After"))] = 128,
+    access_log: Annotated[Optional[str], typer.Option(help="One line per request on stderr: text or json")] = None,
+    drain_seconds: Annotated[float, typer.Option(help="At shutdown, seconds the requests under way may take")
+                             ] = 10.0,
 ) -> None:
-    from cnnlab.reader import READER
     from cnnlab.serving.serve import ServeSettings, serve
+    from cnnlab.using.reader import READER
 
-    serve(model or READER, ServeSettings(host, port, max_upload_mb, runs, token, train, tuple(allowed_host or ()),
-                                         header_timeout, body_timeout))
+    serve(model or READER, ServeSettings(
+        host=host, port=port, max_upload_mb=max_upload_mb, runs=runs, token=token, train=train,
+        allowed_hosts=tuple(allowed_host or ()), header_seconds=header_timeout, body_seconds=body_timeout,
+        workers=workers, max_batch=max_batch, batch_wait_ms=batch_wait_ms, max_queue=max_queue,
+        access_log=access_log, drain_seconds=drain_seconds))
 
 
 @command("show")

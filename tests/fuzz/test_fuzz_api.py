@@ -27,11 +27,11 @@ FORMATS = {"PNG": ["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "I"], "JPEG": ["L
 def client(tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from cnnlab.reader import READER
     from cnnlab.serving.serve import ServeSettings, create_app
+    from cnnlab.using.reader import READER
 
     runs = tmp_path_factory.mktemp("fuzz-runs")
-    app = create_app(READER, ServeSettings(token=TOKEN, runs=runs, max_upload_mb=1))
+    app = create_app(READER, ServeSettings(token=TOKEN, runs=runs, max_upload_mb=1, workers=1))
     with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as test_client:
         yield test_client
         stop_training(test_client)

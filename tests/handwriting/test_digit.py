@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from cnnlab.errors import CnnlabError
 from cnnlab.handwriting import number
+from cnnlab.handwriting.asking import answered
 from cnnlab.handwriting.digit import (
     MNIST_STROKE_RANGE,
     NoInkError,
@@ -173,13 +174,32 @@ def test_reading_digit_or_number_lets_the_classifier_keep_narrow_marks_whole(mon
     # (segment.digit_masks' sureness); --number cuts as the judge likes (it cost the one-epoch
     # model touching 1s).
     asked = []
-    real = number.digit_masks
-    monkeypatch.setattr(number, "digit_masks", lambda *args: asked.append(args[3] is not None) or real(*args))
+    real = number.masks_of_marks
+    monkeypatch.setattr(number, "masks_of_marks", lambda *args: asked.append(args[3] is not None) or real(*args))
     grey = written_number([(20, 30, 70, 90), (120, 30, 170, 90), (280, 30, 330, 90)])
     sure = lambda images: np.full(len(images), 0.9)  # noqa: E731
-    assert len(number.digit_or_number_to_mnist(grey, sure)) == 3
-    assert len(number_to_mnist(grey, sure)) == 3
+    assert len(answered(number.read_digit_or_number(grey), sure).digits) == 3
+    assert len(answered(number.read_number(grey), sure).digits) == 3
     assert asked == [True, False]
+
+
+def test_a_reading_asks_its_questions_and_asks_nothing_without_a_classifier():
+    grey = written_number([(20, 30, 70, 90), (120, 30, 170, 90), (166, 30, 216, 90)])
+    question = next(number.read_number(grey))  # nothing is called: the pieces come to the caller
+    assert question.dtype == np.uint8 and question.ndim == 3 and question.shape[1:] == (28, 28)
+    questions = []
+
+    def count(images):
+        questions.append(len(images))
+        return np.full(len(images), 0.9)
+
+    reading = answered(number.read_number(grey), count)
+    assert questions and all(n > 0 for n in questions) and len(reading.digits) >= 2
+    assert len(reading.views) == 4  # the sequence reader's views go with the digits
+    assert [d.tolist() for d in number.number_to_mnist(grey)] == [
+        d.tolist() for d in answered(number.read_number(grey, ask=False), None).digits]
+    with pytest.raises(ValueError, match="asks a classifier"):
+        answered(number.read_number(grey), None)
 
 
 def test_too_many_marks_is_not_a_number():

@@ -2,11 +2,10 @@
 
 import numpy as np
 import pytest
-import torch
 
 from cnnlab.handwriting.digit import digit_to_mnist, read_grey
-from cnnlab.predict import class_probabilities, preprocess_source
 from cnnlab.training.loop import train
+from cnnlab.using.predictor import Predictor
 from tests.photolike import (
     number_on_a_page,
     number_written_differently,
@@ -23,28 +22,26 @@ def default_model(mnist):
     # The default settings (the fast preset) on two threads, whatever the machine's load: the
     # thread count, which cnnlab otherwise picks by load, changes the float sums and so the model.
     run = train(dataset=mnist, seed=0, progress=False, threads=2)
-    return run.model, run.info
+    return Predictor(run.model, run.info)
 
 
-def labels_of(model, info, images: list[np.ndarray]) -> np.ndarray:
+def labels_of(predictor: Predictor, images: list[np.ndarray]) -> np.ndarray:
     """The labels ``cnnlab predict`` gives (with its default test-time augmentation)."""
-    return class_probabilities(model, info, torch.from_numpy(np.stack(images)), tta=True).argmax(1).numpy()
+    return predictor.probabilities(np.stack(images)).argmax(1).numpy()
 
 
 def test_single_photographed_digits(default_model, mnist):
-    model, info = default_model
     rng = np.random.default_rng(2024)
     picks = rng.choice(len(mnist.test_images), 500, replace=False)
     images = [digit_to_mnist(read_grey(render_photo(mnist.test_images[i].numpy(), rng))) for i in picks]
-    accuracy = (labels_of(model, info, images) == mnist.test_labels[picks].numpy()).mean()
+    accuracy = (labels_of(default_model, images) == mnist.test_labels[picks].numpy()).mean()
     assert accuracy >= 0.985, accuracy
 
 
 def numbers_read_whole(default_model, mnist, seed: int, **photo) -> int:
     """Of 100 photographed numbers, how many ``cnnlab predict --number`` reads whole."""
-    model, info = default_model
-    right, _ = read_numbers(lambda photo: preprocess_source(photo, info, number=True, model=model),
-                            lambda digits: labels_of(model, info, digits), mnist.test_images.numpy(),
+    right, _ = read_numbers(lambda photo: default_model.prepare(photo, number=True).images,
+                            lambda digits: labels_of(default_model, digits), mnist.test_images.numpy(),
                             mnist.test_labels.numpy(), 100, np.random.default_rng(seed), **photo)
     return right
 
@@ -72,8 +69,7 @@ def test_numbers_on_a_photographed_page(default_model, mnist):
 
 
 def test_a_second_handwriting_source(default_model):
-    model, info = default_model
     photos, truth = uci_digits_as_photos(500, np.random.default_rng(8))
     images = [digit_to_mnist(read_grey(photo)) for photo in photos]
-    accuracy = (labels_of(model, info, images) == truth).mean()
+    accuracy = (labels_of(default_model, images) == truth).mean()
     assert accuracy >= 0.90, accuracy  # 8x8 originals blown up: far coarser than MNIST, so a lower bar

@@ -18,7 +18,7 @@ from cnnlab.handwriting.sequence import (
     to_strip,
     weighed_by_reading,
 )
-from cnnlab.handwriting.train_sequence import compose, make_strips, train_sequence_reader, warped
+from cnnlab.training.train_sequence import compose, make_strips, train_sequence_reader, warped
 
 
 def steps(labels: list[int], sure: float = 0.97) -> torch.Tensor:

@@ -16,6 +16,7 @@ LOCAL = "http://127.0.0.1:8000"  # the TestClient's own default, http://testserv
 
 def local_client(run, **settings) -> TestClient:
     """A TestClient for ``create_app(run)`` with the test token and any other ``ServeSettings``."""
+    settings.setdefault("workers", 1)  # the Train tab needs one process to own it
     return TestClient(create_app(run, ServeSettings(token=TOKEN, **settings)), base_url=LOCAL)
 
 

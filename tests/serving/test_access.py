@@ -11,9 +11,9 @@ import uvicorn
 from starlette.routing import Mount
 
 from cnnlab.cli import main
-from cnnlab.predict import png_bytes
 from cnnlab.serving.access import OPEN_POSTS, SAFE_METHODS
 from cnnlab.serving.serve import create_app
+from cnnlab.using.predict import png_bytes
 from tests.helpers import free_port
 from tests.serving.conftest import OWNER, TOKEN, local_client
 
@@ -228,13 +228,13 @@ def served(monkeypatch):
 
 def test_serve_prints_the_url_with_a_new_token_and_warns_only_when_exposed(mnist_run, served, capsys):
     port = free_port()
-    assert main(["serve", str(mnist_run), "--port", str(port)]) == 0
+    assert main(["serve", str(mnist_run), "--port", str(port), "--workers", "1"]) == 0
     out, err = capsys.readouterr()
     token = served[0][0].state.token
     assert out == (f"Serving {mnist_run} at http://127.0.0.1:{port}/?token={token}  (API docs at /docs; Ctrl-C to "
                    "stop)\n")
     assert err == ""
-    assert main(["serve", str(mnist_run), "--host", "0.0.0.0", "--port", str(port)]) == 0
+    assert main(["serve", str(mnist_run), "--host", "0.0.0.0", "--port", str(port), "--workers", "1"]) == 0
     out, err = capsys.readouterr()
     assert served[1][0].state.token != token and f"?token={served[1][0].state.token}" in out
     assert err == ("warning: listening on 0.0.0.0, reachable from the network: predictions are open to anyone who "
@@ -243,9 +243,9 @@ def test_serve_prints_the_url_with_a_new_token_and_warns_only_when_exposed(mnist
 
 def test_a_token_given_by_option_or_environment_is_used_and_not_printed(mnist_run, served, capsys, monkeypatch):
     port = free_port()
-    assert main(["serve", str(mnist_run), "--port", str(port), "--token", TOKEN]) == 0
+    assert main(["serve", str(mnist_run), "--port", str(port), "--token", TOKEN, "--workers", "1"]) == 0
     monkeypatch.setenv("CNNLAB_TOKEN", "another-token-from-the-environment")
-    assert main(["serve", str(mnist_run), "--port", str(port)]) == 0
+    assert main(["serve", str(mnist_run), "--port", str(port), "--workers", "1"]) == 0
     assert [app.state.token for app, _ in served] == [TOKEN, "another-token-from-the-environment"]
     out = capsys.readouterr().out
     assert TOKEN not in out and "?token=...  (the token of --token or $CNNLAB_TOKEN; API docs" in out

@@ -34,6 +34,7 @@ def server(mnist_run):
     """`cnnlab serve` with short deadlines; yields (host, port, process)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(mnist_run), "--port", str(port),
+                                "--workers", "1",
                                 "--no-train", "--header-timeout", str(SECONDS), "--body-timeout", str(SECONDS),
                                 "--max-upload-mb", str(UPLOAD_MB)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -98,6 +99,7 @@ def test_bodies_that_trickle_in_do_not_keep_others_waiting(mnist_run):
     meanwhile is answered at once (their bytes are all they hold; nothing waits on them)."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(mnist_run), "--port", str(port),
+                                "--workers", "1",
                                 "--no-train", "--body-timeout", "300", "--max-upload-mb", str(UPLOAD_MB)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     trickling = []

@@ -12,8 +12,8 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
-from cnnlab.predict import png_bytes, predict_files
 from cnnlab.serving.serve import check_port_free
+from cnnlab.using.predict import png_bytes, predict_files
 from tests.helpers import png_claiming
 from tests.photolike import compose_number, render_photo
 from tests.serving.conftest import LOCAL, local_client
@@ -83,6 +83,7 @@ def test_multipart_upload_answers_as_cnnlab_predict_does(client, mnist_run, digi
     assert answer["label"] == same.label == "7" and answer["confidence"] == pytest.approx(same.confidence, abs=1e-5)
     assert list(answer["probabilities"]) == [str(d) for d in range(10)]
     assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert set(answer) == {"label", "confidence", "top", "uncertain", "probabilities", "preprocessed"}  # no path
     seen = Image.open(io.BytesIO(base64.b64decode(answer["preprocessed"])))
     assert seen.size == (28, 28) and seen.format == "PNG"
 

@@ -38,6 +38,7 @@ def server(mnist_run, tmp_path_factory):
     printed: the same with ``?token=...``, the token that lets the page start and stop trainings."""
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(mnist_run), "--port", str(port),
+                                "--workers", "1",
                                 "--runs", str(tmp_path_factory.mktemp("browser") / "page-runs")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
@@ -129,15 +130,18 @@ def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(serv
         browser.close()
 
 
-def test_a_server_without_the_train_tab_shows_none(server):
-    """What --no-train's server answers (GET /api/model's training: false, /api/train/options 404)."""
+@pytest.mark.parametrize("note", [None, "this server runs 2 worker processes; training from this page needs one "
+                                          "to own it: start cnnlab serve --workers 1"])
+def test_a_server_without_the_train_tab_shows_none(server, note):
+    """What --no-train's server answers (GET /api/model's training: false, /api/train/options 404),
+    and one with several workers (the same, and a note that says how to get the Train tab)."""
     from playwright.sync_api import expect, sync_playwright
 
     _, printed = server
 
     def without_training(route):
         if route.request.url.endswith("/api/model"):
-            route.fulfill(json={**route.fetch().json(), "training": False})
+            route.fulfill(json={**route.fetch().json(), "training": False, **({"training_note": note} if note else {})})
         else:
             route.fulfill(status=404, json={"error": "Not Found"})
 
@@ -150,6 +154,11 @@ def test_a_server_without_the_train_tab_shows_none(server):
         expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
         expect(page.locator("#tab-train-button")).to_be_hidden()
         expect(page.locator("#tab-use-button")).to_be_visible()
+        if note:
+            expect(page.locator("#training-note")).to_have_text(f"No Train tab: {note}.")
+            page.screenshot(path=str(ARTIFACTS / "no-train-tab-with-workers.png"))
+        else:
+            expect(page.locator("#training-note")).to_be_hidden()
         browser.close()
 
 

@@ -162,7 +162,7 @@ def test_a_run_trained_on_a_folder_in_python_finds_it_again(idx_folder, tmp_path
 def test_a_colour_folder_trains_on_three_channels_and_predicts_held_out_images(colour_run):
     import json
 
-    from cnnlab.predict import predict_files
+    from cnnlab.using.predict import predict_files
 
     meta = json.loads((colour_run / "model.json").read_text())
     assert meta["input"]["channels"] == 3 and len(meta["normalization"]["mean"]) == 3

@@ -15,13 +15,14 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
 
 from cnnlab.errors import CnnlabError
+from cnnlab.handwriting.asking import Asking, answered, asking_nothing
 
 MAX_DIGITS = 12  # more pieces than this is not a number
 OVERLAP = 0.5  # blobs overlapping by this fraction of the narrower one's width are one digit
@@ -99,11 +100,20 @@ def digit_groups(labels: np.ndarray, count: int) -> list[Group]:
 
 Scorer = Callable[[list[np.ndarray]], np.ndarray]  # digit masks -> (N,) log-likelihood that each is one digit
 Sureness = Callable[[list[np.ndarray]], np.ndarray]  # digit masks -> (N,) the classifier's top probability
+# The same as generator functions, which may ask the caller questions on the way (cnnlab.handwriting.asking).
+AskingScorer = Callable[[list[np.ndarray]], Generator[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None,
                 sureness: Sureness | None = None) -> list[np.ndarray]:
-    """One boolean mask ``(H, W)`` per digit, left to right (arguments as :func:`digit_groups`).
+    """:func:`masks_of_marks` with plain functions for ``score`` and ``sureness``."""
+    return answered(masks_of_marks(labels, count, asking_nothing(score), asking_nothing(sureness)), None)
+
+
+def masks_of_marks(labels: np.ndarray, count: int, score: AskingScorer | None = None,
+                   sureness: AskingScorer | None = None) -> Asking[list[np.ndarray]]:
+    """One boolean mask ``(H, W)`` per digit, left to right (arguments as :func:`digit_groups`);
+    a generator, passing on the questions ``score`` and ``sureness`` ask (cnnlab.handwriting.asking).
 
     ``score``: optional judge of how much a piece of ink looks like one whole digit (the segment
     judge, :mod:`cnnlab.handwriting.judge`). With it, every mark at least ``CUT_ASPECT`` as wide as it is
@@ -118,12 +128,12 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None,
     """
     groups = digit_groups(labels, count)
     if score is not None:
-        groups = _join_broken(labels, groups, score)
+        groups = yield from _join_broken(labels, groups, score)
     masks: list[np.ndarray] = []
     for group in groups:
         mask = np.isin(labels, group.labels)
         if score is not None and group.width >= DOUBT_ASPECT * group.height:
-            masks += _read_mark(mask, group, score, sureness)
+            masks += yield from _read_mark(mask, group, score, sureness)
         else:
             pieces = likely_pieces(group)
             masks += [mask] if pieces == 1 else _cut(mask, group, pieces)
@@ -132,8 +142,8 @@ def digit_masks(labels: np.ndarray, count: int, score: Scorer | None = None,
     return masks
 
 
-def _read_mark(mask: np.ndarray, group: Group, score: Scorer, sureness: Sureness | None = None
-               ) -> list[np.ndarray]:
+def _read_mark(mask: np.ndarray, group: Group, score: AskingScorer, sureness: AskingScorer | None = None
+               ) -> Asking[list[np.ndarray]]:
     """A mark wide enough to hold several digits, cut as ``score`` likes best; one under
     ``CUT_ASPECT`` wide only when ``score`` doubts it is one digit (see ``DOUBT``). A wide mark
     whose best reading leaves a piece ``score`` doubts is read again with pieces as thin as
@@ -144,15 +154,16 @@ def _read_mark(mask: np.ndarray, group: Group, score: Scorer, sureness: Sureness
     see :func:`cnnlab.handwriting.number.digit_or_number_to_mnist`; allowed up to 1.3 x the
     height, validation numbers made differently lost 2 more)."""
     if group.width >= SURE_ASPECT * group.height:
-        return best_cuts(mask, group, score, thinner_if_doubtful=True)
+        return (yield from best_cuts(mask, group, score, thinner_if_doubtful=True))
     if group.width >= CUT_ASPECT * group.height:
-        pieces = [mask] if score([mask])[0] >= SURE else best_cuts(mask, group, score)
-    elif score([mask])[0] < DOUBT:
-        pieces = best_cuts(mask, group, score, min_piece=THIN_PIECE)
+        whole = (yield from score([mask]))[0]
+        pieces = [mask] if whole >= SURE else (yield from best_cuts(mask, group, score))
+    elif (yield from score([mask]))[0] < DOUBT:
+        pieces = yield from best_cuts(mask, group, score, min_piece=THIN_PIECE)
     else:
         return [mask]
-    if len(pieces) > 1 and sureness is not None and score(pieces).min() < CLEAR_PIECES:
-        sure = sureness([mask, *pieces])
+    if len(pieces) > 1 and sureness is not None and (yield from score(pieces)).min() < CLEAR_PIECES:
+        sure = yield from sureness([mask, *pieces])
         if keeps_whole(sure[0], sure[1:]):
             return [mask]
     return pieces
@@ -167,7 +178,7 @@ def keeps_whole(sure_of_whole: float, sure_of_pieces: np.ndarray) -> bool:
     return bool(sure_of_whole >= sure_of_pieces.min())
 
 
-def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list[Group]:
+def _join_broken(labels: np.ndarray, groups: list[Group], score: AskingScorer) -> Asking[list[Group]]:
     """Neighbouring marks that nearly touch and together are no wider than a digit: one digit
     drawn in two strokes (a 4), or two narrow digits (11)? ``score`` decides."""
     joined = [groups[0]]
@@ -177,7 +188,7 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
         span = max(last.right, group.right) - min(last.left, group.left)
         if _gap(last, group) <= CLOSE_GAP * tallest and span <= tallest:
             apart = [np.isin(labels, last.labels), np.isin(labels, group.labels)]
-            scores = score([*apart, apart[0] | apart[1]])
+            scores = yield from score([*apart, apart[0] | apart[1]])
             if scores[2] > scores[0] + scores[1] - PIECE_COST:  # one digit claimed instead of two
                 last.absorb(group)
                 continue
@@ -185,8 +196,8 @@ def _join_broken(labels: np.ndarray, groups: list[Group], score: Scorer) -> list
     return joined
 
 
-def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = MIN_PIECE,
-              thinner_if_doubtful: bool = False) -> list[np.ndarray]:
+def best_cuts(mask: np.ndarray, group: Group, score: AskingScorer, min_piece: float = MIN_PIECE,
+              thinner_if_doubtful: bool = False) -> Asking[list[np.ndarray]]:
     """``mask`` cut into the digits that ``score`` likes best, by dynamic programming.
 
     Candidate cuts are the columns where the ink is thinnest (local minima of the column sums)
@@ -209,7 +220,7 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
         placed[box] = piece
         return placed
 
-    def best_reading(points: list[int], min_piece: float) -> list[tuple[int, int]]:
+    def best_reading(points: list[int], min_piece: float) -> Asking[list[tuple[int, int]]]:
         """The best choice of ``points`` (columns, the mark's edges first and last) as spans; the
         whole mark, always a choice, at worst."""
         last = len(points) - 1
@@ -226,7 +237,8 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
         # a few hundred full-size masks of a large photo would hold over 100 MB at once.
         for start in range(0, len(new), SCORE_BATCH):
             chunk = new[start : start + SCORE_BATCH]
-            values.update(zip(chunk, score([full_size(pieces[span]) for span in chunk]) - PIECE_COST, strict=True))
+            scores = yield from score([full_size(pieces[span]) for span in chunk])
+            values.update(zip(chunk, scores - PIECE_COST, strict=True))
         best: dict[int, tuple[float, list[tuple[int, int]]]] = {points[0]: (0.0, [])}
         for j in points[1:]:
             options = [(best[i][0] + values[(i, j)], best[i][1] + [(i, j)]) for i in points
@@ -235,16 +247,16 @@ def best_cuts(mask: np.ndarray, group: Group, score: Scorer, min_piece: float = 
                 best[j] = max(options, key=lambda option: option[0])
         return best[points[-1]][1]
 
-    def coarse_to_fine(min_piece: float) -> list[tuple[int, int]]:
+    def coarse_to_fine(min_piece: float) -> Asking[list[tuple[int, int]]]:
         dips, steps = _candidate_cuts(mask, group, min_piece)
-        coarse = best_reading([group.left, *sorted(dips + steps[::2]), group.right], min_piece)
+        coarse = yield from best_reading([group.left, *sorted(dips + steps[::2]), group.right], min_piece)
         step = max(1, round(CUT_STEP * group.height))
         near = [c for c in steps if any(abs(c - right) <= step for _, right in coarse[:-1])]
-        return best_reading([group.left, *sorted(set(dips + steps[::2] + near)), group.right], min_piece)
+        return (yield from best_reading([group.left, *sorted(set(dips + steps[::2] + near)), group.right], min_piece))
 
-    reading = coarse_to_fine(min_piece)
+    reading = yield from coarse_to_fine(min_piece)
     if thinner_if_doubtful and min(values[span] for span in reading) + PIECE_COST < DOUBT:
-        reading = coarse_to_fine(THIN_PIECE)
+        reading = yield from coarse_to_fine(THIN_PIECE)
     return [full_size(pieces[span]) for span in reading]
 
 

@@ -15,10 +15,10 @@ digits, and say how likely any reading is, the cutter's included.
                (``log_likelihoods``)
     checks     its own reading where it counts other digits and is far surer (``recounts``,
                ``reading_probabilities``, ``reading_cuts``); else each digit the digit network
-               read, weighed by the strip (``weighed_by_reading``): cnnlab.predict.settled
+               read, weighed by the strip (``weighed_by_reading``): cnnlab.handwriting.number.Reading.settled
 
 It is trained on numbers of 1-6 MNIST training digits (the reader's split, without its
-validation digits) composed as people write them (:mod:`cnnlab.handwriting.train_sequence`).
+validation digits) composed as people write them (:mod:`cnnlab.training.train_sequence`).
 The weights ship with cnnlab (``sequence.safetensors``, float16).
 """
 

@@ -9,32 +9,25 @@ dense layer comes as its values.
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import numpy as np
 
-from cnnlab.explanation import Explanation
 from cnnlab.models.attribution import SIGNED, Activation, output_layer
-from cnnlab.predict import png_bytes
 from cnnlab.reporting.inside import MAP_COLUMNS, MAP_GAP, MAX_MAPS, map_mosaic, overlay
 from cnnlab.reporting.plots import plt
+from cnnlab.using.explanation import Explanation
+from cnnlab.using.prediction import Prediction, png_base64
 
 
-def png_base64(image: np.ndarray) -> str:
-    """A uint8 image ``(H, W)`` or ``(H, W, 3)`` as a base64 PNG."""
-    return base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def explain_json(explanation: Explanation, method: str, class_names: list[str]) -> dict[str, Any]:
-    """The JSON answer for one explained image: what ``/api/predict`` answers, plus ``method``,
-    ``heatmap`` (a PNG of the heatmap over the image the network saw) and ``layers``."""
+def explain_json(answer: Prediction, explanation: Explanation, method: str, class_names: list[str]) -> dict[str, Any]:
+    """The JSON answer for one explained image: what ``/api/predict`` answers (``answer``, with
+    details), plus ``method``, ``target``, ``heatmap`` (a PNG of the heatmap over the image the
+    network saw) and ``layers``."""
     heat = overlay(explanation.image, explanation.maps[method], method in SIGNED)
     scores = output_layer(explanation.layers)
     return {
-        "label": explanation.label, "confidence": explanation.confidence,
-        "probabilities": explanation.probabilities, "preprocessed": png_base64(explanation.image),
-        "method": method, "target": explanation.target,
+        **answer.to_json(), "method": method, "target": explanation.target,
         "heatmap": png_base64((heat * 255).round().astype(np.uint8)),
         "layers": [conv_json(layer) if layer.kind == "conv" else
                    dense_json(layer, class_names if i == scores else None)

@@ -6,32 +6,34 @@
     POST /api/explain   the same body: the answer, a heatmap of the pixels that decided it (``?method=``)
                         and every layer's activations (cnnlab.serving.explain_api)
     GET  /api/model     the model's facts
-    GET  /healthz       liveness
+    GET  /healthz       liveness: the process answers
+    GET  /readyz        readiness: the model is loaded and requests are taken
+    GET  /metrics       Prometheus' text format: requests, latency, batch sizes, queue depth, the model
     GET  /docs          OpenAPI documentation (Swagger UI, its assets served here too: it works offline)
 
-Images go through the same preprocessing as ``cnnlab predict`` (cnnlab.predict.preprocess_source).
+Images are prepared and answered by the same Predictor as ``cnnlab predict`` (cnnlab.using.predictor),
+requests that come together sharing one forward pass (cnnlab.serving.batching), in ``workers``
+processes (one per core by default), each with its own model and one torch thread.
 Errors are JSON ``{"error": message}``: 413 for a body over the upload limit or an image that
 claims too many pixels, 415 for a body that is not an image, 400 for malformed JSON or base64,
 408 for a request that arrives too slowly, 422 for an image with nothing to read (no ink, too many
-marks). Who may do what (the token, ``Host`` and origin checks) is cnnlab.serving.access; the
-bounds on bodies and on concurrent uploads are cnnlab.serving.bodies and cnnlab.serving.uploads.
+marks), 503 with ``Retry-After`` when the process holds ``max_queue`` requests already. Who may
+do what (the token, ``Host`` and origin checks) is cnnlab.serving.access; the bounds on bodies
+and on concurrent uploads are cnnlab.serving.bodies and cnnlab.serving.uploads.
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
+import json
 import os
 import socket
 import sys
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
@@ -39,12 +41,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from cnnlab.errors import CnnlabError, require
-from cnnlab.explanation import explain_image
-from cnnlab.models.attribution import METHODS, has_conv
-from cnnlab.models.files import ModelInfo, load_model
-from cnnlab.models.registry import count_parameters
-from cnnlab.predict import class_probabilities, photo_probabilities, preprocess_source, preprocessing, uses_digit_steps
-from cnnlab.reader import READER
 from cnnlab.serving.access import (
     MIN_TOKEN_LENGTH,
     TOKEN_ENV,
@@ -54,15 +50,27 @@ from cnnlab.serving.access import (
     is_loopback,
     make_token,
 )
+from cnnlab.serving.answers import Answers, Served
 from cnnlab.serving.api_error import ApiError, add_error_handlers
+from cnnlab.serving.batching import BatchLimits
 from cnnlab.serving.bodies import Bodies, BodyLimits, image_bytes, image_kind
-from cnnlab.serving.connections import protocol_with_head_deadline
-from cnnlab.serving.explain_api import explain_json, png_base64
+from cnnlab.serving.connections import set_head_deadline
+from cnnlab.serving.observability import (
+    ACCESS_LOGS,
+    Metrics,
+    add_observability,
+    configure_access_log,
+    prepare_multiprocess_dir,
+)
 from cnnlab.serving.train_routes import TrainPlace, add_train_routes
-from cnnlab.serving.uploads import UploadGate, return_freed_buffers
+from cnnlab.serving.uploads import return_freed_buffers
+from cnnlab.using.predictor import Predictor
+from cnnlab.using.reader import READER
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 5.0
+MAX_WORKERS, MAX_BATCH, MAX_QUEUE = 64, 1024, 100_000
+CONFIG_ENV = "CNNLAB_SERVE_CONFIG"  # the model and settings, for the worker processes
 MAX_UPLOAD_MB = 1024.0  # a bound on the bound: the bodies held at once are 16 times it (cnnlab.serving.bodies)
 
 
@@ -78,61 +86,6 @@ PREDICT_BODY = {  # the two request forms, for the OpenAPI page (the handler rea
 
 
 @dataclass(frozen=True)
-class Served:
-    """The model the app answers with, and its facts (``GET /api/model``). The Train tab replaces
-    the whole of it when a training finishes; a request under way keeps the one it started with."""
-
-    model: torch.nn.Module
-    info: ModelInfo
-    facts: dict[str, Any]
-    # A copy for /api/explain: its layer hooks must see only its own passes, never those that
-    # reading a number makes on ``model`` meanwhile (they run outside the forward lock).
-    inspected: torch.nn.Module
-
-    @classmethod
-    def load(cls, model_path: str | Path) -> Served:
-        model, info = load_model(model_path)
-        facts = {"name": Path(model_path).resolve().name, "architecture": info.architecture,
-                 "dataset": info.dataset, "classes": info.class_names, "image_size": info.image_size,
-                 "test_accuracy": info.test_accuracy, "parameters": count_parameters(model),
-                 "channels": info.in_channels, "drawing": uses_digit_steps(info), "preprocessing": preprocessing(info),
-                 "methods": [m for m in METHODS if m != "gradcam" or has_conv(model)]}
-        return cls(model, info, facts, copy.deepcopy(model).eval())
-
-
-class Answers:
-    """What the API answers, with the served model (which the Train tab may replace) and one
-    forward pass at a time: torch already uses every core for one."""
-
-    def __init__(self, model_path: str | Path) -> None:
-        self.served = Served.load(model_path)
-        self.forward = threading.Lock()
-
-    def predict(self, data: bytes, number: bool) -> dict[str, Any]:
-        served = self.served  # one model for the whole request, even if the Train tab replaces it meanwhile
-        model, info = served.model, served.info
-        digits = preprocess_source(data, info, number, name="the image", model=model)
-        with self.forward:
-            digits, probabilities = photo_probabilities(model, info, digits)
-        return describe(digits, probabilities.tolist(), info.class_names, number)
-
-    def explain(self, data: bytes, method: str) -> dict[str, Any]:
-        served = self.served
-        model, info, methods = served.model, served.info, served.facts["methods"]
-        if method not in methods:
-            raise ApiError(400, f"unknown method '{method}' for this model: use one of {', '.join(methods)}")
-        image = preprocess_source(data, info, name="the image", model=model)[0]
-        with self.forward:
-            # The answer as /api/predict gives it (with the shifts); the maps explain its class.
-            probabilities = class_probabilities(model, info, torch.from_numpy(image[None].copy()), tta=True)[0]
-            answer = int(probabilities.argmax())
-            explained = explain_image(served.inspected, info, "the image", image, (method,), answer)
-        explained.label, explained.confidence = info.class_names[answer], round(float(probabilities[answer]), 6)
-        explained.probabilities = {c: round(float(p), 6) for c, p in zip(info.class_names, probabilities, strict=True)}
-        return explain_json(explained, method, info.class_names)
-
-
-@dataclass(frozen=True)
 class ServeSettings:
     """How the server runs: ``cnnlab serve``'s options.
 
@@ -142,9 +95,15 @@ class ServeSettings:
         runs: the folder for the Train tab's run directories.
         token: the token that requests changing the server's state must carry; None: one is made
             when the app is made (``app.state.token``).
-        train: whether the Train tab and its routes exist.
+        train: whether the Train tab and its routes exist; they need ``workers`` 1, as one process
+            must own the training and the model it replaces.
         allowed_hosts: names accepted in the ``Host`` header besides loopback's and ``host``.
         header_seconds, body_seconds: how long a request's head, and then its body, may take to arrive.
+        workers: processes answering requests, each with its own model; None: one per core.
+        max_batch, batch_wait_ms, max_queue: images in one forward pass at most, how long the first
+            waits for company, and requests one process holds before it answers 503 (cnnlab.serving.batching).
+        access_log: None, or "text" or "json": one line per request on stderr.
+        drain_seconds: at shutdown, how long requests under way may take to finish.
     """
 
     host: str = "127.0.0.1"
@@ -156,10 +115,27 @@ class ServeSettings:
     allowed_hosts: tuple[str, ...] = ()
     header_seconds: float = 10.0
     body_seconds: float = 60.0
+    workers: int | None = None
+    max_batch: int = 64
+    batch_wait_ms: float = 2.0
+    max_queue: int = 128
+    access_log: str | None = None
+    drain_seconds: float = 10.0
 
     def page_url(self) -> str:
         """The page's address, without the token."""
         return f"http://{f'[{self.host}]' if ':' in self.host else self.host}:{self.port}/"
+
+    def worker_count(self) -> int:
+        """How many processes answer: ``workers``, or one per core."""
+        return self.workers or os.cpu_count() or 1
+
+    def training(self) -> bool:
+        """Whether the Train tab is on: asked for, and one process to own it."""
+        return self.train and self.worker_count() == 1
+
+    def batch_limits(self) -> BatchLimits:
+        return BatchLimits(self.max_batch, self.batch_wait_ms / 1000, self.max_queue)
 
     def check(self) -> None:
         """Raise :class:`CnnlabError` naming the first setting that cannot be served with."""
@@ -177,6 +153,26 @@ class ServeSettings:
                 "guessed; leave it out and one is made")
         runs = Path(self.runs)
         require(not runs.exists() or runs.is_dir(), f"--runs {runs}: exists and is not a folder; give a folder")
+        self.check_capacity()
+
+    def check_capacity(self) -> None:
+        """The bounds of the workers, batches and queue (part of :meth:`check`)."""
+        require(self.workers is None or 1 <= self.workers <= MAX_WORKERS,
+                f"--workers must be 1-{MAX_WORKERS}, got {self.workers}; one per core is the default")
+        require(1 <= self.max_batch <= MAX_BATCH, f"--max-batch must be 1-{MAX_BATCH}, got {self.max_batch}")
+        require(0 <= self.batch_wait_ms <= 1000, f"--batch-wait-ms must be 0-1000, got {self.batch_wait_ms:g}")
+        require(1 <= self.max_queue <= MAX_QUEUE, f"--max-queue must be 1-{MAX_QUEUE}, got {self.max_queue}")
+        require(self.access_log in (None, *ACCESS_LOGS),
+                f"--access-log must be one of {', '.join(ACCESS_LOGS)}, got '{self.access_log}'")
+        require(0 <= self.drain_seconds <= 3600, f"--drain-seconds must be 0-3600, got {self.drain_seconds:g}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The settings as JSON, for the worker processes (:func:`app_from_environment`)."""
+        return {**asdict(self), "runs": str(self.runs), "allowed_hosts": list(self.allowed_hosts)}
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> ServeSettings:
+        return cls(**{**fields, "runs": Path(fields["runs"]), "allowed_hosts": tuple(fields["allowed_hosts"])})
 
 
 def create_app(model_path: str | Path, settings: ServeSettings | None = None) -> FastAPI:
@@ -187,21 +183,24 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     settings = settings or ServeSettings()
     settings.check()  # the same refusals for Python's callers as for cnnlab serve's options
     token = settings.token or make_token()
-    answers = Answers(model_path)
+    metrics = Metrics.from_environment()
+    answers = Answers(model_path, settings.batch_limits(), on_pass=metrics.batch)
     bodies = Bodies(BodyLimits(settings.max_upload_mb, settings.body_seconds))
-    # Preprocessing is CPU-bound: one worker per core. More threads would only queue inside the
-    # CPU, and each would hold its own malloc arena (a 40-thread pool grew the server by 280 MB).
-    workers = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="cnnlab-predict")
-    gate = UploadGate()
+    report_model(metrics, answers.served)
+    state = {"ready": False}
 
     # FastAPIOffline: /docs with Swagger UI's script and styles served by the app, not fetched from a CDN.
     first = answers.served
     app = FastAPIOffline(title="cnnlab", description=f"Predictions of {first.facts['name']} "
-                         f"({first.info.architecture}){', and a Train tab' if settings.train else ''}", version="1")
-    app.state.token = token
+                         f"({first.facts['architecture']}){', and a Train tab' if settings.training() else ''}",
+                         version="1")
+    app.state.token, app.state.answers = token, answers
     guard(app, Access(token, settings.host, settings.allowed_hosts, settings.page_url()))
+    add_observability(app, metrics, settings.access_log)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     add_error_handlers(app)
+    app.router.on_startup.append(lambda: state.update(ready=True))
+    app.router.on_shutdown.append(lambda: (state.update(ready=False), answers.close(), metrics.close()))
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -209,18 +208,27 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> dict[str, str]:
+        """Readiness: the model is loaded and requests are taken; 503 while starting or shutting down."""
+        if not state["ready"]:
+            raise ApiError(503, "not ready: the server is starting or shutting down", headers={"Retry-After": "1"})
+        return {"status": "ready", "model": answers.served.facts["name"]}
 
     @app.get("/api/model")
     def model_facts() -> dict[str, Any]:
-        """The served model's facts, and ``training``: whether this server has the Train tab."""
-        return {**answers.served.facts, "training": settings.train}
+        """The served model's facts, and ``training``: whether this server has the Train tab (with,
+        when it does not, ``training_note`` saying why)."""
+        return {**answers.served.facts, "training": settings.training(), **training_note(settings)}
 
-    async def answer(request: Request, work: Callable[[bytes], dict[str, Any]]) -> dict[str, Any]:
+    async def answer(request: Request, work: Callable[[bytes], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         kind = image_kind(request)
-        async with bodies.held(request) as body:  # read at once, each byte held in the budget until answered
-            data = await image_bytes(request, kind, body)
-            return await asyncio.get_running_loop().run_in_executor(workers, gate.run, work, data)
+        with answers.admission.held(), metrics.queued():  # refused before the body is read when full
+            async with bodies.held(request) as body:  # each byte held in the budget until answered
+                return await work(await image_bytes(request, kind, body))
 
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
     async def predict(request: Request, number: bool = False) -> dict[str, Any]:
@@ -235,10 +243,25 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
 
     def serve_new_model(run: Path) -> None:
         answers.served = Served.load(run)
+        report_model(metrics, answers.served)
 
-    if settings.train:
-        add_train_routes(app, TrainPlace(Path(settings.runs), bodies), lambda: answers.served.info, serve_new_model)
+    if settings.training():
+        add_train_routes(app, TrainPlace(Path(settings.runs), bodies), lambda: answers.served.predictor.info,
+                         serve_new_model)
     return app
+
+
+def report_model(metrics: Metrics, served: Served) -> None:
+    facts = served.facts
+    metrics.model(facts["name"], facts["architecture"], facts["dataset"], facts["version"])
+
+
+def training_note(settings: ServeSettings) -> dict[str, str]:
+    """Why the Train tab is off, for the page to show; nothing when it is on or was turned off."""
+    if not settings.train or settings.training():
+        return {}
+    return {"training_note": f"this server runs {settings.worker_count()} worker processes; training from this "
+                             "page needs one to own it: start cnnlab serve --workers 1"}
 
 
 def guard(app: FastAPI, access: Access) -> None:
@@ -246,20 +269,6 @@ def guard(app: FastAPI, access: Access) -> None:
     (their refusals' too)."""
     app.add_middleware(AccessMiddleware, access=access)
     app.add_middleware(SecurityHeadersMiddleware)  # added last: it runs first, outside the checks
-
-
-def describe(digits: list[np.ndarray], probabilities: list[list[float]], classes: list[str],
-             number: bool) -> dict[str, Any]:
-    """The JSON answer: label, confidence, probabilities (class -> p) and the preprocessed PNG;
-    for a number, ``number`` and one such entry per digit under ``digits``."""
-    entries = [{"label": classes[int(np.argmax(p))], "confidence": round(max(p), 6),
-                "probabilities": {c: round(v, 6) for c, v in zip(classes, p, strict=True)},
-                "preprocessed": png_base64(image)} for image, p in zip(digits, probabilities, strict=True)]
-    if not number:
-        return entries[0]
-    return {"number": "".join(e["label"] for e in entries),
-            "confidence": round(float(np.prod([e["confidence"] for e in entries])), 6),
-            "preprocessed": png_base64(np.concatenate(digits, axis=1)), "digits": entries}
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -274,26 +283,66 @@ def check_port_free(host: str, port: int) -> None:
                           ) from None
 
 
+def app_from_environment() -> FastAPI:
+    """A worker process's app (uvicorn's factory with ``--workers`` more than 1): the model and
+    settings that :func:`serve` put in ``$CNNLAB_SERVE_CONFIG``."""
+    config = json.loads(os.environ[CONFIG_ENV])
+    settings = ServeSettings.from_json(config["settings"])
+    worker_process(settings)
+    return create_app(config["model"], settings)
+
+
+def worker_process(settings: ServeSettings) -> None:
+    """What every process that answers requests does first: one torch thread (the workers are the
+    parallelism), freed upload buffers given back to the system (cnnlab.serving.uploads), and
+    the access log's lines sent to stderr when asked for."""
+    torch.set_num_threads(1)
+    return_freed_buffers()
+    configure_access_log(settings.access_log)
+
+
 def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None:
     """Run the app on uvicorn until Ctrl-C, printing its URL with the token (made here unless
-    ``settings.token`` gives one), and a warning when it listens beyond this machine."""
+    ``settings.token`` gives one), and a warning when it listens beyond this machine. With more
+    than one worker, each is a process of its own with its own model, sharing the port."""
     import uvicorn
 
     settings = settings or ServeSettings()
     settings.check()
     made = settings.token is None
     settings = replace(settings, token=settings.token or make_token())
-    return_freed_buffers()  # the memory ceiling for uploads holds for this process (cnnlab.serving.uploads)
-    app = create_app(model_path, settings)
+    Predictor.load(model_path)  # a model that cannot be served is refused here, in one line, not in each worker
     check_port_free(settings.host, settings.port)
+    announce(model_path, settings, made)
+    common = {"host": settings.host, "port": settings.port, "log_level": "warning",
+              "http": set_head_deadline(settings.header_seconds),
+              "timeout_graceful_shutdown": settings.drain_seconds}
+    if settings.worker_count() == 1:
+        worker_process(settings)
+        uvicorn.run(create_app(model_path, settings), **common)
+        return
+    with tempfile.TemporaryDirectory(prefix="cnnlab-metrics-") as folder:  # the workers' metrics, summed
+        prepare_multiprocess_dir(folder)
+        os.environ[CONFIG_ENV] = json.dumps({"model": str(Path(model_path).resolve()),
+                                             "settings": settings.to_json()})
+        uvicorn.run("cnnlab.serving.serve:app_from_environment", factory=True, workers=settings.worker_count(),
+                    **common)
+
+
+def announce(model_path: str | Path, settings: ServeSettings, made: bool) -> None:
+    """Print where the page is (with the token when it was made here), and warn when it is open
+    beyond this machine."""
     served = "the handwriting reader" if Path(model_path).resolve() == READER else Path(model_path)
     shown, note = (settings.token, "") if made else ("...", f"the token of --token or ${TOKEN_ENV}; ")
-    print(f"Serving {served} at {settings.page_url()}?token={shown}  ({note}API docs at /docs; Ctrl-C to stop)",
-          flush=True)
+    workers = settings.worker_count()
+    processes = f"{workers} worker processes; " if workers > 1 else ""
+    print(f"Serving {served} at {settings.page_url()}?token={shown}  ({note}{processes}API docs at /docs; Ctrl-C "
+          "to stop)", flush=True)
+    if settings.train and not settings.training():
+        print(f"note: the Train tab is off with {workers} workers: start with --workers 1 to train from the page",
+              flush=True)
     if not is_loopback(settings.host):
-        changes = "changes (the Train tab) need the token in the URL above" if settings.train else (
-            "nothing can change it (--no-train)")
+        changes = "changes (the Train tab) need the token in the URL above" if settings.training() else (
+            "nothing can change it")
         print(f"warning: listening on {settings.host}, reachable from the network: predictions are open to anyone "
               f"who reaches it; {changes}", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning",
-                http=protocol_with_head_deadline(settings.header_seconds))

@@ -189,6 +189,9 @@ class _Lines(io.TextIOBase):
 def train_in_child(settings: dict[str, Any], out: str, threads: int) -> None:
     """The child process: train, sending lines, points, epochs and the end as JSON lines on stdout."""
     events = sys.stdout
+    # Below the server's own processes: a page's training takes the cores the requests leave, so
+    # the answers' latency hardly moves while it runs.
+    os.nice(10)
 
     def emit(event: dict[str, Any]) -> None:
         events.write(json.dumps(event) + "\n")

@@ -153,7 +153,10 @@ async function loadModel() {
     `Model ${facts.name}: ${facts.architecture} on ${facts.dataset}, ${accuracy}, ${facts.parameters.toLocaleString("en")} parameters`;
   document.getElementById("preprocessing").textContent = `Each image is prepared by ${facts.preprocessing}, as in cnnlab predict.`;
   setMethods(facts.methods);
-  document.getElementById("tab-train-button").hidden = !facts.training; // cnnlab serve --no-train
+  document.getElementById("tab-train-button").hidden = !facts.training; // cnnlab serve --no-train, or workers
+  const note = document.getElementById("training-note"); // why there is no Train tab, when it is not --no-train
+  note.textContent = facts.training_note ? `No Train tab: ${facts.training_note}.` : "";
+  note.hidden = !facts.training_note;
   if (!facts.drawing) showUploadOnly(facts);
   makeBars();
   setBars(null);

@@ -6,8 +6,8 @@ import sys
 import torch
 from safetensors.torch import load_file, save_file
 
-from cnnlab.handwriting import train_reader
 from cnnlab.models.files import MODEL_FILE, MODEL_META
+from cnnlab.training import train_reader
 
 
 def a_run(folder):

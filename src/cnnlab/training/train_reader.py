@@ -1,6 +1,6 @@
 """Train the handwriting reader that ships with cnnlab again, and put it in the package.
 
-    python -m cnnlab.handwriting.train_reader [--seed 1] [--data-dir DIR] [--out runs/reader] [--into FOLDER]
+    python -m cnnlab.training.train_reader [--seed 1] [--data-dir DIR] [--out runs/reader] [--into FOLDER]
                                               [--threads 2]
 
 Trains the ``reader`` preset (cnnlab.training.presets: ``best``'s ensemble of three ``cnn-wide``,
@@ -26,7 +26,7 @@ from cnnlab.files import atomic_write_bytes, free_folder, read_json
 from cnnlab.models.files import MODEL_FILE, MODEL_META
 from cnnlab.training.loop import train
 
-READER_FOLDER = Path(__file__).resolve().parent / "reader"
+READER_FOLDER = Path(__file__).resolve().parents[1] / "handwriting" / "reader"
 
 
 def pack(run: str | Path, into: str | Path = READER_FOLDER) -> Path:

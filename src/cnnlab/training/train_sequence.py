@@ -1,6 +1,6 @@
 """Train the sequence reader (:mod:`cnnlab.handwriting.sequence`) again, as it was trained for cnnlab:
 
-    python -m cnnlab.handwriting.train_sequence [--data-dir DIR] [--out FILE]
+    python -m cnnlab.training.train_sequence [--data-dir DIR] [--out FILE]
 
 Numbers of 1-6 MNIST training digits of the reader's split (``val_split=0.1, seed=1``: its
 validation digits are never seen), composed as people write them: each digit tilted up to 12

@@ -14,14 +14,12 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import torch
-
 from cnnlab.errors import CnnlabError
-from cnnlab.models.files import ModelInfo, load_model
-from cnnlab.predict import Prediction, predict_files
+from cnnlab.using.predict import Prediction, predict_files
+from cnnlab.using.predictor import Predictor
 
-READER = Path(__file__).resolve().parent / "handwriting" / "reader"
-MODES = {"auto": None, "digit": False, "number": True}  # what cnnlab.predict's ``number`` is for each
+READER = Path(__file__).resolve().parents[1] / "handwriting" / "reader"
+MODES = {"auto": None, "digit": False, "number": True}  # what cnnlab.using.predict's ``number`` is for each
 
 
 def read(paths: str | Path | list[str | Path], mode: str = "auto", top_k: int = 3, min_confidence: float = 0.0,
@@ -36,7 +34,7 @@ def read(paths: str | Path | list[str | Path], mode: str = "auto", top_k: int = 
         save_preprocessed: a folder to write each 28x28 the network saw, as PNG.
         progress: show a progress bar (None: when the output is a terminal).
     Returns:
-        One :class:`~cnnlab.predict.Prediction` per image (per row of a pixel CSV): ``label`` for
+        One :class:`~cnnlab.using.prediction.Prediction` per image (per row of a pixel CSV): ``label`` for
         a digit, ``number`` and ``digits`` for a number, ``error`` when it could not be read.
     """
     if mode not in MODES:
@@ -46,6 +44,7 @@ def read(paths: str | Path | list[str | Path], mode: str = "auto", top_k: int = 
 
 
 @functools.cache
-def load_reader() -> tuple[torch.nn.Module, ModelInfo]:
-    """The bundled reader, loaded once per process (20 ms a time; its files never change)."""
-    return load_model(READER)
+def load_reader() -> Predictor:
+    """The bundled reader's :class:`~cnnlab.using.predictor.Predictor`, loaded once per process (20 ms
+    a time; its files never change)."""
+    return Predictor.load(READER)

@@ -20,9 +20,11 @@ from cnnlab.data.images import decode, to_rgb
 from cnnlab.errors import CnnlabError
 from cnnlab.files import free_folder
 from cnnlab.models.attribution import Activation, activations, attribute, check_methods, has_conv
-from cnnlab.models.files import ModelInfo, load_model
+from cnnlab.models.files import ModelInfo
 from cnnlab.models.inference import background_of, predict_logits, to_input
-from cnnlab.predict import expand_inputs, prepared_inputs
+from cnnlab.using.predict import expand_inputs, prepared_files
+from cnnlab.using.prediction import Prediction
+from cnnlab.using.predictor import Predictor
 
 PHOTO_SIDE = 256  # the "your image" panel: photos are shrunk to this many pixels on their longer side
 
@@ -89,7 +91,8 @@ def explain(model_path: str | Path, paths: list[str | Path], methods: list[str] 
         One :class:`Explanation` per image, in order; images that could not be read have ``error`` set.
     """
     asked = check_methods(methods)
-    model, info = load_model(model_path)
+    predictor = Predictor.load(model_path)
+    model, info = predictor.model, predictor.info
     all_asked = any(m.strip().lower() == "all" for m in methods)
     methods = usable_methods(asked, model, all_asked=all_asked, name=info.architecture)
     wanted = class_index(target, info.class_names)
@@ -102,11 +105,11 @@ def explain(model_path: str | Path, paths: list[str | Path], methods: list[str] 
     results = []
     bar = tqdm(total=len(inputs.files), desc="explaining", unit="file", leave=False,
                disable=not progress if progress is not None else None)
-    for name, images, ends_file in prepared_inputs(inputs, info, False, model):
-        if isinstance(images, str):
-            results.append(Explanation(name, error=images))
-        elif images:
-            results.append(explain_image(model, info, name, images[0], methods, wanted, folder))
+    for prepared, ends_file in prepared_files(predictor, inputs, False):
+        if isinstance(prepared, Prediction):
+            results.append(Explanation(prepared.path, error=prepared.error))
+        elif prepared is not None:
+            results.append(explain_image(model, info, prepared.name, prepared.images[0], methods, wanted, folder))
         bar.update(int(ends_file))
     bar.close()
     inputs.report_skipped()
