@@ -311,15 +311,19 @@ def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None
     settings.check()
     made = settings.token is None
     settings = replace(settings, token=settings.token or make_token())
-    Predictor.load(model_path)  # a model that cannot be served is refused here, in one line, not in each worker
+    single = settings.worker_count() == 1
+    if single:
+        worker_process(settings)
+        app = create_app(model_path, settings)  # loads the model: one that cannot be served is refused here
+    else:
+        Predictor.load(model_path)  # refused here, in one line, not in each worker
     check_port_free(settings.host, settings.port)
     announce(model_path, settings, made)
     common = {"host": settings.host, "port": settings.port, "log_level": "warning",
               "http": set_head_deadline(settings.header_seconds),
               "timeout_graceful_shutdown": settings.drain_seconds}
-    if settings.worker_count() == 1:
-        worker_process(settings)
-        uvicorn.run(create_app(model_path, settings), **common)
+    if single:
+        uvicorn.run(app, **common)
         return
     with tempfile.TemporaryDirectory(prefix="cnnlab-metrics-") as folder:  # the workers' metrics, summed
         prepare_multiprocess_dir(folder)
@@ -327,7 +331,6 @@ def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None
                                              "settings": settings.to_json()})
         uvicorn.run("cnnlab.serving.serve:app_from_environment", factory=True, workers=settings.worker_count(),
                     **common)
-
 
 def announce(model_path: str | Path, settings: ServeSettings, made: bool) -> None:
     """Print where the page is (with the token when it was made here), and warn when it is open
