@@ -1,11 +1,12 @@
 """Requests that come together share one forward pass, and a bounded number wait at all.
 
-Each request's image is prepared on its own (decoded, its ink found: CPU work in a thread), then
-handed to the :class:`Batcher`. The first to arrive at an idle batcher waits ``wait_seconds``
-(about 2 ms) for company, unless no other request is under way to come; those that arrive while
-a pass runs go together in the next one. A pass takes at most ``max_batch`` requests and runs in
-a thread of its own, so the event loop goes on reading requests meanwhile. A pass that fails is
-run again one request at a time, so that one bad input fails alone.
+Each request's image is prepared on its own (decoded, its ink found), then handed to the
+:class:`Batcher`. The first to arrive at an idle batcher waits ``wait_seconds`` (about 2 ms) for
+company, unless no other request is under way to come: meanwhile the event loop reads and prepares
+the others. A pass takes at most ``max_batch`` requests and runs on the event loop (a worker
+process has one core: see cnnlab.serving.answers); those that arrive while it runs go together in
+the next one. A pass that fails is run again one request at a time, so that one bad input fails
+alone.
 
 :class:`Admission` bounds the requests a process holds at once (``--max-queue``): past it a
 request is refused at once with 503 and ``Retry-After``, before its body is read, so the wait
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -72,8 +72,6 @@ class Batcher:
         self.limits, self.others_under_way, self.on_pass = limits, others_under_way, on_pass
         self.waiting: list[_Waiting] = []
         self.running = False
-        # One pass at a time: the network runs on one torch thread per worker process.
-        self.forward = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-forward")
 
     @property
     def depth(self) -> int:
@@ -96,23 +94,22 @@ class Batcher:
                 await asyncio.sleep(self.limits.wait_seconds)  # company is coming: let it join
             while self.waiting:
                 batch, self.waiting = self.waiting[: self.limits.max_batch], self.waiting[self.limits.max_batch :]
-                await self._pass(batch)
+                self._pass(batch)
         finally:
             self.running = False
 
-    async def _pass(self, batch: list[_Waiting]) -> None:
+    def _pass(self, batch: list[_Waiting]) -> None:
         if self.on_pass is not None:
             self.on_pass(len(batch))
-        loop = asyncio.get_running_loop()
         # Requests for another model (the Train tab replaced it meanwhile) go in a pass of their own.
         for predictor in dict.fromkeys(w.predictor for w in batch):
             group = [w for w in batch if w.predictor is predictor]
             try:
-                answers = await loop.run_in_executor(self.forward, answer_all, predictor, group)
+                answers = answer_all(predictor, group)
             except Exception:  # one input spoils the pass: each is answered alone, and only it fails
                 for waiting in group:
                     try:
-                        [answer] = await loop.run_in_executor(self.forward, answer_all, predictor, [waiting])
+                        [answer] = answer_all(predictor, [waiting])
                         _settle(waiting.answer, answer)
                     except Exception as exc:
                         if not waiting.answer.done():

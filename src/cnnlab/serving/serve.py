@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -206,20 +206,21 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # The routes that do no blocking work are async: answered on the event loop, without a thread's hand-off.
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
     @app.get("/readyz")
-    def readyz() -> dict[str, str]:
+    async def readyz() -> dict[str, str]:
         """Readiness: the model is loaded and requests are taken; 503 while starting or shutting down."""
         if not state["ready"]:
             raise ApiError(503, "not ready: the server is starting or shutting down", headers={"Retry-After": "1"})
         return {"status": "ready", "model": answers.served.facts["name"]}
 
     @app.get("/api/model")
-    def model_facts() -> dict[str, Any]:
+    async def model_facts() -> dict[str, Any]:
         """The served model's facts, and ``training``: whether this server has the Train tab (with,
         when it does not, ``training_note`` saying why)."""
         return {**answers.served.facts, "training": settings.training(), **training_note(settings)}
@@ -230,16 +231,17 @@ def create_app(model_path: str | Path, settings: ServeSettings | None = None) ->
             async with bodies.held(request) as body:  # each byte held in the budget until answered
                 return await work(await image_bytes(request, kind, body))
 
+    # Answers are plain JSON already (Prediction.to_json): sent as they are, not walked again by FastAPI's encoder.
     @app.post("/api/predict", openapi_extra={"requestBody": PREDICT_BODY})
-    async def predict(request: Request, number: bool = False) -> dict[str, Any]:
+    async def predict(request: Request, number: bool = False) -> JSONResponse:
         """Read one digit (or, with ``number=true``, a number of several digits) from an image."""
-        return await answer(request, lambda data: answers.predict(data, number))
+        return JSONResponse(await answer(request, lambda data: answers.predict(data, number)))
 
     @app.post("/api/explain", openapi_extra={"requestBody": PREDICT_BODY})
-    async def explain(request: Request, method: str = "integrated-gradients") -> dict[str, Any]:
+    async def explain(request: Request, method: str = "integrated-gradients") -> JSONResponse:
         """Read one image, and show why: a heatmap of the pixels that decided (``method``: saliency,
         integrated-gradients, occlusion or gradcam) and every conv and dense layer's activations."""
-        return await answer(request, lambda data: answers.explain(data, method))
+        return JSONResponse(await answer(request, lambda data: answers.explain(data, method)))
 
     def serve_new_model(run: Path) -> None:
         answers.served = Served.load(run)

@@ -7,34 +7,23 @@ stated ceiling (:func:`memory_ceiling`; docs/how-to/serve.md, "Sharing the serve
   whose bytes would pass the budget is refused (503, "send it again"). A body is held at most
   :data:`BODY_COPIES` times while it is parsed (the bytes, the form part or the JSON text, the
   image's bytes);
-- their images together decode at most :data:`PIXEL_BUDGET` pixels at once, counted from what
-  each image's header claims (read without decoding): the pixels one image may have
-  (cnnlab.data.images.MAX_DECODED_PIXELS), so any number of uploads at once takes no more memory
-  to decode than the largest one alone (cnnlab.data.images.MAX_IMAGE_MEMORY).
-
-An image that claims more than the budget runs alone; decoding then reduces or refuses it.
+- their images decode one at a time in each worker process (cnnlab.serving.answers), so any
+  number of uploads at once takes no more memory to decode than the largest one alone
+  (cnnlab.data.images.MAX_IMAGE_MEMORY) in each.
 
 The server's process also has large buffers returned to the system as soon as they are freed
-(:func:`return_freed_buffers`), or each worker thread would keep its own copy of the last photo's.
+(:func:`return_freed_buffers`), or each thread that decodes or explains would keep its own copy
+of the last photo's.
 """
 
 from __future__ import annotations
 
 import ctypes
-import io
-import threading
-import warnings
-from collections.abc import Callable
-from typing import TypeVar
 
-from PIL import Image, UnidentifiedImageError
-
-from cnnlab.data.images import FORMATS, MAX_DECODED_PIXELS, MAX_IMAGE_MEMORY
+from cnnlab.data.images import MAX_IMAGE_MEMORY
 
 MAX_BODIES = 16
 BODY_COPIES = 3
-PIXEL_BUDGET = MAX_DECODED_PIXELS
-T = TypeVar("T")
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 OWN_PAGES_FROM = 1024 * 1024  # bytes: a buffer this large or larger gets pages of its own
 
@@ -74,37 +63,3 @@ class BodyBudget:
 
     def give(self, size: int) -> None:
         self.held -= size
-
-
-def claimed_pixels(data: bytes) -> int:
-    """How many pixels the image in ``data`` says it has (its header only is read), 0 when it is
-    not an image Pillow opens: decoding then refuses it before allocating anything."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-                return image.width * image.height
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError):
-        return 0
-
-
-class UploadGate:
-    """The pixels that images decode at once: :meth:`run` around decoding and answering an image
-    (in a worker thread)."""
-
-    def __init__(self, pixels: int = PIXEL_BUDGET) -> None:
-        self.pixels, self.pixels_free = pixels, pixels
-        self.changed = threading.Condition()
-
-    def run(self, work: Callable[[bytes], T], data: bytes) -> T:
-        """``work(data)`` once the pixels ``data`` claims fit in what the other uploads leave."""
-        wanted = min(claimed_pixels(data), self.pixels)
-        with self.changed:
-            self.changed.wait_for(lambda: self.pixels_free >= wanted)
-            self.pixels_free -= wanted
-        try:
-            return work(data)
-        finally:
-            with self.changed:
-                self.pixels_free += wanted
-                self.changed.notify_all()
