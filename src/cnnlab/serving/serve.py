@@ -63,7 +63,6 @@ from cnnlab.serving.observability import (
     prepare_multiprocess_dir,
 )
 from cnnlab.serving.train_routes import TrainPlace, add_train_routes
-from cnnlab.serving.uploads import return_freed_buffers
 from cnnlab.using.predictor import Predictor
 from cnnlab.using.reader import READER
 
@@ -296,10 +295,8 @@ def app_from_environment() -> FastAPI:
 
 def worker_process(settings: ServeSettings) -> None:
     """What every process that answers requests does first: one torch thread (the workers are the
-    parallelism), freed upload buffers given back to the system (cnnlab.serving.uploads), and
-    the access log's lines sent to stderr when asked for."""
+    parallelism), and the access log's lines sent to stderr when asked for."""
     torch.set_num_threads(1)
-    return_freed_buffers()
     configure_access_log(settings.access_log)
 
 

@@ -11,34 +11,17 @@ stated ceiling (:func:`memory_ceiling`; docs/how-to/serve.md, "Sharing the serve
   number of uploads at once takes no more memory to decode than the largest one alone
   (cnnlab.data.images.MAX_IMAGE_MEMORY) in each.
 
-The server's process also has large buffers returned to the system as soon as they are freed
-(:func:`return_freed_buffers`), or each thread that decodes or explains would keep its own copy
-of the last photo's.
+Decoding on one thread per process also keeps what malloc holds once a photo is answered small:
+no other thread's heap keeps a copy of the last photo's buffers (measured: a worker held 3 MB
+more after three 16-megapixel uploads than before them).
 """
 
 from __future__ import annotations
-
-import ctypes
 
 from cnnlab.data.images import MAX_IMAGE_MEMORY
 
 MAX_BODIES = 16
 BODY_COPIES = 3
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-OWN_PAGES_FROM = 1024 * 1024  # bytes: a buffer this large or larger gets pages of its own
-
-
-def return_freed_buffers() -> bool:
-    """Have glibc's malloc give every buffer of :data:`OWN_PAGES_FROM` bytes or more pages of its
-    own, which go back to the system when it is freed. By default glibc raises that threshold to the
-    size of each large buffer freed (up to 32 MB), so a decoded photo's blocks come to be taken from
-    the heap of the thread that decodes it, and stay there once freed: with two worker threads the
-    server held two photos' worth (measured: 490 MB after three 16-megapixel uploads, 275 MB with
-    this). Returns False where the C library has no ``mallopt`` (not glibc): nothing changes there."""
-    try:
-        return bool(ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, OWN_PAGES_FROM))
-    except (OSError, AttributeError):
-        return False
 
 
 def memory_ceiling(max_upload_mb: float) -> int:
