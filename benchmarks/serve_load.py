@@ -4,10 +4,13 @@
     python benchmarks/serve_load.py --quick               # a smoke run of a minute or two (development)
     python benchmarks/serve_load.py [RUN] --out docs/results/serve_load.json   # the docs' measurement
 
-RUN is the model served (a run folder); the handwriting reader that ships with cnnlab when left
-out. ``--workers N``, ``--max-batch N``, ``--batch-wait-ms F``, ``--max-queue N`` and
-``--access-log text|json`` are passed on to ``cnnlab serve`` when this checkout's has them (one
-it lacks is named and left out). The results file goes to ``--out`` (test-artifacts/serve_load.json
+RUN is the model served: a run folder, or ``reader`` for the handwriting reader that ships with
+cnnlab (three wider networks: about nine times the network's time). Left out, it is the model the
+README's ``make run`` trains (``cnnlab train --seed 0``: cnn-fast on MNIST, about ten seconds),
+trained into a temporary folder first: the model the targets are set for. ``--workers N``,
+``--max-batch N``, ``--batch-wait-ms F``, ``--max-queue N`` and ``--access-log text|json`` are
+passed on to ``cnnlab serve`` when this checkout's has them (one it lacks is named and left out).
+The results file goes to ``--out`` (test-artifacts/serve_load.json
 when not given, which git ignores: only a quiet machine's full run belongs in docs/results/).
 
 It starts the server (benchmarks/serve_load_tools.py: its own process, a free 127.0.0.1 port, the
@@ -29,7 +32,10 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import subprocess
 import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -63,7 +69,8 @@ TOKEN = secrets.token_urlsafe(32)  # the server's, which starting and stopping a
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", nargs="?", help="run folder served (default: the reader that ships with cnnlab)")
+    parser.add_argument("model", nargs="?", help="run folder served, or 'reader' (default: make run's model, "
+                        "trained first)")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run, not a measurement")
     parser.add_argument("--clients", type=int, default=16, help="concurrent keep-alive connections")
     parser.add_argument("--seconds", type=float, default=120, help="the most one scenario may take")
@@ -91,7 +98,12 @@ def server_options(args: argparse.Namespace, has: set[str], workers: str | None 
 
 
 def measure(run, server: Server, name: str, requests: list[Request], count: int) -> dict:
-    """One scenario: the generator's figures, the server's CPU meanwhile, printed on one line."""
+    """One scenario: the generator's figures, the server's CPU meanwhile, printed on one line.
+
+    It starts a second after the last: the workers have answered what they had and wait for
+    connections together (a worker busy with the last photo takes none, and the 16 connections
+    on one of two workers would double their wait)."""
+    time.sleep(1)
     cpu = server.cpu_seconds()
     got = run(server, requests, count)
     got = {"scenario": name, "what": WHAT[name], **got,
@@ -203,8 +215,27 @@ def check_targets(by_name: dict[str, dict], memory: dict) -> list[dict]:
     ]
 
 
+def model_served(args: argparse.Namespace, folder: str) -> tuple[str | None, str]:
+    """The model argument for ``cnnlab serve`` (None: the bundled reader) and how it is described."""
+    if args.model == "reader":
+        return None, "the handwriting reader that ships with cnnlab (cnn-wide-x3)"
+    if args.model:
+        return args.model, args.model
+    run = str(Path(folder) / "default")
+    print("training the README's default model (cnnlab train --seed 0) to serve ...", flush=True)
+    subprocess.run([sys.executable, "-m", "cnnlab", "train", "--seed", "0", "--out", run],
+                   check=True, stdout=subprocess.DEVNULL)
+    return run, "make run's model (cnnlab train --seed 0: cnn-fast on MNIST)"
+
+
 def main() -> None:
     args = parse_args()
+    with tempfile.TemporaryDirectory(prefix="cnnlab-load-model-") as folder:
+        args.model, served = model_served(args, folder)
+        measure_all(args, served)
+
+
+def measure_all(args: argparse.Namespace, served: str) -> None:
     counts = QUICK if args.quick else COUNTS
     generator = pick_generator(args.generator)
     described = f"{generator_version(generator)}, {args.clients} concurrent connections"
@@ -228,7 +259,7 @@ def main() -> None:
     print(f"{sum(row['met'] for row in checked)} of {len(checked)} targets met{quick}")
     data = results_file("python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), scenarios)
     data.pop("dataset")
-    data.update(quick=args.quick, generator=described, generator_name=generator, server=" ".join(command),
+    data.update(quick=args.quick, model=served, generator=described, generator_name=generator, server=" ".join(command),
                 training_server=" ".join(more[1]), memory=memory, targets=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, (json.dumps(data, indent=1) + "\n").encode())

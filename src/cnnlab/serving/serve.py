@@ -24,6 +24,7 @@ and on concurrent uploads are cnnlab.serving.bodies and cnnlab.serving.uploads.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -290,7 +291,9 @@ def app_from_environment() -> FastAPI:
     config = json.loads(os.environ[CONFIG_ENV])
     settings = ServeSettings.from_json(config["settings"])
     worker_process(settings)
-    return create_app(config["model"], settings)
+    app = create_app(config["model"], settings)
+    freeze_startup_objects()
+    return app
 
 
 def worker_process(settings: ServeSettings) -> None:
@@ -298,6 +301,14 @@ def worker_process(settings: ServeSettings) -> None:
     parallelism), and the access log's lines sent to stderr when asked for."""
     torch.set_num_threads(1)
     configure_access_log(settings.access_log)
+
+
+def freeze_startup_objects() -> None:
+    """Leave what starting made (modules, the model) out of Python's full garbage collections from
+    here on: they last as long as the process, and walking them all took 100 ms here, a stall for
+    every request under way (a drawn digit's p99 on one worker: 89 ms with them, 56 ms without)."""
+    gc.collect()
+    gc.freeze()
 
 
 def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None:
@@ -314,6 +325,7 @@ def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None
     if single:
         worker_process(settings)
         app = create_app(model_path, settings)  # loads the model: one that cannot be served is refused here
+        freeze_startup_objects()
     else:
         Predictor.load(model_path)  # refused here, in one line, not in each worker
     check_port_free(settings.host, settings.port)
