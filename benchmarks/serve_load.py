@@ -259,8 +259,11 @@ def measure_all(args: argparse.Namespace, served: str) -> None:
     print(f"{sum(row['met'] for row in checked)} of {len(checked)} targets met{quick}")
     data = results_file("python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]), scenarios)
     data.pop("dataset")
-    data.update(quick=args.quick, model=served, generator=described, generator_name=generator, server=" ".join(command),
-                training_server=" ".join(more[1]), memory=memory, targets=rows)
+    def shown(command: list[str]) -> str:  # a temporary folder's name says nothing: the model is described
+        return " ".join("RUN" if word == args.model else word for word in command)
+
+    data.update(quick=args.quick, model=served, generator=described, generator_name=generator,
+                server=shown(command), training_server=shown(more[1]), memory=memory, targets=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out, (json.dumps(data, indent=1) + "\n").encode())
     print(f"results: {args.out}")

@@ -137,7 +137,8 @@ def serve_section(results: dict) -> str:
     targets = [[row["what"], row["measured"], row["target"], verdicts[row["met"]]] for row in results["targets"]]
     return "\n\n".join([
         provenance(results) + f" Load from {results['generator']}; the server `{results['server']}`, and for the "
-        f"Train tab's scenarios `{results['training_server']}`.{quick}",
+        f"Train tab's scenarios `{results['training_server']}`"
+        + (f", RUN being {results['model']}" if "RUN" in results["server"] else "") + f".{quick}",
         markdown_table(["scenario", "requests", "requests/s", "of /healthz's", "p50 ms", "p99 ms", "answers", "5xx"],
                        rows),
         f"The server's resident memory ({processes}): {memory['before_mb']:,.0f} MB before the predict scenarios,"

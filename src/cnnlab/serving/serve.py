@@ -64,6 +64,7 @@ from cnnlab.serving.observability import (
     prepare_multiprocess_dir,
 )
 from cnnlab.serving.train_routes import TrainPlace, add_train_routes
+from cnnlab.serving.workers import run_workers
 from cnnlab.using.predictor import Predictor
 from cnnlab.using.reader import READER
 
@@ -340,8 +341,8 @@ def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None
         prepare_multiprocess_dir(folder)
         os.environ[CONFIG_ENV] = json.dumps({"model": str(Path(model_path).resolve()),
                                              "settings": settings.to_json()})
-        uvicorn.run("cnnlab.serving.serve:app_from_environment", factory=True, workers=settings.worker_count(),
-                    **common)
+        run_workers(uvicorn.Config("cnnlab.serving.serve:app_from_environment", factory=True,
+                                   workers=settings.worker_count(), **common))
 
 def announce(model_path: str | Path, settings: ServeSettings, made: bool) -> None:
     """Print where the page is (with the token when it was made here), and warn when it is open
