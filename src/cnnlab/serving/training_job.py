@@ -192,6 +192,8 @@ def train_in_child(settings: dict[str, Any], out: str, threads: int) -> None:
     # Below the server's own processes: a page's training takes the cores the requests leave, so
     # the answers' latency hardly moves while it runs.
     os.nice(10)
+    if hasattr(os, "SCHED_IDLE"):  # Linux: run only on a core nothing else wants (the threads made later too)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
     def emit(event: dict[str, Any]) -> None:
         events.write(json.dumps(event) + "\n")
