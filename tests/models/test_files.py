@@ -11,6 +11,7 @@ from safetensors.torch import load_file, save_file
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import CHECKPOINT_FILE, MODEL_FILE, ModelInfo, load_model, save_model
+from cnnlab.models.layers import build_spec, first_format
 from cnnlab.models.registry import build_model
 from tests.helpers import assert_one_line_error
 
@@ -154,11 +155,40 @@ def _deep_model_json(meta: dict) -> str:
 
 
 def test_a_model_json_of_a_newer_cnnlab_is_refused_with_the_upgrade(saved):
-    _edit(saved, lambda m: m.update(format_version=2, arguments="a layout this cnnlab does not know"))
+    _edit(saved, lambda m: m.update(format_version=3, arguments="a layout this cnnlab does not know"))
     with pytest.raises(CnnlabError) as info:
         load_model(saved)
-    assert str(info.value) == (f"{saved / 'model.json'}: made by a newer cnnlab (format_version 2; this cnnlab reads "
-                               "1); upgrade cnnlab: pip install --upgrade cnnlab")
+    assert str(info.value) == (f"{saved / 'model.json'}: made by a newer cnnlab (format_version 3; this cnnlab reads "
+                               "2); upgrade cnnlab: pip install --upgrade cnnlab")
+
+
+KERAS_WORDS = "conv8k3 relu maxpool flatten dense16 relu dense10"
+
+
+def test_a_spec_of_the_first_format_loads_as_it_was_trained(tmp_path):
+    """In model.json's first format a last dense10 was a hidden layer (the output came after it) and
+    'conv8k3 relu' was two ReLUs: such a run, saved before, loads with its weights and answers."""
+    classes = [str(d) for d in range(10)]
+    trained = build_spec(first_format(KERAS_WORDS, 10))  # the network the first format built
+    assert sum(isinstance(m, torch.nn.Linear) for m in trained) == 3
+    save_model(tmp_path, trained, ModelInfo("spec", classes, spec=KERAS_WORDS))
+    _edit(tmp_path, lambda m: m.update(format_version=1))
+    model, info = load_model(tmp_path)
+    images = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model(images), trained.eval()(images)) and info.spec == first_format(KERAS_WORDS, 10)
+
+
+@pytest.mark.parametrize("spec, version", [(KERAS_WORDS, 2), (KERAS_WORDS + " softmax", 2),
+                                           ("conv8k3 maxpool dense16", 1), ("conv8k3-linear relu dense", 1)])
+def test_a_model_json_is_written_in_the_oldest_format_that_reads_it_as_meant(tmp_path, spec, version):
+    """A spec both formats read alike stays readable by a cnnlab of the first format; one they read
+    differently is marked as the second, so that such a cnnlab asks to be upgraded, not misreads it."""
+    classes = [str(d) for d in range(10)]
+    save_model(tmp_path, build_spec(spec), ModelInfo("spec", classes, spec=spec))
+    assert json.loads((tmp_path / "model.json").read_text())["format_version"] == version
+    model, info = load_model(tmp_path)
+    assert info.spec == spec and sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in build_spec(spec).parameters())
 
 
 @pytest.mark.parametrize("version", ["1", 0, -3, 1.5, True, None, [1]])

@@ -24,7 +24,7 @@ EVERY_KIND = [
     "conv8k3s2p1-gelu avgpool3s1 batchnorm silu gap dense16-tanh dropout0.1 bn dense",
     "crop2 conv8k5-same-nobias-linear maxpool bn relu res16 res16s2 gap",
     "conv4k3-same sigmoid flatten fc32-nobias gelu drop0.5",
-    "init=glorot conv6k5-valid tanh pool flatten dense",
+    "init=glorot conv6k5-valid tanh pool flatten dense softmax",
 ]
 
 
@@ -88,10 +88,32 @@ def test_a_spec_file_with_comments_builds(tmp_path):
     ("conv100000-same", "holds 78,400,000 values per image"),
     (" ".join(["relu"] * 10_000), f"the spec has 10,000 layers; cnnlab builds at most {MAX_LAYERS}"),
     ("init=he conv8", "'init=he' is not a setting"),
+    ("conv32 maxpol dense", "layer 2 'maxpol': unknown kind 'maxpol'; did you mean 'maxpool'?"),
+    ("conv8 softmax dense", "layer 2 'softmax': softmax may only be the last word, after the output layer"),
+    ("conv8 dense5 softmax", "layer 3 'softmax': softmax must follow the output layer: dense10"),
+    ("conv8 dense10-relu softmax", "layer 3 'softmax': softmax must follow the output layer"),
 ])
 def test_bad_specs_say_which_layer_and_what_to_do(spec, message):
     with pytest.raises(SpecError, match=re.escape(message)):
         plan(spec)
+
+
+def test_a_keras_sequential_written_as_words_is_that_network():
+    """keras.Sequential([Conv2D(32, 3), Activation('relu'), MaxPooling2D(), Flatten(), Dense(128),
+    Activation('relu'), Dense(10), Activation('softmax')]) on MNIST: 693,962 parameters, one ReLU
+    per activation word, the last Dense the output (its softmax is the loss's and the answers')."""
+    model = build_spec("conv32k3 relu maxpool flatten dense128 relu dense10 softmax")
+    assert count_parameters(model) == 693_962
+    assert [type(m).__name__ for m in model] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+    assert [type(m).__name__ for m in build_spec("conv8k3 tanh dense16")][:2] == ["Conv2d", "Tanh"]
+
+
+@pytest.mark.parametrize("spec", ["conv32k3 maxpool dense10", "conv32k3 maxpool dense10 softmax",
+                                  "conv32k3 maxpool dense"])
+def test_a_last_dense_of_the_class_count_is_the_output_layer(spec):
+    model = build_spec(spec)
+    assert count_parameters(model) == 320 + 5408 * 10 + 10 and isinstance(model[-1], torch.nn.Linear)
+    assert count_parameters(build_spec("conv32k3 maxpool dense10-relu")) == 320 + 5408 * 10 + 10 + 110  # hidden
 
 
 def test_an_unknown_single_word_is_neither_a_name_nor_a_spec():

@@ -39,7 +39,7 @@ def test_settings_the_caller_chose_are_not_fitted(tmp_path):
 
 
 # The network: it passes the parameter and map budgets, then wants 54 GB to train at batch 128.
-TOO_LARGE = "conv60000k1 maxpool conv8k3 dense10"
+TOO_LARGE = "conv60000k1 maxpool conv8k3 dense10-relu"  # a hidden dense10, then the output layer
 FREE = 20 * 10**9
 
 
@@ -106,7 +106,8 @@ def test_cnnlab_train_refuses_it_in_one_line_before_building_it(twenty_gb_free, 
 
 
 def test_cnnlab_train_in_python_refuses_it(twenty_gb_free, toy_dataset):
-    with pytest.raises(CnnlabError, match=r"^the network 'conv60000k1 maxpool conv8k3 dense10' needs about 54\.3 GB"):
+    with pytest.raises(CnnlabError, match=r"^the network 'conv60000k1 maxpool conv8k3 dense10-relu' needs about "
+                                          r"54\.3 GB"):
         cnnlab.train(model=TOO_LARGE, dataset=toy_dataset, batch_size=128, progress=False)
     with pytest.raises(CnnlabError, match="lower --batch-size to 47 or less"):  # before lr-find's sweep
         cnnlab.train(model=TOO_LARGE, dataset=toy_dataset, batch_size=128, lr="auto", progress=False)

@@ -22,12 +22,14 @@ from safetensors.torch import load_file, save
 from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes, read_json, write_json
-from cnnlab.models.layers import build_spec, plan
+from cnnlab.models.layers import build_spec, first_format, plan
 from cnnlab.models.registry import MODELS
 
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
-FORMAT_VERSION = 1  # model.json's layout; a file without one is of the first
+# model.json's layout; a file without one is of the first. The second reads a spec's last dense<classes> as
+# the output layer, and takes softmax; a file is written as the first wherever the two read it alike.
+FORMAT_VERSION = 2
 # A training's checkpoint (written by cnnlab.training.checkpoint, a stage above); an interrupted one leaves no model
 CHECKPOINT_FILE = "checkpoint.pt"
 SPEC_ARCHITECTURE = "spec"  # model.json's architecture for a network given as a layer spec
@@ -61,7 +63,7 @@ class ModelInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": self.format_version(),
             "architecture": self.architecture,
             "spec": self.spec,
             "arguments": {"num_classes": len(self.class_names), "image_size": self.image_size},
@@ -73,14 +75,26 @@ class ModelInfo:
             "test_accuracy": self.test_accuracy,
         }
 
+    def format_version(self) -> int:
+        """The oldest layout that reads this file as meant: 2 for a spec that ends the way only the
+        second reads (its output layer written as ``dense<classes>``, or ``softmax``), else 1."""
+        if self.spec is None:
+            return 1
+        classes = len(self.class_names)
+        plain = first_format(self.spec, classes) == self.spec and "softmax" not in self.spec.lower().split()
+        return 1 if plain else 2
+
     @classmethod
     def from_json(cls, data: dict[str, Any], source: str) -> ModelInfo:
         if not isinstance(data, dict):
             raise CnnlabError(f"{source}: not a cnnlab model.json (a JSON object was expected, found "
                               f"{type(data).__name__})")
-        check_format_version(data.get("format_version", 1), source)
+        version = data.get("format_version", 1)
+        check_format_version(version, source)
         try:
             spec = data.get("spec")
+            if spec is not None and version < 2:  # the first layout: a last dense<classes> was hidden
+                spec = first_format(str(spec), len(data["class_names"]))
             info = cls(
                 architecture=str(data["architecture"]),
                 class_names=[str(c) for c in data["class_names"]],

@@ -20,10 +20,11 @@ then makes the network: one ``nn.Sequential`` whose modules are exactly the laye
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -76,6 +77,8 @@ KINDS: dict[str, Kind] = {
                 "residual block: two 3x3 conv+batchnorm, ReLU, plus the input (1x1 conv if it must change)"),
     "crop": Kind("pixels", True, summary="drop this many pixels from each edge (cnn-fast's border crop)"),
     **{name: Kind("", summary=f"{name} activation") for name in ACTIVATIONS},
+    "softmax": Kind("", summary="the output as probabilities (Keras' softmax): only last, after the output layer; "
+                                "cnnlab's loss and answers apply it, so it adds no layer"),
 }
 
 
@@ -150,7 +153,9 @@ def _layer(position: int, token: str) -> Layer:
     kind = ALIASES.get(match["kind"], match["kind"]) if match else ""
     if not match or kind not in KINDS:
         word = match["kind"] if match else token
-        raise SpecError(f"layer {position} '{text}': unknown kind '{word}'; use one of {', '.join(KINDS)} "
+        close = difflib.get_close_matches(word, [*KINDS, *ALIASES], n=1, cutoff=0.6)
+        guess = f"did you mean '{close[0]}'? " if close else ""
+        raise SpecError(f"layer {position} '{text}': unknown kind '{word}'; {guess}use one of {', '.join(KINDS)} "
                         "(e.g. conv32k3, maxpool, dense128)")
     spec = KINDS[kind]
     layer = Layer(position, text, kind, None, {}, tuple(f for f in match["flags"].split("-") if f))
@@ -205,8 +210,8 @@ def plan(spec: Spec | str, num_classes: int = 10, in_channels: int = 1, image_si
     spec = parse(spec) if isinstance(spec, str) else spec
     shape: tuple[int, ...] = (in_channels, image_size, image_size)
     steps: list[Step] = []
-    layers = spec.layers
-    output_given = bool(layers) and layers[-1].kind == "dense" and layers[-1].size is None
+    layers = without_softmax(spec.layers, num_classes)
+    output_given = bool(layers) and is_output(layers[-1], num_classes)
     for index, layer in enumerate(layers):
         if layer.kind == "dense" and layer.size is None and index != len(layers) - 1:
             raise layer.fail("only the last dense layer may leave out its units (it is the output layer); "
@@ -214,7 +219,11 @@ def plan(spec: Spec | str, num_classes: int = 10, in_channels: int = 1, image_si
         if layer.kind == "dense" and len(shape) == 3:
             steps.append(_flatten(shape))
             shape = steps[-1].shape
-        step = _plan_layer(layer, shape, num_classes)
+        output = output_given and index == len(layers) - 1
+        # Keras' way: 'conv32k3 relu' is one ReLU, the word's; a conv or dense layer has its own only otherwise.
+        followed = index + 1 < len(layers) and layers[index + 1].kind in ACTIVATIONS and not _activation_written(layer)
+        step = _plan_layer(replace(layer, flags=(*layer.flags, "linear")) if followed else layer, shape, num_classes,
+                           output)
         steps.append(step)
         shape = step.shape
         _check_budget(steps, layer)
@@ -225,6 +234,49 @@ def plan(spec: Spec | str, num_classes: int = 10, in_channels: int = 1, image_si
         steps.append(_dense_step(None, shape[0], num_classes, "linear", True))
         _check_budget(steps, None)
     return steps
+
+
+def is_output(layer: Layer, num_classes: int) -> bool:
+    """Whether ``layer``, the spec's last (a ``softmax`` after it aside), is the output layer: a bare
+    ``dense``, or ``dense<classes>`` with no activation written (Keras' last ``Dense(10)``)."""
+    if layer.kind != "dense":
+        return False
+    return layer.size is None or (layer.size == num_classes and not _activation_written(layer))
+
+
+def without_softmax(layers: list[Layer], num_classes: int) -> list[Layer]:
+    """``layers`` without a last ``softmax``, which must follow the output layer and nothing else."""
+    for layer in layers[:-1]:
+        if layer.kind == "softmax":
+            raise layer.fail("softmax may only be the last word, after the output layer (e.g. 'dense10 softmax')")
+    if not layers or layers[-1].kind != "softmax":
+        return layers
+    if len(layers) == 1 or not is_output(layers[-2], num_classes):
+        raise layers[-1].fail(f"softmax must follow the output layer: dense{num_classes} (the {num_classes} "
+                              "classes, no activation) or a bare dense")
+    return layers[:-1]
+
+
+def first_format(text: str, num_classes: int) -> str:
+    """A spec as model.json's first format meant it, written so that it reads the same today: there a
+    last ``dense<classes>`` was a hidden layer with ReLU (the output layer came after it), and a conv
+    or dense layer kept its ReLU when an activation word followed it."""
+    words = text.split()
+    try:
+        layers = [(i, _layer(1, word)) for i, word in enumerate(words) if "=" not in word]
+    except SpecError:
+        return text  # the build that follows names the problem
+    for (i, layer), following in zip(layers, [*layers[1:], None], strict=True):
+        hidden_output = following is None and layer.kind == "dense" and layer.size == num_classes
+        before_activation = following is not None and following[1].kind in ACTIVATIONS
+        if layer.kind in ("conv", "dense") and layer.size is not None and (hidden_output or before_activation) \
+                and not _activation_written(layer):
+            words[i] += "-relu"
+    return " ".join(words)
+
+
+def _activation_written(layer: Layer) -> bool:
+    return bool(set(layer.flags) & set(ACTIVATION_FLAGS))
 
 
 def _check_budget(steps: list[Step], layer: Layer | None) -> None:
@@ -254,14 +306,14 @@ def _activation(name: str) -> list[nn.Module]:
     return [] if name == "linear" else [ACTIVATIONS[name]()]
 
 
-def _plan_layer(layer: Layer, shape: tuple[int, ...], num_classes: int) -> Step:
+def _plan_layer(layer: Layer, shape: tuple[int, ...], num_classes: int, output: bool = False) -> Step:
     kind = layer.kind
     if kind in ("dropout", *ACTIVATIONS):
         make = (lambda: [nn.Dropout(layer.size)]) if kind == "dropout" else (lambda: [ACTIVATIONS[kind]()])
         return Step(layer, shape, 0, make)
     if kind == "dense":
         units = num_classes if layer.size is None else int(layer.size)
-        activation = "linear" if layer.size is None else layer.activation
+        activation = "linear" if output else layer.activation
         return _dense_step(layer, shape[0], units, activation, "nobias" not in layer.flags)
     if kind == "batchnorm":
         norm = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
