@@ -5,9 +5,9 @@
 Prints, against the reader's targets (one photographed digit <= 60 ms, a 4-digit number
 <= 300 ms, the whole ``cnnlab read photo.jpg`` command <= 3 s):
 
-    digit / number   one read of docs/examples/digit0.jpg and number.jpg in a warm process:
+    digit / number   one read of docs/examples/seven.jpg and number-4794.jpg in a warm process:
                      decoding, finding the ink, cutting it into digits, the network
-    command          ``cnnlab read docs/examples/number.jpg`` as a new process, and its parts,
+    command          ``cnnlab read docs/examples/number-4794.jpg`` as a new process, and its parts,
                      timed inside one: starting Python, importing, loading the reader, reading
 """
 
@@ -32,7 +32,7 @@ from cnnlab.using.predictor import Predictor
 from cnnlab.using.reader import READER, read
 
 ROOT = Path(__file__).resolve().parents[1]
-DIGIT, NUMBER = ROOT / "docs/examples/digit0.jpg", ROOT / "docs/examples/number.jpg"
+DIGIT, NUMBER = ROOT / "docs/examples/seven.jpg", ROOT / "docs/examples/number-4794.jpg"
 TARGETS_MS = {"digit": 60, "number": 300, "command": 3000}
 PARTS = """
 import json, sys, time

@@ -17,7 +17,7 @@ from cnnlab.using.predict import predict_files
 from tests.helpers import assert_one_line_error, run_cli
 
 EXAMPLES = Path(__file__).parents[1] / "docs" / "examples"
-DIGITS = [EXAMPLES / f"digit{i}.jpg" for i in range(3)]
+DIGITS = [EXAMPLES / f"{name}.jpg" for name in ("seven", "two", "one")]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +31,8 @@ def test_explain_gives_the_answer_the_maps_and_every_layer(digit_run, tmp_path):
     results = explain(digit_run, DIGITS, out=tmp_path / "why", progress=False)
     predicted = predict_files(digit_run, DIGITS, progress=False)
     assert [e.label for e in results] == [p.label for p in predicted] == ["7", "2", "1"]
+    # one answer everywhere: explain's confidence is predict's, shifts included
+    assert [e.confidence for e in results] == [p.confidence for p in predicted]
     for e in results:
         assert e.error is None and e.target == e.label
         assert list(e.maps) == list(METHODS)
@@ -39,13 +41,13 @@ def test_explain_gives_the_answer_the_maps_and_every_layer(digit_run, tmp_path):
         assert [layer.kind for layer in e.layers] == ["conv", "conv", "dense", "dense"]
         picture = Image.open(e.picture)
         assert picture.width > 800 and picture.height > 600
-    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["digit0.png", "digit1.png", "digit2.png"]
+    assert sorted(p.name for p in (tmp_path / "why").iterdir()) == ["one.png", "seven.png", "two.png"]
 
 
 def test_a_target_class_and_pictures_that_are_never_replaced(digit_run, tmp_path):
     first = explain(digit_run, DIGITS[:1], ["saliency"], out=tmp_path, progress=False)[0]
     again = explain(digit_run, DIGITS[:1], ["saliency"], target="9", out=tmp_path, progress=False)[0]
-    assert (first.picture.name, again.picture.name) == ("digit0.png", "digit0-2.png")
+    assert (first.picture.name, again.picture.name) == ("seven.png", "seven-2.png")
     assert again.label == "7" and again.target == "9"
     assert not np.allclose(first.maps["saliency"], again.maps["saliency"])
 
@@ -78,10 +80,10 @@ def test_the_cli_writes_one_picture_per_image_and_answers_the_rest(digit_run, tm
     code, out, err = run_cli(capsys, "explain", digit_run, folder, "--method", "saliency,occlusion",
                              "--out", tmp_path / "out")
     assert code != 0
-    assert "digit0.jpg: 7" in out and "digit1.jpg: 2" in out and "blank.png: no answer" in out
+    assert "seven.jpg: 7" in out and "two.jpg: 2" in out and "blank.png: no answer" in out
     assert "skipped 1 file" in err
     assert err.strip().splitlines()[-1].startswith("error: 1 of 3 images got no explanation")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["digit0.png", "digit1.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["seven.png", "two.png"]
 
 
 def test_bad_input_gets_one_line(digit_run, tmp_path, capsys):

@@ -37,27 +37,27 @@ def test_the_reader_ships_as_safetensors_and_json_within_3_mb():
 
 
 def test_read_decides_between_a_digit_and_a_number(capsys):
-    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number.jpg", f"{EXAMPLES}/digit0.jpg", f"{EXAMPLES}/digit1.jpg")
+    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number-4794.jpg", f"{EXAMPLES}/seven.jpg", f"{EXAMPLES}/two.jpg")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].startswith(f"{EXAMPLES}/number.jpg: 4794  [4 ")
-    assert lines[1].startswith(f"{EXAMPLES}/digit0.jpg: 7 (") and lines[2].startswith(f"{EXAMPLES}/digit1.jpg: 2 (")
+    assert lines[0].startswith(f"{EXAMPLES}/number-4794.jpg: 4794  [4 ")
+    assert lines[1].startswith(f"{EXAMPLES}/seven.jpg: 7 (") and lines[2].startswith(f"{EXAMPLES}/two.jpg: 2 (")
 
 
 def test_digit_and_number_force_either_and_exclude_each_other(capsys):
-    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number.jpg", "--digit", "--json")
+    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number-4794.jpg", "--digit", "--json")
     answer = json.loads(out)
     assert code == 0 and set(answer) == {"path", "label", "confidence", "top", "uncertain"}
-    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/digit2.jpg", "--number", "--json")
+    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/one.jpg", "--number", "--json")
     assert code == 0 and json.loads(out)["number"] == "1"
-    assert_one_line_error(capsys, "read", f"{EXAMPLES}/digit2.jpg", "--digit", "--number", match="exclude each other")
-    assert_one_line_error(capsys, "read", f"{EXAMPLES}/digit2.jpg", "--top", "0", match="--top")
+    assert_one_line_error(capsys, "read", f"{EXAMPLES}/one.jpg", "--digit", "--number", match="exclude each other")
+    assert_one_line_error(capsys, "read", f"{EXAMPLES}/one.jpg", "--top", "0", match="--top")
 
 
 def test_a_folder_is_answered_file_by_file_and_bad_files_get_a_reason(tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copy(f"{EXAMPLES}/number.jpg", folder / "a-number.jpg")
+    shutil.copy(f"{EXAMPLES}/number-4794.jpg", folder / "a-number.jpg")
     Image.fromarray(np.full((60, 80), 215, np.uint8)).save(folder / "b-blank.png")  # no ink
     (folder / "c-broken.png").write_bytes(b"\x89PNG not really")
     (folder / "d-bomb.png").write_bytes(png_claiming(40_000, 40_000))
@@ -79,7 +79,7 @@ def test_a_folder_is_answered_file_by_file_and_bad_files_get_a_reason(tmp_path, 
 
 def test_a_numbers_digits_are_weighed_by_the_sequence_reader():
     predictor = load_reader()
-    prepared = predictor.prepare(f"{EXAMPLES}/number.jpg", number=None)
+    prepared = predictor.prepare(f"{EXAMPLES}/number-4794.jpg", number=None)
     reading = prepared.reading
     assert len(reading.digits) == 4 and len(reading.views) == 4
     assert all(v.ndim == 2 and v.shape[1] == 11 for v in reading.views)
@@ -88,7 +88,7 @@ def test_a_numbers_digits_are_weighed_by_the_sequence_reader():
     assert images is reading.digits and reading.recut is None  # the sequence reader counts four digits too
     assert np.allclose(weighed, weighed_by_reading(plain, reading.views))
     assert not np.allclose(weighed, plain, atol=1e-3)
-    answer = read(f"{EXAMPLES}/number.jpg")[0]  # the command answers with the weighed probabilities
+    answer = read(f"{EXAMPLES}/number-4794.jpg")[0]  # the command answers with the weighed probabilities
     assert [d["confidence"] for d in answer.digits] == pytest.approx(weighed.max(1).tolist(), abs=1e-5)
     letters = Predictor(predictor.model, dataclasses.replace(predictor.info, class_names=list("abcdefghij")))
     as_letters = letters.answer([prepared])[0]  # not digits: nothing to weigh by
@@ -104,11 +104,11 @@ def test_loading_the_reader_does_not_import_sympy():
 def test_read_in_python_matches_the_command():
     importlib.import_module("cnnlab.using.reader")  # not called read: importing it would replace the function on cnnlab
     assert cnnlab.read is read
-    number, digit = cnnlab.read([f"{EXAMPLES}/number.jpg", f"{EXAMPLES}/digit0.jpg"])
+    number, digit = cnnlab.read([f"{EXAMPLES}/number-4794.jpg", f"{EXAMPLES}/seven.jpg"])
     assert number.number == "4794" and len(number.digits) == 4 and digit.label == "7" and digit.number is None
-    assert read(f"{EXAMPLES}/digit0.jpg", mode="number")[0].number == "7"
+    assert read(f"{EXAMPLES}/seven.jpg", mode="number")[0].number == "7"
     with pytest.raises(cnnlab.CnnlabError, match="mode must be one of auto, digit, number"):
-        read(f"{EXAMPLES}/digit0.jpg", mode="numbers")
+        read(f"{EXAMPLES}/seven.jpg", mode="numbers")
     assert load_reader() is load_reader()  # loaded once a process, not for every call
 
 
@@ -138,9 +138,9 @@ def test_serve_with_no_model_serves_the_reader(monkeypatch, capsys):
     code, _, _ = run_cli(capsys, "serve", "--port", "8123")
     assert code == 0 and served == [READER]
     client = TestClient(serving.create_app(READER), base_url="http://127.0.0.1")  # a Host the server answers
-    with open(f"{EXAMPLES}/digit0.jpg", "rb") as photo:
-        answer = client.post("/api/predict", files={"file": ("digit0.jpg", photo, "image/jpeg")}).json()
+    with open(f"{EXAMPLES}/seven.jpg", "rb") as photo:
+        answer = client.post("/api/predict", files={"file": ("seven.jpg", photo, "image/jpeg")}).json()
     assert answer["label"] == "7"
-    with open(f"{EXAMPLES}/number.jpg", "rb") as photo:
+    with open(f"{EXAMPLES}/number-4794.jpg", "rb") as photo:
         answer = client.post("/api/predict?number=true", files={"file": ("number.jpg", photo, "image/jpeg")}).json()
     assert answer["number"] == "4794"

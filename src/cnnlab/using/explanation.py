@@ -21,7 +21,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import free_folder
 from cnnlab.models.attribution import Activation, activations, attribute, check_methods, has_conv
 from cnnlab.models.files import ModelInfo
-from cnnlab.models.inference import background_of, predict_logits, to_input
+from cnnlab.models.inference import background_of, to_input
 from cnnlab.using.predict import expand_inputs, prepared_files
 from cnnlab.using.prediction import Prediction
 from cnnlab.using.predictor import Predictor
@@ -130,9 +130,11 @@ def usable_methods(methods: tuple[str, ...], model: torch.nn.Module, all_asked: 
 
 def explain_image(model: torch.nn.Module, info: ModelInfo, name: str, image: np.ndarray,
                   methods: tuple[str, ...], target: int | None = None, folder: Path | None = None) -> Explanation:
-    """:func:`explain` for one prepared uint8 image ``(H, W)`` or ``(H, W, 3)`` named ``name``."""
+    """:func:`explain` for one prepared uint8 image ``(H, W)`` or ``(H, W, 3)`` named ``name``. Its
+    answer is the one ``cnnlab predict`` gives (the Predictor's, shifts included); the maps explain
+    that class, or ``target``."""
     inputs = to_input(torch.tensor(image)[None], info.mean, info.std)  # a copy: the image may be read-only
-    probabilities = predict_logits(model.eval(), inputs).softmax(1)[0]
+    probabilities = Predictor(model, info).probabilities(np.array(image)[None])[0]
     answer = int(probabilities.argmax())
     explained = answer if target is None else target
     background = background_of(info.mean, info.std)
