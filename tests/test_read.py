@@ -37,7 +37,8 @@ def test_the_reader_ships_as_safetensors_and_json_within_3_mb():
 
 
 def test_read_decides_between_a_digit_and_a_number(capsys):
-    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number-4794.jpg", f"{EXAMPLES}/seven.jpg", f"{EXAMPLES}/two.jpg")
+    code, out, _ = run_cli(capsys, "read", f"{EXAMPLES}/number-4794.jpg", f"{EXAMPLES}/seven.jpg",
+                           f"{EXAMPLES}/two.jpg")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith(f"{EXAMPLES}/number-4794.jpg: 4794  [4 ")
