@@ -48,6 +48,12 @@ def test_unknown_names(capsys, tmp_path):
     assert_one_line_error(capsys, "train", "--model", "resnet", "--out", tmp_path / "r", match="unknown model")
     assert_one_line_error(capsys, "info", "--dataset", "cifar", match="unknown dataset")
     assert_one_line_error(capsys, "train", "--dataset", "cifar", "--out", tmp_path / "r", match="unknown dataset")
+    assert_one_line_error(capsys, "info", "--dataset", "mnistt",
+                          match="unknown dataset 'mnistt': did you mean 'mnist'?")
+    missing = f"{tmp_path}/my-photos/"
+    assert_one_line_error(capsys, "train", "--dataset", missing, "--out", tmp_path / "r",
+                          match=f"error: {missing}: no such folder or file; give an image folder")
+    assert_one_line_error(capsys, "summary", "", match="give the network to describe: a name from 'cnnlab models'")
 
 
 @pytest.mark.parametrize(("option", "value"), [("--epochs", 0), ("--epochs", -1), ("--batch-size", 0),

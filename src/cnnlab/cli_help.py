@@ -130,8 +130,9 @@ COMMANDS = {
     "lr-find": _help(
         "Find a learning rate: the range test, as fastai's lr_find.",
         "Trains a fresh network for up to --steps steps while the learning rate grows from --start to --end, "
-        "prints the suggested peak learning rate (fastai's valley) and writes lr_find.png with the suggestion "
-        "marked, and lr_find.json. 'cnnlab train --lr auto' does this first and trains with the suggestion.",
+        "prints the suggested peak learning rate (fastai's 'minimum' rule: the rate of the lowest smoothed loss, "
+        "divided by 10; fastai's 'valley' is printed beside it, for comparison) and writes lr_find.png with the "
+        "suggestion marked, and lr_find.json. 'cnnlab train --lr auto' does this first and trains with the suggestion.",
         "cnnlab lr-find --model cnn",
         'cnnlab lr-find --model "conv32k3 maxpool dense128" --optimizer sgd',
         "cnnlab train --model cnn --lr auto",

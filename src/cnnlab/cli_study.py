@@ -40,6 +40,8 @@ def summary_command(
     require(image_size >= 1 and channels >= 1 and classes >= 1, "--image-size, --channels and --classes must be "
             "at least 1")
     require(batch_size is None or batch_size >= 1, f"--batch-size must be at least 1, got {batch_size}")
+    require(bool(model.strip()), "give the network to describe: a name from 'cnnlab models', a layer spec such as "
+            "'conv32k3 maxpool dense128', a spec file or a run folder")
     table = summary(model, classes, channels, image_size, batch_size)
     if as_json:
         print(json.dumps(table.to_dict()))

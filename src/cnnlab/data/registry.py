@@ -7,6 +7,7 @@ files, CIFAR as its binary tarball, SVHN as two ``.mat`` files (cnnlab.data.arch
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 from cnnlab.errors import CnnlabError
@@ -140,9 +141,19 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         known = ", ".join(DATASETS)
+        if looks_like_a_path(name):
+            raise CnnlabError(f"{name}: no such folder or file; give an image folder (a subfolder per class), a CSV "
+                              f"file, or one of {known}") from None
+        close = difflib.get_close_matches(name.lower(), list(DATASETS), n=1, cutoff=0.7)
+        guess = f"did you mean '{close[0]}'? " if close else ""
         raise CnnlabError(
-            f"unknown dataset '{name}': use one of {known}, or a path to an image folder or CSV file"
+            f"unknown dataset '{name}': {guess}use one of {known}, or a path to an image folder or CSV file"
         ) from None
+
+
+def looks_like_a_path(name: str) -> bool:
+    """Whether ``name`` was meant as a folder or file rather than a dataset's name."""
+    return any(mark in name for mark in ("/", "\\")) or name.startswith(("~", ".")) or name.lower().endswith(".csv")
 
 
 def dataset_kind(dataset: str) -> str:
