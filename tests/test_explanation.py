@@ -116,3 +116,9 @@ def test_cnnlab_explain_is_the_function_even_after_its_module_is_imported():
     import cnnlab.using.explanation  # a submodule named explain would replace the function on the package
 
     assert cnnlab.explain is cnnlab.using.explanation.explain
+
+
+def test_evaluating_a_colour_model_on_mnist_names_the_classes_that_disagree(colour_run, mnist_dir, capsys):
+    assert_one_line_error(capsys, "evaluate", colour_run, "--dataset", "mnist", "--data-dir", mnist_dir,
+                          match="the model knows 3 classes (blue, green, red) but 'mnist' has 10 (0, 1, 2, 3, 4, 5 "
+                                "and 4 more); evaluate it on data of its classes")

@@ -67,6 +67,12 @@ def evaluate_model(
     return classification_metrics(images_logits(model, info, images, device, tta), labels, info.class_names)
 
 
+def shown(names: list) -> str:
+    """Class names for a message: the first 6, then how many more."""
+    names = [str(n) for n in names]
+    return ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+
+
 def evaluate(
     model_path: str | Path, dataset: str | Path | None = None, data_dir: str | Path | None = None,
     limit: int | None = None, tta: bool = False,
@@ -76,9 +82,9 @@ def evaluate(
     model, info = load_model(model_path)
     ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size,
                       channels=info.in_channels)
-    if ds.num_classes != len(info.class_names) or ds.image_size != info.image_size:
-        raise CnnlabError(
-            f"the model expects {len(info.class_names)} classes of {info.image_size}x{info.image_size} images "
-            f"but '{ds.name}' has {ds.num_classes} classes of {ds.image_size}x{ds.image_size}"
-        )
+    if [str(c) for c in ds.class_names] != [str(c) for c in info.class_names]:
+        # the images were loaded at the model's size: only the classes can disagree
+        raise CnnlabError(f"the model knows {len(info.class_names)} classes ({shown(info.class_names)}) but "
+                          f"'{ds.name}' has {ds.num_classes} ({shown(ds.class_names)}); evaluate it on data of its "
+                          f"classes{f', such as {info.dataset}' if info.dataset else ''}")
     return evaluate_model(model, info, ds.test_images, ds.test_labels, tta=tta)
