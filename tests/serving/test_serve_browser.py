@@ -60,8 +60,9 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone-sized screen
-        failed = []
+        failed, refused = [], []
         page.on("requestfailed", lambda request: failed.append(request.url))
+        page.on("response", lambda response: response.status >= 400 and refused.append((response.status, response.url)))
         page.goto(printed)
         expect(page.locator("#model-facts")).to_contain_text("cnn-fast")
         assert page.url == url, "the token is taken out of the address bar"
@@ -92,6 +93,7 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(server):
         page.screenshot(path=str(ARTIFACTS / "train-tab-phone.png"), full_page=True)
         browser.close()
     assert not failed, f"requests failed: {failed}"
+    assert not refused, f"the page's own requests were refused (the console shows them): {refused}"
 
 
 def test_inside_the_network_shows_every_layer_a_heatmap_and_values_on_hover(server):

@@ -149,8 +149,10 @@ def add_train_routes(app: FastAPI, place: TrainPlace, served_info: Callable[[], 
 
     @app.get("/api/train/options")
     def training_options() -> dict[str, Any]:
-        """What the Train tab offers: the presets (with what each trains here) and the registry's models."""
-        return options_for(dataset_and_shape(served_info())[0])
+        """What the Train tab offers: the presets (with what each trains here) and the registry's models,
+        and ``current``: the current or last training, as ``GET /api/train`` gives it (null when none)."""
+        current = trainings.current.to_json() if trainings.current is not None else None
+        return {**options_for(dataset_and_shape(served_info())[0]), "current": current}
 
     @app.get("/api/train")
     def training_state() -> dict[str, Any]:

@@ -71,7 +71,7 @@ function convFigure(layer) {
   image.dataset.layer = layer.name;
   image.onload = () => { image.style.width = `${Math.min(3, 900 / image.naturalWidth) * image.naturalWidth}px`; };
   image.src = `data:image/png;base64,${layer.image}`;
-  image.addEventListener("mousemove", (event) => {
+  const showChannel = (event) => {
     const box = image.getBoundingClientRect();
     const x = (event.clientX - box.left) * image.naturalWidth / box.width;
     const y = (event.clientY - box.top) * image.naturalHeight / box.height;
@@ -81,8 +81,11 @@ function convFigure(layer) {
     const inside = x - column * (width + layer.gap) < width && y - row * (height + layer.gap) < height;
     if (!inside || column >= layer.columns || channel >= layer.shown) return hideTip();
     showTip(event, `${layer.name}, channel ${channel + 1} of ${count}: ${range(layer.channels[channel])}`);
-  });
-  image.addEventListener("mouseleave", hideTip);
+  };
+  // pointer events: a mouse moving over it, and a finger touching it (a phone has no hover)
+  image.addEventListener("pointermove", showChannel);
+  image.addEventListener("pointerdown", showChannel);
+  image.addEventListener("pointerleave", hideTip);
   box.append(image);
   return box;
 }
@@ -93,14 +96,16 @@ function denseFigure(layer) {
   const canvas = document.createElement("canvas");
   canvas.dataset.layer = layer.name;
   canvas.layer = layer; // drawn by drawDenseLayers once the canvas has its size
-  canvas.addEventListener("mousemove", (event) => {
+  const showUnit = (event) => {
     const box = canvas.getBoundingClientRect();
     const unit = Math.floor((event.clientX - box.left) / box.width * layer.units);
     if (unit < 0 || unit >= layer.units) return hideTip();
     const name = layer.classes ? `class ${layer.classes[unit]}` : `unit ${unit + 1} of ${layer.units}`;
     showTip(event, `${layer.name}, ${name}: ${layer.values[unit].toFixed(3)}`);
-  });
-  canvas.addEventListener("mouseleave", hideTip);
+  };
+  canvas.addEventListener("pointermove", showUnit);
+  canvas.addEventListener("pointerdown", showUnit);
+  canvas.addEventListener("pointerleave", hideTip);
   box.append(canvas);
   return box;
 }

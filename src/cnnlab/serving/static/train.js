@@ -67,8 +67,7 @@ async function loadTrainOptions() {
   describe();
   const models = document.getElementById("t-models");
   for (const model of options.models) models.append(new Option(model.description, model.name));
-  const current = await fetch("/api/train");
-  if (current.ok) watch(await current.json()); // a training started earlier (or from another page)
+  if (options.current) watch(options.current); // a training started earlier (or from another page)
 }
 
 trainForm.addEventListener("submit", async (event) => {
