@@ -70,7 +70,7 @@ def train_command(
 ) -> None:
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import resume_training, train
-    from cnnlab.training.run_folder import new_run_folder
+    from cnnlab.training.run_folder import first_run_folder, new_run_folder, unfinished_runs
 
     if resume is not None:
         return interruptible(lambda: resume_training(resume), resume)
@@ -83,7 +83,11 @@ def train_command(
                   threads=threads, data_dir=str(data_dir) if data_dir else None)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
-    out = out or new_run_folder(preset, dataset, seed, model)
+    if out is None:
+        out = new_run_folder(preset, dataset, seed, model)
+        for unfinished in unfinished_runs(first_run_folder(preset, dataset, seed, model)):
+            print(f"note: {unfinished} holds an unfinished training; continue it with: cnnlab train --resume "
+                  f"{unfinished}", file=sys.stderr)
     config.out = str(out)
     interruptible(lambda: train(config, overwrite=overwrite), out)  # the folder's guards are train()'s
 

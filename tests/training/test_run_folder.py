@@ -17,7 +17,14 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models.files import load_model
 from cnnlab.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from cnnlab.training.loop import train
-from cnnlab.training.run_folder import LOCK_FILE, claim, is_cnnlab_file, new_run_folder
+from cnnlab.training.run_folder import (
+    LOCK_FILE,
+    claim,
+    first_run_folder,
+    is_cnnlab_file,
+    new_run_folder,
+    unfinished_runs,
+)
 from tests.helpers import run_cli
 
 TINY = ["--model", "conv8k3 maxpool dense16", "--epochs", "2", "--batch-size", "32", "--augment", "none",
@@ -113,7 +120,7 @@ def test_python_refuses_a_run_unless_overwrite_which_replaces_the_whole_old_run(
         train(dataset=data, out=run, epochs=1, progress=False)
     (run / "model.onnx").write_bytes(b"an export of the old model")  # cnnlab export writes it into the run
     (run / ".model.json.k3j2x9a1.tmp").write_bytes(b"a write cut short")  # left by a killed process
-    with pytest.raises(CnnlabError, match="unknown dataset"):  # fails after the claim, before any write
+    with pytest.raises(CnnlabError, match="missing: no such folder or file"):  # fails after the claim, before any write
         train(dataset=str(tmp_path / "missing"), out=run, overwrite=True, progress=False)
 
     def ctrl_c(_point):
@@ -258,3 +265,15 @@ def test_a_resume_read_before_another_training_went_on_is_refused_under_the_lock
     with pytest.raises(CnnlabError, match="another training went on with this run while this one read it"):
         train(config, data, progress=False, resume=stale)
     assert (run / CHECKPOINT_FILE).read_bytes() == before and not (run / "report.html").exists()
+
+
+def test_the_unfinished_runs_of_a_name_are_found_for_the_note_train_prints(tmp_path):
+    first = first_run_folder("fast", "mnist", 0, root=tmp_path)
+    for name, files in {"fast-mnist-seed0": ["model.safetensors", "checkpoint.pt"], "fast-mnist-seed0-2": [],
+                        "fast-mnist-seed0-3": ["checkpoint.pt"], "fast-mnist-seed0-10": ["checkpoint.pt"],
+                        "fast-mnist-seed0-old": ["checkpoint.pt"], "fast-mnist-seed01": ["checkpoint.pt"]}.items():
+        (tmp_path / name).mkdir()
+        for file in files:
+            (tmp_path / name / file).write_bytes(b"")
+    assert unfinished_runs(first) == [tmp_path / "fast-mnist-seed0-3", tmp_path / "fast-mnist-seed0-10"]
+    assert new_run_folder("fast", "mnist", 0, root=tmp_path).name == "fast-mnist-seed0-4"

@@ -302,8 +302,22 @@ def new_run_folder(preset: str, dataset: str, seed: int, model: str | None = Non
     """A new run's folder under ``root``: ``PRESET-DATASET-seedS``, or ``MODEL-DATASET-seedS`` for a
     chosen ``model`` (a registry name, a spec file's stem, or ``spec``), then ``-2``, ``-3``...: the
     first that does not exist yet. A folder or file of data is named by its stem."""
+    return free_folder(first_run_folder(preset, dataset, seed, model, root))
+
+
+def first_run_folder(preset: str, dataset: str, seed: int, model: str | None = None, root: str | Path = "runs"
+                     ) -> Path:
+    """The name :func:`new_run_folder` starts from, before ``-2``, ``-3``..."""
     label, data = model_label(model) if model else preset, data_label(dataset)
-    return free_folder(Path(root) / f"{label}-{data}-seed{seed}")
+    return Path(root) / f"{label}-{data}-seed{seed}"
+
+
+def unfinished_runs(first: Path) -> list[Path]:
+    """The runs named after ``first`` (it, then ``-2``, ``-3``...) that hold a checkpoint and no model:
+    trainings that were interrupted, which ``cnnlab train --resume`` continues."""
+    named = [first, *(p for p in first.parent.glob(f"{first.name}-*") if p.name[len(first.name) + 1:].isdigit())]
+    return sorted((p for p in named if (p / CHECKPOINT_FILE).is_file() and not (p / MODEL_FILE).is_file()),
+                  key=lambda p: (len(p.name), p.name))
 
 
 def model_label(model: str) -> str:
