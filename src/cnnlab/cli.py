@@ -127,7 +127,7 @@ def evaluate_command(
     tta: Annotated[bool, typer.Option(help="Test-time augmentation: average 5 one-pixel shifts (5x the work)")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    from cnnlab.reporting.metrics import evaluate
+    from cnnlab.reporting.metrics import confusion_text, evaluate
 
     metrics = evaluate(model, dataset, data_dir, limit, tta)
     if as_json:
@@ -136,6 +136,7 @@ def evaluate_command(
     print(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%), "
           f"loss {metrics['test_loss']:.4f}")
     print("Per-class accuracy: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics["per_class_accuracy"].items()))
+    print(confusion_text(metrics["confusion_matrix"], list(metrics["per_class_accuracy"])))
 
 
 @command("predict")

@@ -67,6 +67,22 @@ def evaluate_model(
     return classification_metrics(images_logits(model, info, images, device, tta), labels, info.class_names)
 
 
+def confusion_text(matrix: list[list[int]], class_names: list[str], most: int = 20) -> str:
+    """The confusion matrix as a table: a row per true class, a column per predicted class (the
+    diagonal is right). More than ``most`` classes are left to the picture and ``--json``."""
+    if len(class_names) > most:
+        return (f"Confusion matrix: {len(class_names)} classes, too many to print; see confusion.png in the run, "
+                "or --json")
+    names = [str(n)[:12] for n in class_names]
+    width = max(max(len(n) for n in names), *(len(f"{v:,}") for row in matrix for v in row))
+    left = max(len("true"), *(len(n) for n in names))
+    lines = ["Confusion matrix (rows: true class, columns: predicted):",
+             " " * left + "  " + " ".join(n.rjust(width) for n in names)]
+    lines += [name.rjust(left) + "  " + " ".join(f"{v:,}".rjust(width) for v in row)
+              for name, row in zip(names, matrix, strict=True)]
+    return "\n".join(lines)
+
+
 def shown(names: list) -> str:
     """Class names for a message: the first 6, then how many more."""
     names = [str(n) for n in names]
