@@ -225,3 +225,14 @@ def test_a_run_that_ends_at_chance_says_why_exits_non_zero_and_keeps_its_files(c
     assert code == 2 and "is chance level for 10 classes: the learning rate 1 is likely too high" in err
     assert len(err.strip().splitlines()) == 1 and "warning: accuracy" in out
     assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "report.html").is_file()
+
+
+def test_show_takes_each_class_in_turn():
+    """A folder's images come class by class; show's sample takes the first of each class in turn."""
+    import torch
+
+    from cnnlab.cli import every_class_in_turn
+
+    labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 4)  # as a folder of three classes loads
+    assert labels[every_class_in_turn(labels, 8)].tolist() == [0, 1, 2, 0, 1, 2, 0, 2]
+    assert every_class_in_turn(labels, 100).tolist() == [0, 5, 7, 1, 6, 8, 2, 9, 3, 10, 4]

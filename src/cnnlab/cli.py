@@ -307,14 +307,26 @@ def show_command(
         get_level(augment)
     ds = load_dataset(dataset, data_dir=data_dir)
     images, labels = ds.splits()[split]
-    images, labels = images[:count], labels[:count]
-    title = f"{ds.name}: first {count} {split} images"
+    chosen = every_class_in_turn(labels, count)  # a folder's images come class by class: the first 32 are one
+    images, labels = images[chosen], labels[chosen]
+    title = f"{ds.name}: {len(chosen)} {split} images, each class in turn"
     if augment:
         warps = [augment_uint8(images, augment, seed + i) for i in range(3)]
         images, labels = torch.cat([images, *warps]), labels.repeat(4)
         title += f", then 3 rows of '{augment}' augmentation of each"
     plots.sample_grid(images, labels, ds.class_names, out, title, columns=min(count, 8) if not augment else count)
     print(f"Wrote {out}")
+
+
+def every_class_in_turn(labels, count: int):
+    """Indices of ``count`` images (fewer if there are not as many): the first of each class in turn,
+    then the second of each, and so on."""
+    import torch
+
+    per_class = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+    rounds = min(max(len(m) for m in per_class), -(-count // len(per_class)) + count)  # enough, if some run out
+    order = [members[i] for i in range(rounds) for members in per_class if i < len(members)]
+    return torch.stack(order[:count])
 
 
 @command("info")
