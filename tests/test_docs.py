@@ -72,6 +72,11 @@ def test_top_level_help_lists_commands_whole_and_shows_examples(capsys):
     assert "Examples:" in text and "    cnnlab train" in text and "..." not in text.split("Commands:")[1]
 
 
+def test_the_command_reference_lists_every_command_in_helps_order():
+    listed = re.findall(r"^    :command: click_(\S+)$", (DOCS / "reference" / "cli.md").read_text(), re.MULTILINE)
+    assert [name.replace("_", "-") for name in listed] == list(typer.main.get_command(app).commands)  # --help's
+
+
 def test_reproduce_help_says_how_long_a_full_run_takes(capsys):
     assert main(["reproduce", "--help"]) == 0
     assert re.search(r"full run takes about [\d-]+ minutes on a 2-core", " ".join(capsys.readouterr().out.split()))

@@ -391,10 +391,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def __getattr__(name: str):
-    """``click_command``: the click object behind the typer app, for the docs' command reference
-    (mkdocs-click); built on demand, not on every start of the command."""
+    """``click_command``: the click object behind the typer app, and ``click_train`` (and so on) one
+    command's, for the docs' command reference (mkdocs-click); built on demand, not on every start
+    of the command."""
     if name == "click_command":
         return typer.main.get_command(app)
+    if name.startswith("click_"):  # one command's click object: the reference lists them in --help's order
+        commands = typer.main.get_command(app).commands
+        if (wanted := name.removeprefix("click_").replace("_", "-")) in commands:
+            return commands[wanted]
     raise AttributeError(f"module 'cnnlab.cli' has no attribute '{name}'")
 
 
