@@ -2,6 +2,7 @@
 #   make run   create .venv, install cnnlab, train the default model on MNIST, print the test error
 #   make test  create or reuse .venv, install the test extras, lint, run the whole test suite, build the docs
 #   make docs  build the documentation site into site/ (mkdocs build --strict)
+#   make notebook  open the tutorial in JupyterLab (installs the notebook extra: JupyterLab, ipywidgets)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,7 +18,7 @@ export CNNLAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: run test lint docs clean chromium
+.PHONY: run test lint docs notebook clean chromium
 run: $(VENV)/.installed
 	$(BIN)/cnnlab train
 
@@ -54,6 +55,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+notebook: $(VENV)/.installed-notebook
+	$(BIN)/jupyter lab docs/tutorial.ipynb
+
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[notebook]"
 	touch $@
 
 clean:

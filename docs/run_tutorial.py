@@ -8,6 +8,7 @@ same notebook again (tests/test_docs.py), so its code cannot go stale.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -33,9 +34,18 @@ def coalesce_streams(cell: nbformat.NotebookNode) -> None:
 
 
 def execute(notebook: nbformat.NotebookNode, folder: str | Path) -> None:
-    """Run every cell of ``notebook`` in place, with ``folder`` as its working directory."""
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
-                   ).execute()
+    """Run every cell of ``notebook`` in place, with ``folder`` as its working directory and the
+    folder its runs go to ($CNNLAB_TUTORIAL_DIR, which the kernel inherits)."""
+    before = os.environ.get("CNNLAB_TUTORIAL_DIR")
+    os.environ["CNNLAB_TUTORIAL_DIR"] = str(folder)
+    try:
+        NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+                       ).execute()
+    finally:
+        if before is None:
+            os.environ.pop("CNNLAB_TUTORIAL_DIR")
+        else:
+            os.environ["CNNLAB_TUTORIAL_DIR"] = before
 
 
 def main(path: Path = NOTEBOOK) -> None:

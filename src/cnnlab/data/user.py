@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a bar in a terminal, a widget in Jupyter
 
 from cnnlab.data.images import (
     FORMATS,

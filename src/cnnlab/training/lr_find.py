@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a bar in a terminal, a widget in Jupyter
 
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a bar in a terminal, a widget in Jupyter
 
 from cnnlab.data.images import decode, to_rgb
 from cnnlab.errors import CnnlabError

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a bar in a terminal, a widget in Jupyter
 
 from cnnlab.data.images import IMAGE_SUFFIXES
 from cnnlab.data.user import read_pixel_csv
