@@ -104,3 +104,13 @@ def colour_run(tmp_path_factory) -> Path:
     # the order of float sums, and with it which of these 60 test images the 19 short epochs get right.
     train(dataset=root / "colours", out=str(root / "run"), progress=False, threads=1)
     return root / "run"
+
+
+@pytest.fixture(scope="session")
+def mnist_run(mnist_dir, tmp_path_factory):
+    """cnn-fast on 6,000 MNIST images: a real digit model in a few seconds, shared by the tests."""
+    from cnnlab import train
+
+    out = tmp_path_factory.mktemp("mnist-run") / "run"
+    train(model="cnn-fast", epochs=1, limit=6000, data_dir=str(mnist_dir), out=str(out), progress=False)
+    return out

@@ -12,8 +12,8 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
         print(p.label, p.confidence)
     print(cnnlab.predict_files("runs/mine", ["year.jpg"], number=True)[0].number)
     why = cnnlab.explain("runs/mine", ["my_digit.jpg"])[0]    # heatmaps, layers, and a PNG
-    model = cnnlab.Predictor.load("runs/mine")               # a loaded model that answers
-    print(model.predict("my_digit.jpg").label)
+    model = cnnlab.load("runs/mine")             # predicts, evaluates, explains, summarises, exports
+    print(model.predict("my_digit.jpg")[0].label, model.evaluate()["test_accuracy"])
 """
 
 from cnnlab.data import DATASETS, Dataset, describe, load_dataset
@@ -43,6 +43,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "format_comparison": ("cnnlab.reporting.compare", "format_table"),
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
     "explain": ("cnnlab.using.explanation", "explain"), "read": ("cnnlab.using.reader", "read"),
+    "load": ("cnnlab.using.model", "load"), "Model": ("cnnlab.using.model", "Model"),
 }
 
 
@@ -61,6 +62,7 @@ __all__ = [
     "MODELS",
     "CnnlabError",
     "Dataset",
+    "Model",
     "ModelInfo",
     "Prediction",
     "Predictor",
@@ -77,6 +79,7 @@ __all__ = [
     "explain",
     "flops_per_image",
     "format_comparison",
+    "load",
     "load_dataset",
     "load_model",
     "lr_find",
