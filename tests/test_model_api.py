@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import cnnlab
 from cnnlab.errors import CnnlabError
@@ -47,3 +48,17 @@ def test_a_wrong_method_or_target_is_one_clear_error(mnist_run):
         model.explain(EXAMPLES / "seven.jpg", "heat")
     with pytest.raises(CnnlabError, match="is not one of the model's classes"):
         model.explain(EXAMPLES / "seven.jpg", target="cat")
+
+
+def test_cnnlab_train_returns_a_model_that_still_has_the_training(mnist_dir, tmp_path):
+    run = cnnlab.train(model="mlp", epochs=1, limit=2000, data_dir=str(mnist_dir), out=str(tmp_path / "run"),
+                       progress=False)
+    assert run.metrics["test_accuracy"] > 0.5 and len(run.history) == 1 and run.out == tmp_path / "run"
+    assert isinstance(run.model, torch.nn.Module) and run.path == tmp_path / "run"
+    label = run.predict(EXAMPLES / "seven.jpg")[0].label
+    assert label == cnnlab.load(tmp_path / "run").predict(EXAMPLES / "seven.jpg")[0].label
+    assert run.evaluate(limit=200)["test_accuracy"] == cnnlab.evaluate(tmp_path / "run", limit=200)["test_accuracy"]
+    unsaved = cnnlab.train(model="mlp", epochs=1, limit=500, data_dir=str(mnist_dir), progress=False)
+    assert unsaved.predict(EXAMPLES / "seven.jpg")[0].label in unsaved.classes
+    with pytest.raises(CnnlabError, match="saved no run"):
+        unsaved.export(tmp_path / "nowhere")

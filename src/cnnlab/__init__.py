@@ -30,7 +30,7 @@ from cnnlab.models import (
 )
 from cnnlab.reporting.metrics import evaluate, evaluate_model
 from cnnlab.reproduce import reproduce_article
-from cnnlab.training import TrainConfig, TrainResult, train
+from cnnlab.training import TrainConfig, TrainResult
 
 _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessing needs scipy, 0.3 s
     "predict_files": ("cnnlab.using.predict", "predict_files"),
@@ -44,6 +44,7 @@ _LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessi
     "read_grey": ("cnnlab.data.images", "read_grey"), "rebuild_report": ("cnnlab.reporting.report", "rebuild"),
     "explain": ("cnnlab.using.explanation", "explain"), "read": ("cnnlab.using.reader", "read"),
     "load": ("cnnlab.using.model", "load"), "Model": ("cnnlab.using.model", "Model"),
+    "train": ("cnnlab.using.model", "train"),  # a TrainedModel: the training's result, and a Model
 }
 
 

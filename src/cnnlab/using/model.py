@@ -15,18 +15,23 @@ Every method answers as the command of its name does: through the one
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnnlab.errors import CnnlabError
 from cnnlab.models.attribution import check_methods
-from cnnlab.models.files import ModelInfo
+from cnnlab.models.files import MODEL_FILE, ModelInfo
 from cnnlab.models.registry import count_parameters
 from cnnlab.using.explanation import Explanation, class_index, explain_image, usable_methods
 from cnnlab.using.predict import predict_files
 from cnnlab.using.prediction import Prediction
 from cnnlab.using.predictor import Predictor
+
+if TYPE_CHECKING:
+    from cnnlab.training.loop import TrainResult
 
 Images = str | Path | list[str | Path] | np.ndarray
 
@@ -34,8 +39,8 @@ Images = str | Path | list[str | Path] | np.ndarray
 class Model:
     """A trained model loaded from its run directory (or ``model.safetensors``): see the module."""
 
-    def __init__(self, path: str | Path, predictor: Predictor) -> None:
-        self.path, self.predictor = Path(path), predictor
+    def __init__(self, path: str | Path | None, predictor: Predictor) -> None:
+        self.path, self.predictor = (Path(path) if path is not None else None), predictor
 
     @property
     def info(self) -> ModelInfo:
@@ -78,7 +83,7 @@ class Model:
         """The metrics of ``cnnlab evaluate`` on the test split of ``dataset`` (default: the model's own)."""
         from cnnlab.reporting.metrics import evaluate
 
-        return evaluate(self.path, dataset, data_dir, limit, tta)
+        return evaluate(self.saved(), dataset, data_dir, limit, tta)
 
     def explain(self, image: str | Path | np.ndarray, method: str = "integrated-gradients",
                 target: str | int | None = None) -> Explanation:
@@ -96,14 +101,48 @@ class Model:
         """The table ``cnnlab summary`` prints for this run: ``print(model.summary())``."""
         from cnnlab.models.summary import summary
 
-        return summary(self.path, batch_size=batch_size)
+        return summary(self.saved(), batch_size=batch_size)
 
     def export(self, out: str | Path | None = None) -> Path:
         """Write ``model.onnx`` and ``model.json`` into ``out`` (default: the run directory); returns the
         ``.onnx`` path (``cnnlab export``; needs the ``onnx`` extra)."""
         from cnnlab.using.export import export_onnx
 
-        return export_onnx(self.path, out)
+        return export_onnx(self.saved(), out)
+
+    def saved(self) -> Path:
+        """The run directory or model file, which evaluating, describing and exporting read."""
+        if self.path is None:
+            raise CnnlabError("this training saved no run (out=None); train with out='runs/NAME' to evaluate, "
+                              "summarise or export it")
+        return self.path
+
+
+class TrainedModel(Model):
+    """What ``cnnlab.train`` returns: the trained :class:`Model` (predict, evaluate, explain, summary,
+    export), which also has the training's ``history``, ``metrics``, ``points``, ``warning``, ``out``
+    and ``model`` (the network as trained), as :class:`~cnnlab.training.loop.TrainResult` has them."""
+
+    def __init__(self, result: TrainResult) -> None:
+        # From the saved run, as cnnlab.load gives it (on the CPU, in eval mode); a training that saved
+        # none here (out=None, or another process of a torchrun wrote it) answers with a CPU copy of its network.
+        saved = result.out is not None and (Path(result.out) / MODEL_FILE).is_file()
+        predictor = (Predictor.load(result.out) if saved
+                     else Predictor(copy.deepcopy(result.model).cpu(), result.info))
+        super().__init__(result.out if saved else None, predictor)
+        self.result = result
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "result":  # not set yet (copying, pickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.result, name)
+
+
+def train(*args: Any, **kwargs: Any) -> TrainedModel:
+    """:func:`cnnlab.training.loop.train`, with the same arguments, its result as a :class:`TrainedModel`."""
+    from cnnlab.training import train as train_run
+
+    return TrainedModel(train_run(*args, **kwargs))
 
 
 def load(run: str | Path) -> Model:
