@@ -24,5 +24,5 @@ def test_top_level_api_is_complete_and_its_functions_are_not_shadowed_by_modules
     for name in cnnlab.__all__:
         assert getattr(cnnlab, name) is not None
     assert callable(cnnlab.train) and callable(cnnlab.evaluate)
-    assert cnnlab.train.__module__ == "cnnlab.training.loop"
+    assert cnnlab.train.__module__ == "cnnlab.using.model"  # returns a TrainedModel
     assert cnnlab.evaluate.__module__ == "cnnlab.reporting.metrics"
