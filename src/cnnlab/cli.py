@@ -324,7 +324,7 @@ def every_class_in_turn(labels, count: int):
     import torch
 
     per_class = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
-    rounds = min(max(len(m) for m in per_class), -(-count // len(per_class)) + count)  # enough, if some run out
+    rounds = min(max(len(m) for m in per_class), count)  # each round takes at least one image
     order = [members[i] for i in range(rounds) for members in per_class if i < len(members)]
     return torch.stack(order[:count])
 

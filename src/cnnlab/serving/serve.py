@@ -291,10 +291,7 @@ def app_from_environment() -> FastAPI:
     settings that :func:`serve` put in ``$CNNLAB_SERVE_CONFIG``."""
     config = json.loads(os.environ[CONFIG_ENV])
     settings = ServeSettings.from_json(config["settings"])
-    worker_process(settings)
-    app = create_app(config["model"], settings)
-    freeze_startup_objects()
-    return app
+    return worker_app(config["model"], settings)
 
 
 def worker_process(settings: ServeSettings) -> None:
@@ -302,6 +299,15 @@ def worker_process(settings: ServeSettings) -> None:
     parallelism), and the access log's lines sent to stderr when asked for."""
     torch.set_num_threads(1)
     configure_access_log(settings.access_log)
+
+
+def worker_app(model_path: str | Path, settings: ServeSettings) -> FastAPI:
+    """The app a process that answers requests serves: the process set up (:func:`worker_process`),
+    the app made, then what starting made frozen (:func:`freeze_startup_objects`)."""
+    worker_process(settings)
+    app = create_app(model_path, settings)
+    freeze_startup_objects()
+    return app
 
 
 def freeze_startup_objects() -> None:
@@ -324,9 +330,7 @@ def serve(model_path: str | Path, settings: ServeSettings | None = None) -> None
     settings = replace(settings, token=settings.token or make_token())
     single = settings.worker_count() == 1
     if single:
-        worker_process(settings)
-        app = create_app(model_path, settings)  # loads the model: one that cannot be served is refused here
-        freeze_startup_objects()
+        app = worker_app(model_path, settings)  # loads the model: one that cannot be served is refused here
     else:
         Predictor.load(model_path)  # refused here, in one line, not in each worker
     check_port_free(settings.host, settings.port)

@@ -23,7 +23,7 @@ import numpy as np
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.attribution import check_methods
-from cnnlab.models.files import MODEL_FILE, PYTHON_ARCHITECTURE, ModelInfo
+from cnnlab.models.files import MODEL_FILE, ModelInfo
 from cnnlab.models.registry import count_parameters
 from cnnlab.using.explanation import Explanation, class_index, explain_image, usable_methods
 from cnnlab.using.predict import predict_files
@@ -124,14 +124,12 @@ class TrainedModel(Model):
     and ``model`` (the network as trained), as :class:`~cnnlab.training.loop.TrainResult` has them."""
 
     def __init__(self, result: TrainResult) -> None:
-        # From the saved run, as cnnlab.load gives it (on the CPU, in eval mode). A network of the user's
-        # own class, which the files cannot rebuild, or a training that saved none here (out=None, or
-        # another process of a torchrun wrote it) answers with a CPU copy of its network.
-        saved = result.out is not None and (Path(result.out) / MODEL_FILE).is_file()
-        rebuilt = saved and not result.info.architecture.startswith(PYTHON_ARCHITECTURE)
-        predictor = (Predictor.load(result.out) if rebuilt
-                     else Predictor(copy.deepcopy(result.model).cpu(), result.info))
-        super().__init__(result.out if saved else None, predictor)
+        # The network as trained, which is what its run saved: not read back from the files (a network of
+        # the user's own class could not be rebuilt from them). A copy on the CPU when it trained elsewhere.
+        on_cpu = all(p.device.type == "cpu" for p in result.model.parameters())
+        network = result.model if on_cpu else copy.deepcopy(result.model).cpu()
+        saved = result.out is not None and (Path(result.out) / MODEL_FILE).is_file()  # not by another torchrun rank
+        super().__init__(result.out if saved else None, Predictor(network, result.info))
         self.result = result
 
     def __getattr__(self, name: str) -> Any:
