@@ -16,23 +16,19 @@ The same API the ``cnnlab`` command uses, for notebooks and scripts::
     print(model.predict("my_digit.jpg")[0].label, model.evaluate()["test_accuracy"])
 """
 
-from cnnlab.data import DATASETS, Dataset, describe, load_dataset
-from cnnlab.errors import CnnlabError
-from cnnlab.models import (
-    MODELS,
-    ModelInfo,
-    build,
-    build_model,
-    count_parameters,
-    flops_per_image,
-    load_model,
-    save_model,
-)
-from cnnlab.reporting.metrics import evaluate, evaluate_model
-from cnnlab.reproduce import reproduce_article
-from cnnlab.training import TrainConfig, TrainResult
-
-_LAZY = {  # name -> (module, attribute), loaded on first use: photo preprocessing needs scipy, 0.3 s
+# Every name loads on first use (PEP 562), so `import cnnlab` and `cnnlab --help` pay for no PyTorch
+# (1.5 s), scipy, Captum, matplotlib or FastAPI until a name that needs them is asked for.
+_LAZY = {  # name -> (module, attribute)
+    "DATASETS": ("cnnlab.data", "DATASETS"), "Dataset": ("cnnlab.data", "Dataset"),
+    "describe": ("cnnlab.data", "describe"), "load_dataset": ("cnnlab.data", "load_dataset"),
+    "CnnlabError": ("cnnlab.errors", "CnnlabError"),
+    "MODELS": ("cnnlab.models", "MODELS"), "ModelInfo": ("cnnlab.models", "ModelInfo"),
+    "build": ("cnnlab.models", "build"), "build_model": ("cnnlab.models", "build_model"),
+    "count_parameters": ("cnnlab.models", "count_parameters"), "flops_per_image": ("cnnlab.models", "flops_per_image"),
+    "load_model": ("cnnlab.models", "load_model"), "save_model": ("cnnlab.models", "save_model"),
+    "evaluate": ("cnnlab.reporting.metrics", "evaluate"), "evaluate_model": ("cnnlab.reporting.metrics", "evaluate_model"),
+    "reproduce_article": ("cnnlab.reproduce", "reproduce_article"),
+    "TrainConfig": ("cnnlab.training", "TrainConfig"), "TrainResult": ("cnnlab.training", "TrainResult"),
     "predict_files": ("cnnlab.using.predict", "predict_files"),
     "predict_images": ("cnnlab.using.predict", "predict_images"),
     "Predictor": ("cnnlab.using.predictor", "Predictor"), "Prediction": ("cnnlab.using.prediction", "Prediction"),
@@ -53,8 +49,14 @@ def __getattr__(name: str):
         import importlib
 
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+        value = getattr(importlib.import_module(module), attribute)
+        globals()[name] = value  # asked once: later lookups find it without coming here
+        return value
     raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 __version__ = "0.1.0"

@@ -221,7 +221,7 @@ def run_bench(ds: Dataset, recipes: list[str] | None = None, peer_epochs: int | 
         peer_epochs: cap the peers' epochs (ours always run in full); a capped curve says so.
         seed: the first seed; a preset runs seeds ``seed, seed+1, ...`` (its ``seeds`` of them),
             a peer runs ``seed`` once.
-        threads: CPU threads for every recipe alike (default: one per free core, chosen once).
+        threads: CPU threads for every recipe alike (default: every core no other cnnlab training uses, chosen once).
         seeds: run each preset this many times instead of its own count (a quick look).
     """
     threads = pick_threads(threads)

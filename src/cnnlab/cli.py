@@ -60,13 +60,16 @@ def train_command(
     image_size: ImageSizeOpt = None,
     grey: GreyOpt = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: one per free core]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: every core no other cnnlab training uses]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/PRESET-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the cnnlab run that --out holds (never other files)")] = (
         False),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
                                                    "epoch, with its own settings")] = None,
+    pictures: Annotated[str, typer.Option(help="When the run's pictures and report.html are drawn: after (by a "
+                                          "background process, once the result is printed), now (before the "
+                                          "command ends) or none")] = "after",
 ) -> None:
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import resume_training, train
@@ -80,7 +83,7 @@ def train_command(
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
                   val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
                   fit_small_data=False if batch_size or epochs else None,  # the user's choice is kept as it is
-                  threads=threads, data_dir=str(data_dir) if data_dir else None)
+                  threads=threads, data_dir=str(data_dir) if data_dir else None, pictures=pictures)
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
     if out is None:

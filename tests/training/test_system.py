@@ -13,39 +13,36 @@ def test_default_is_between_one_and_the_usable_cores():
     assert 1 <= system.pick_threads() <= system.usable_cores() <= (os.cpu_count() or 1)
 
 
-def test_busy_cores_reduce_the_default(monkeypatch):
+def test_the_default_is_every_usable_core_when_no_other_training_runs(monkeypatch, tmp_path):
     monkeypatch.setattr(system, "usable_cores", lambda: 4)
-    monkeypatch.setattr(system.os, "getloadavg", lambda: (9.0, 9.0, 9.0))
-    monkeypatch.setattr(system, "busy_cores", lambda: 1.2)
-    assert system.pick_threads() == 3
-    monkeypatch.setattr(system, "busy_cores", lambda: 7.0)
-    assert system.pick_threads() == 1
+    monkeypatch.setattr(system.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(system.os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # other programs' load does not count
+    assert system.pick_threads() == 4
 
 
-def test_a_momentary_blip_does_not_cost_threads(monkeypatch):
-    monkeypatch.setattr(system, "usable_cores", lambda: 2)
-    monkeypatch.setattr(system, "busy_cores", lambda: 1.0)  # busy during the sample...
-    monkeypatch.setattr(system.os, "getloadavg", lambda: (0.1, 0.1, 0.1))  # ...but not over the last minute
-    assert system.pick_threads() == 2
+def test_another_running_training_keeps_its_threads(monkeypatch, tmp_path):
+    """A training in another process registers its threads; the next one takes the cores left, and
+    all of them again once it has ended, however it ended (its lock goes with its process)."""
+    import subprocess
+    import sys
 
-
-def test_busy_cores_sees_a_spinning_process():
-    import multiprocessing as mp
-
-    def spin(seconds):
-        import time
-
-        end = time.time() + seconds
-        while time.time() < end:
-            pass
-
-    ctx = mp.get_context("fork")
-    proc = ctx.Process(target=spin, args=(2.0,))
-    proc.start()
+    monkeypatch.setattr(system, "usable_cores", lambda: 4)
+    monkeypatch.setattr(system.tempfile, "gettempdir", lambda: str(tmp_path))
+    code = ("import sys, tempfile; from cnnlab.training import system; tempfile.gettempdir = lambda: sys.argv[1]\n"
+            "with system.running_training(3):\n    print('in', flush=True); sys.stdin.readline()")
+    other = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
     try:
-        assert system.busy_cores(0.5) >= 0.7
+        assert other.stdout.readline() == "in\n"
+        assert system.other_trainings() == {other.pid: 3}
+        assert system.pick_threads() == 1
+        with system.running_training(1):  # this process's own registration is not another's
+            assert system.pick_threads() == 1
     finally:
-        proc.join()
+        other.kill()
+        other.wait()
+    assert system.pick_threads() == 4
+    assert list(system.trainings_folder().iterdir()) == []  # the killed one's file is cleared away
 
 
 def test_threads_label():

@@ -78,8 +78,24 @@ class TestSet:
 
 def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord, test: TestSet,
               device: torch.device) -> None:
-    """Write a trained run's directory: model files, history (and a short run's points), metrics,
-    config (plus the device and versions used), the summary, pictures and report.html."""
+    """Write a trained run's directory: :func:`write_run_files`, then :func:`draw_run`."""
+    on_cpu = write_run_files(out, model, info, record, device)
+    draw_run(out, on_cpu, info, record, test)
+
+
+def draw_run(out: Path, model: nn.Module, info: ModelInfo, record: RunRecord, test: TestSet,
+             pictures: bool = True) -> None:
+    """A run's pictures (unless not ``pictures``), then its report.html: the run's last file."""
+    if pictures:
+        write_pictures(out, model, info, record, test)
+    write_html(out)
+
+
+def write_run_files(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord,
+                    device: torch.device) -> nn.Module:
+    """A trained run's files but its pictures and report: model files, history (and a short run's
+    points), metrics, config (plus the device and versions used) and the summary. Returns the
+    model on the CPU (a copy where it was elsewhere: the caller keeps its GPU model)."""
     save_model(out, model, info)
     write_csv(out / "history.csv", record.history)
     if record.points:
@@ -89,8 +105,7 @@ def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRec
     write_json(out / "config.json", {**record.config, "device_used": str(device), "versions": versions})
     on_cpu = model if device.type == "cpu" else copy.deepcopy(model).cpu()  # the caller keeps its GPU model
     write_summary(out, on_cpu, info, record.config.get("batch_size", 128))
-    write_pictures(out, on_cpu, info, record, test)
-    write_html(out)
+    return on_cpu
 
 
 def train_loss_label(config: dict[str, Any]) -> str:

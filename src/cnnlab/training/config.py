@@ -21,6 +21,7 @@ from cnnlab.training.presets import get_preset
 MIN_STEPS_PER_EPOCH, MIN_STEPS, MIN_BATCH = 20, 200, 16  # a small folder's run (fit_to_small_data)
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
+PICTURES = ("now", "after", "none")  # TrainConfig.pictures
 DEFAULT_LR = {"adam": 1e-2, "sgd": 0.05, "adadelta": 1.0}
 
 
@@ -53,9 +54,13 @@ class TrainConfig:
     grey: bool = False  # make colour images grey (one channel)
     fit_small_data: bool = True  # a small folder of images gets smaller batches and more epochs (fit_to_small_data)
     device: str = "auto"
-    threads: int | None = None  # None: one per free core
+    threads: int | None = None  # None: every usable core less those other cnnlab trainings run
     data_dir: str | None = None
     out: str | None = None
+    # When the run's pictures and report.html are drawn: "now", before train() returns; "after", by a
+    # child process once the result is out (the command line's default: the prompt comes back first);
+    # "none": report.html without pictures (cnnlab report draws them later).
+    pictures: str = "now"
 
     @classmethod
     def from_preset(cls, name: str = "fast", kind: str | None = None, **overrides: Any) -> TrainConfig:
@@ -83,6 +88,7 @@ class TrainConfig:
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
         require(self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps")
+        require(self.pictures in PICTURES, f"--pictures must be one of {', '.join(PICTURES)}, got {self.pictures}")
         get_level(self.augment)
         get_preset(self.preset)
 

@@ -61,7 +61,7 @@ def leave(world: World) -> None:
 
 def cpu_threads(world: World) -> int | None:
     """Threads per process: the machine's cores shared among the processes on it (None: one process,
-    let cnnlab.training.system pick from the free cores)."""
+    let cnnlab.training.system pick from the cores other trainings leave)."""
     return max(1, (os.cpu_count() or 1) // world.local_size) if world.size > 1 else None
 
 

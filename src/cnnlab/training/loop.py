@@ -12,7 +12,8 @@ The speed tricks, each measured on a 2-core CPU (docs/explanations/fast-training
 3. Batch norm plus a one-cycle learning rate: the ``fast`` preset is past 99% in one epoch.
    Its blocks pool before batch norm and ReLU, so those touch a quarter of the pixels.
 4. No per-step host syncs: losses and hit counts accumulate as tensors, read once an epoch.
-5. Threads: one per free core (cnnlab.training.system); a thread sharing a busy core stalls every step.
+5. Threads: every core no other cnnlab training runs on (cnnlab.training.system); a thread sharing
+   a busy core stalls every step.
 6. Start-up: torch._dynamo, which torch.optim imports on first use, loads on a second thread
    while the data loads.
 7. Weight averaging (``ema``): an exponential moving average of the weights, kept beside the
@@ -47,7 +48,7 @@ from cnnlab.models.files import ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
-from cnnlab.reporting.report import RunRecord, TestSet, write_run
+from cnnlab.reporting.report import RunRecord, TestSet, draw_run, write_run_files
 from cnnlab.training.augment import check_mirroring
 from cnnlab.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -80,7 +81,7 @@ from cnnlab.training.optim import (
     training_loss,
 )
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
-from cnnlab.training.system import keep_freed_memory, select_device, set_threads, threads_label
+from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads, threads_label
 from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
 
 
@@ -154,9 +155,11 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     with claim(config.out if world.main else None, overwrite, resuming=resume is not None) as folder:
         if resume is not None and folder is not None:
             check_still_resumable(folder.path, resume)  # read before the lock: another writer may have gone on
-        session = Session(config, world, device_for(device, world), set_threads(config.threads or cpu_threads(world)),
-                          folder, progress if world.main else False, on_epoch, on_point)
-        result = train_in(session, dataset, network, resume, started)
+        threads = set_threads(config.threads or cpu_threads(world))
+        session = Session(config, world, device_for(device, world), threads, folder, progress if world.main else False,
+                          on_epoch, on_point)
+        with running_training(threads):  # the next training's default leaves these cores to this one
+            result = train_in(session, dataset, network, resume, started)
     leave(world)
     return result
 
@@ -207,9 +210,16 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     points = parts.points.rows if parts.points else []
     if s.folder is not None:
         record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads}, points)
-        s.folder.write(lambda out: write_run(out, trained, info, record,
-                                             TestSet(data.test_images, data.test_labels, logits.cpu()), device))
-        s.say(f"Saved to {config.out}/")
+        test = TestSet(data.test_images, data.test_labels, logits.cpu())
+        written = []
+        s.folder.write(lambda out: written.append(write_run_files(out, trained, info, record, device)))
+        draw = lambda out: draw_run(out, written[0], info, record, test, pictures=config.pictures != "none")  # noqa: E731
+        if config.pictures == "after":  # the result is out: a child draws, the prompt comes back now
+            s.say(f"Saved to {config.out}/ (its pictures and report.html follow in a few seconds)")
+            s.folder.write_later(draw)
+        else:
+            s.folder.write(draw)
+            s.say(f"Saved to {config.out}/")
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
                        points)
 

@@ -37,7 +37,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError
+import torch
+
+from cnnlab.errors import CnnlabError, first_line
 from cnnlab.files import free_folder, names_a_path, parse_json, read_json
 from cnnlab.models.files import MODEL_FILE
 from cnnlab.models.registry import MODELS, spec_file
@@ -52,6 +54,8 @@ except ImportError:  # Windows: no flock; a run folder is not locked there
     fcntl = None
 
 LOCK_FILE = "cnnlab.lock"
+DRAWING = "drawing the run's pictures, after its training"  # the lock holder's command while it does
+WAIT_FOR_DRAWING_S = 120  # how long a claim waits for that holder to let go
 # Every name cnnlab writes into a run folder: the training's, and `cnnlab export`'s model.onnx beside them.
 CNNLAB_FILES = frozenset({LOCK_FILE, CHECKPOINT_FILE, *RUN_FILES, "model.onnx"})
 OVERWRITE = "--overwrite (overwrite=True in Python)"
@@ -89,6 +93,35 @@ class RunFolder:
             files(self.path)
         except OSError as exc:
             raise CnnlabError(write_failure(self.path, exc)) from None
+
+    def write_later(self, files: Callable[[Path], None]) -> None:
+        """``files(path)`` written by a child process that goes on holding the lock after this one lets
+        go and returns: the command's prompt comes back while the child draws (the run's pictures).
+
+        Forked, so the child has the trained network and test set in memory; it runs torch on one
+        thread (OpenMP's thread pool does not survive a fork), in its own session so a Ctrl-C at the
+        prompt does not reach it. A failure is one line on stderr saying how to draw them again.
+        Where there is no fork or flock, ``files`` are written now.
+        """
+        if fcntl is None or self.lock is None or not hasattr(os, "fork"):
+            return self.write(files)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork():
+            self.written = True
+            return
+        code = 0
+        try:
+            os.setsid()
+            torch.set_num_threads(1)
+            say_who_holds(self.lock, self.path, DRAWING)
+            self.write(files)
+        except BaseException as exc:  # noqa: BLE001 (the child's last word, whatever stopped it)
+            print(f"cnnlab: could not draw the pictures of {self.path}: {first_line(exc)}; draw them with: "
+                  f"cnnlab report {self.path}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            os._exit(code)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         self.write(lambda path: save_checkpoint(path, state))
@@ -220,7 +253,7 @@ def take_lock(folder: Path) -> int | None:
         except OSError as exc:
             raise CnnlabError(write_failure(folder, exc, path)) from None
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            lock_or_wait_for_drawing(lock)
         except BlockingIOError:
             holder = holder_of(lock)
             os.close(lock)
@@ -237,6 +270,19 @@ def take_lock(folder: Path) -> int | None:
     raise CnnlabError(f"cannot lock {path}: it keeps being replaced; is another program writing {folder}?")
 
 
+def lock_or_wait_for_drawing(lock: int) -> None:
+    """Lock ``lock``, waiting while its holder draws a finished run's pictures (seconds); any other
+    holder is a training: BlockingIOError at once."""
+    waited_until = time.monotonic() + WAIT_FOR_DRAWING_S
+    while True:
+        try:
+            return fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if DRAWING not in holder_of(lock) or time.monotonic() > waited_until:
+                raise
+            time.sleep(0.05)
+
+
 @dataclass
 class Holder:
     """Who holds a run folder's lock: written into ``cnnlab.lock`` for the message of whoever is refused."""
@@ -250,9 +296,10 @@ class Holder:
         return f"pid {self.pid} on {self.host}, since {self.started}: {self.command}"
 
 
-def say_who_holds(lock: int, folder: Path) -> None:
-    """Write this process into the lock file it holds (in place: a new file would be a new, unheld lock)."""
-    command = shlex.join([program_name(), *sys.argv[1:]])
+def say_who_holds(lock: int, folder: Path, doing: str | None = None) -> None:
+    """Write this process into the lock file it holds (in place: a new file would be a new, unheld lock),
+    with what it is ``doing`` (default: its command line)."""
+    command = doing or shlex.join([program_name(), *sys.argv[1:]])
     holder = Holder(os.getpid(), socket.gethostname(), command[:200], time.strftime("%Y-%m-%d %H:%M:%S"))
     try:
         os.ftruncate(lock, 0)

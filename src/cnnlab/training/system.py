@@ -1,24 +1,32 @@
-"""How many CPU threads to use (one per core that is actually free), keeping freed memory, and how
-much memory is free for a network.
+"""How many CPU threads to use (every usable core, less those other cnnlab trainings hold), keeping
+freed memory, and how much memory is free for a network.
 
 With another process busy on one of two cores, two PyTorch threads took 10.2 s for an epoch
-that one thread ran in 5.8 s here: each step waits for the thread that shares its core. So the default counts the cores
-this process may use, subtracts the ones that are busy right now, and keeps at least one.
+that one thread ran in 5.8 s here: each step waits for the thread that shares its core. So a
+training registers the threads it runs (:func:`running_training`), and the default for the next
+one is the usable cores less those (at least one). Other programs' load does not count: the load
+average remembers a job that has just ended, and a shell command sampled at the wrong moment
+cost a long run half its threads; ``--threads`` decides where the machine is shared otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from cnnlab.errors import CnnlabError
 
-_SAMPLE_S = 0.1
-
+try:
+    import fcntl
+except ImportError:  # Windows: trainings do not register; each takes every core
+    fcntl = None
 
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), else all of them."""
@@ -27,41 +35,61 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    """``(busy, total)`` jiffies summed over all cores from /proc/stat, or None off Linux."""
-    lines = _read_lines("/proc/stat")
-    if not lines:
-        return None
-    values = [int(v) for v in lines[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
-    return sum(values) - idle, sum(values)
-
-
-def busy_cores(sample_s: float = _SAMPLE_S) -> float:
-    """How many cores other processes kept busy over a short sample (0 where unknown)."""
-    first = _cpu_times()
-    if first is None:
-        return 0.0
-    time.sleep(sample_s)
-    second = _cpu_times()
-    busy, total = second[0] - first[0], second[1] - first[1]
-    return (os.cpu_count() or 1) * busy / total if total else 0.0
-
-
 def pick_threads(requested: int | None = None) -> int:
-    """``requested`` if given, else one thread per usable core that is free.
-
-    A core counts as busy when it is busy now *and* has been over the last minute (the load
-    average): a shell command that happens to run during the sample does not cost a long
-    training run half its threads, while a neighbour that keeps running does.
-    """
+    """``requested`` if given, else every usable core less the threads other cnnlab trainings on
+    this machine run (:func:`running_training`), and at least one."""
     if requested is not None:
         return requested
-    cores = usable_cores()
-    busy = busy_cores()
-    if hasattr(os, "getloadavg"):
-        busy = min(busy, os.getloadavg()[0])
-    return max(1, min(cores, cores - round(busy)))
+    return max(1, usable_cores() - sum(other_trainings().values()))
+
+
+def trainings_folder() -> Path:
+    """Where running trainings register: one file per process, in this user's temporary folder."""
+    return Path(tempfile.gettempdir()) / f"cnnlab-{os.getuid() if hasattr(os, 'getuid') else 'user'}" / "trainings"
+
+
+def other_trainings() -> dict[int, int]:
+    """``{pid: threads}`` of the other cnnlab trainings running now. A file whose process has
+    ended (its lock let go, however it ended) is removed."""
+    found = {}
+    for entry in sorted(trainings_folder().glob("*.threads")) if fcntl else []:
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(entry.stem)
+            if pid == os.getpid():
+                continue
+            with entry.open("r+") as file:
+                try:
+                    fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # its training holds it: running
+                    found[pid] = max(1, int(file.read().strip() or 1))
+                    continue
+                entry.unlink()
+    return found
+
+
+@contextlib.contextmanager
+def running_training(threads: int) -> Iterator[None]:
+    """Register this process as a training running ``threads`` threads, while inside: the file
+    is locked as long as it runs, so a crash leaves nothing that counts."""
+    if fcntl is None:
+        yield
+        return
+    path = trainings_folder() / f"{os.getpid()}.threads"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        file = path.open("w")
+    except OSError:  # an unwritable temporary folder: the training runs unregistered
+        yield
+        return
+    with file:
+        fcntl.flock(file, fcntl.LOCK_EX)
+        file.write(f"{threads}\n")
+        file.flush()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def select_device(name: str) -> torch.device:
@@ -76,7 +104,8 @@ def select_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int | None) -> int:
-    """Use ``threads`` intra-op threads, default one per free core (trick 5); returns the count."""
+    """Use ``threads`` intra-op threads, default every core no other cnnlab training runs on (trick 5);
+    returns the count."""
     threads = pick_threads(threads)
     torch.set_num_threads(threads)
     return threads
