@@ -29,6 +29,10 @@ from cnnlab.errors import CnnlabError, require
 if TYPE_CHECKING:
     from cnnlab.training.loop import TrainResult
 
+# Whether this process is the cnnlab command (run()), which ends when the command does: only then
+# may `cnnlab train` leave its pictures to a child process (in Python, main() returns and goes on).
+COMMAND = {"ends_process": False}
+
 
 
 @command("train")
@@ -60,16 +64,18 @@ def train_command(
     image_size: ImageSizeOpt = None,
     grey: GreyOpt = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: every core no other cnnlab training uses]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: every core no other cnnlab "
+                                                   "training uses]")] = None,
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory [default: new runs/PRESET-DATASET-seedS]")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the cnnlab run that --out holds (never other files)")] = (
         False),
     resume: Annotated[Optional[Path], typer.Option(help="Continue this run directory after its last finished "
                                                    "epoch, with its own settings")] = None,
-    pictures: Annotated[str, typer.Option(help="When the run's pictures and report.html are drawn: after (by a "
-                                          "background process, once the result is printed), now (before the "
-                                          "command ends) or none")] = "after",
+    pictures: Annotated[Optional[str], typer.Option(
+        help="When the run's pictures and report.html are drawn: after (by a background process, once the result "
+             "is printed), now (before the command ends) or none [default: after; now where cnnlab.cli.main is "
+             "called in Python]")] = None,
 ) -> None:
     from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import resume_training, train
@@ -83,7 +89,8 @@ def train_command(
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
                   val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
                   fit_small_data=False if batch_size or epochs else None,  # the user's choice is kept as it is
-                  threads=threads, data_dir=str(data_dir) if data_dir else None, pictures=pictures)
+                  threads=threads, data_dir=str(data_dir) if data_dir else None,
+                  pictures=pictures or ("after" if COMMAND["ends_process"] else "now"))
     config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
                                      **{k: v for k, v in chosen.items() if v is not None})
     if out is None:
@@ -414,6 +421,7 @@ def run() -> None:
     ``main`` returns every file is written, atomically, and closed, so only the output streams
     need flushing. In-process callers (tests, notebooks) use :func:`main`, which returns.
     """
+    COMMAND["ends_process"] = True
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -66,7 +66,8 @@ def lr_find_command(
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images")] = None,
     image_size: ImageSizeOpt = None,
     grey: GreyOpt = False,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: every core no other cnnlab training uses]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads [default: every core no other cnnlab "
+                                                   "training uses]")] = None,
     seed: Annotated[int, typer.Option(help="Random seed")] = 0,
     data_dir: DataDirOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Folder for lr_find.png and lr_find.json "
@@ -140,7 +141,8 @@ def bench_command(
     peer_epochs: Annotated[Optional[int], typer.Option(help="Cap the peers' epochs (rows say so)")] = None,
     seed: Annotated[int, typer.Option(help="First seed: presets run seeds SEED, SEED+1..., peers SEED")] = 1,
     seeds: Annotated[Optional[int], typer.Option(help="Seeds per preset [default: each preset's own, 5 or 3]")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: every core no other cnnlab training uses]")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for every recipe [default: every core no "
+                                                                 "other cnnlab training uses]")] = None,
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="mnist or fashion-mnist (the presets take "
                                                                  "their settings for it)")] = "mnist",
     data_dir: DataDirOpt = None,

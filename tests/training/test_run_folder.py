@@ -277,3 +277,26 @@ def test_the_unfinished_runs_of_a_name_are_found_for_the_note_train_prints(tmp_p
             (tmp_path / name / file).write_bytes(b"")
     assert unfinished_runs(first) == [tmp_path / "fast-mnist-seed0-3", tmp_path / "fast-mnist-seed0-10"]
     assert new_run_folder("fast", "mnist", 0, root=tmp_path).name == "fast-mnist-seed0-4"
+
+
+def test_the_command_gives_the_prompt_back_while_a_child_holding_the_folder_draws_the_pictures(data, tmp_path):
+    """`cnnlab train` as a command: the result and model first; the pictures and report.html come from a child
+    that holds the run's lock, so a writer that comes next waits for it, and then finds them all."""
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "cnnlab", *tiny(data, run)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"Saved to {run}/ (its pictures and report.html follow in a few seconds)" in done.stdout
+    assert (run / "model.safetensors").is_file() and (run / "metrics.json").is_file()
+    with claim(run, resuming=True):  # waits while the child draws
+        drawn = {p.name for p in run.iterdir()}
+    assert {"curves.png", "confusion.png", "mistakes.png", "why_wrong.png", "report.html"} <= drawn
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_pictures_none_writes_the_report_without_them(data, tmp_path, capsys):
+    code, _, err = run_cli(capsys, *tiny(data, tmp_path / "run"), "--pictures", "none")
+    assert code == 0, err
+    assert (tmp_path / "run" / "report.html").is_file() and not list((tmp_path / "run").glob("*.png"))
+    assert one_line(capsys, *tiny(data, tmp_path / "other"), "--pictures", "later").strip() == (
+        "error: --pictures must be one of now, after, none, got later")

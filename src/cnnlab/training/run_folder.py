@@ -116,7 +116,7 @@ class RunFolder:
             torch.set_num_threads(1)
             say_who_holds(self.lock, self.path, DRAWING)
             self.write(files)
-        except BaseException as exc:  # noqa: BLE001 (the child's last word, whatever stopped it)
+        except BaseException as exc:  # the child's last word, whatever stopped it
             print(f"cnnlab: could not draw the pictures of {self.path}: {first_line(exc)}; draw them with: "
                   f"cnnlab report {self.path}", file=sys.stderr, flush=True)
             code = 1

@@ -15,7 +15,6 @@ import contextlib
 import ctypes
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
