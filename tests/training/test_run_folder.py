@@ -29,7 +29,7 @@ from tests.helpers import run_cli
 
 TINY = ["--model", "conv8k3 maxpool dense16", "--epochs", "2", "--batch-size", "32", "--augment", "none",
         "--threads", "1"]
-# Every write of a TINY run, in order: a checkpoint after each epoch, then write_run's files.
+# Every write of a TINY run, in order: a checkpoint after each epoch, then the run's files.
 WRITES = [(CHECKPOINT_FILE, 1), (CHECKPOINT_FILE, 2), *((name, 1) for name in (
     "model.safetensors", "model.json", "history.csv", "points.csv", "metrics.json", "config.json", "summary.txt",
     "curves.png", "confusion.png", "per_class.png", "samples.png", "mistakes.png", "why_wrong.png", "filters.png",

@@ -43,7 +43,7 @@ PICTURES = {
     "filters.png": "First-layer filters",
     "feature_maps.png": "Feature maps",
 }
-# Every file write_run writes; report.html is its last, so a run folder holding it is complete.
+# Every file a training writes at its end; report.html is its last, so a run folder holding it is complete.
 RUN_FILES = (MODEL_FILE, MODEL_META, "history.csv", "points.csv", "metrics.json", "config.json", "summary.txt",
              *PICTURES, "report.html")
 MISTAKES = 24
@@ -74,21 +74,6 @@ class TestSet:
     images: torch.Tensor
     labels: torch.Tensor
     logits: torch.Tensor | None = None
-
-
-def write_run(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord, test: TestSet,
-              device: torch.device) -> None:
-    """Write a trained run's directory: :func:`write_run_files`, then :func:`draw_run`."""
-    on_cpu = write_run_files(out, model, info, record, device)
-    draw_run(out, on_cpu, info, record, test)
-
-
-def draw_run(out: Path, model: nn.Module, info: ModelInfo, record: RunRecord, test: TestSet,
-             pictures: bool = True) -> None:
-    """A run's pictures (unless not ``pictures``), then its report.html: the run's last file."""
-    if pictures:
-        write_pictures(out, model, info, record, test)
-    write_html(out)
 
 
 def write_run_files(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord,

@@ -321,7 +321,7 @@ def resumable(run: str | Path, own_class: bool = False) -> tuple[dict[str, Any],
         raise CnnlabError(f"{run} trains a network of your own class ({config.model.removeprefix(PYTHON_ARCHITECTURE)})"
                           "; resume it in Python with cnnlab.training.resume_training(run, model=YourClass())")
     done, stopped = len(state["history"]), bool((state.get("best") or {}).get("stopped"))
-    if (folder / RUN_FILES[-1]).is_file():  # write_run's last file: the run is complete
+    if (folder / RUN_FILES[-1]).is_file():  # a training's last file: the run is complete
         require(not stopped, f"{run}: it stopped early after epoch {done} (--patience {config.patience}); "
                 "nothing to resume")
         require(done < config.epochs, f"{run}: all {config.epochs} epochs are done already; nothing to resume")

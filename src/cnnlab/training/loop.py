@@ -48,7 +48,7 @@ from cnnlab.models.files import ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
-from cnnlab.reporting.report import RunRecord, TestSet, draw_run, write_run_files
+from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
 from cnnlab.training.augment import check_mirroring
 from cnnlab.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -213,12 +213,16 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         test = TestSet(data.test_images, data.test_labels, logits.cpu())
         written = []
         s.folder.write(lambda out: written.append(write_run_files(out, trained, info, record, device)))
-        draw = lambda out: draw_run(out, written[0], info, record, test, pictures=config.pictures != "none")  # noqa: E731
+        def draw(out: Path) -> None:
+            if config.pictures != "none":
+                write_pictures(out, written[0], info, record, test)
+
         if config.pictures == "after":  # the result is out: a child draws, the prompt comes back now
             s.say(f"Saved to {config.out}/ (its pictures and report.html follow in a few seconds)")
-            s.folder.write_later(draw)
+            s.folder.write_later(draw, write_html)
         else:
             s.folder.write(draw)
+            s.folder.write(write_html)
             s.say(f"Saved to {config.out}/")
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
                        points)

@@ -94,34 +94,37 @@ class RunFolder:
         except OSError as exc:
             raise CnnlabError(write_failure(self.path, exc)) from None
 
-    def write_later(self, files: Callable[[Path], None]) -> None:
-        """``files(path)`` written by a child process that goes on holding the lock after this one lets
-        go and returns: the command's prompt comes back while the child draws (the run's pictures).
+    def write_later(self, files: Callable[[Path], None], last: Callable[[Path], None]) -> None:
+        """``files(path)``, then ``last(path)``, written by a child process that goes on holding the
+        lock after this one lets go and returns: the command's prompt comes back while the child
+        draws (the run's pictures, then report.html as ``last``).
 
         Forked, so the child has the trained network and test set in memory; it runs torch on one
         thread (OpenMP's thread pool does not survive a fork), in its own session so a Ctrl-C at the
-        prompt does not reach it. A failure is one line on stderr saying how to draw them again.
-        Where there is no fork or flock, ``files`` are written now.
+        prompt does not reach it, and with its output closed, so a pipe (``cnnlab train | tee``) ends
+        with the command. Should ``files`` fail, ``last`` is still written (a report of what there is).
+        Where there is no fork or flock, both are written now.
         """
         if fcntl is None or self.lock is None or not hasattr(os, "fork"):
-            return self.write(files)
+            self.write(files)
+            return self.write(last)
         sys.stdout.flush()
         sys.stderr.flush()
         if os.fork():
             self.written = True
             return
-        code = 0
         try:
             os.setsid()
+            quiet = os.open(os.devnull, os.O_RDWR)
+            for stream in (0, 1, 2):
+                os.dup2(quiet, stream)
             torch.set_num_threads(1)
             say_who_holds(self.lock, self.path, DRAWING)
-            self.write(files)
-        except BaseException as exc:  # the child's last word, whatever stopped it
-            print(f"cnnlab: could not draw the pictures of {self.path}: {first_line(exc)}; draw them with: "
-                  f"cnnlab report {self.path}", file=sys.stderr, flush=True)
-            code = 1
+            with contextlib.suppress(Exception):
+                self.write(files)
+            self.write(last)
         finally:
-            os._exit(code)
+            os._exit(0)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         self.write(lambda path: save_checkpoint(path, state))
