@@ -36,3 +36,14 @@ def test_a_folder_that_is_not_a_run_is_reported_and_left_out(two_runs, tmp_path,
     assert "nothing: not a run directory" in err and "1 of 2 runs were left out" in err
     assert (tmp_path / "c" / "compare.html").is_file()
     assert main(["compare", str(tmp_path / "nothing")]) == 2
+
+
+def test_the_compared_curves_name_validation_only_where_a_run_has_it():
+    from cnnlab.reporting.plots import compared_title
+
+    trained_only = [{"epoch": 1, "loss": 0.5, "accuracy": 0.9}]
+    validated = [{"epoch": 1, "loss": 0.5, "accuracy": 0.9, "val_loss": 0.4, "val_accuracy": 0.91}]
+    assert compared_title([("mlp", trained_only, []), ("cnn", trained_only, [])]) == (
+        "Training (no validation images were held out)")
+    assert compared_title([("mlp", trained_only, []), ("fast", validated, [])]) == (
+        "Training (dashed) and validation (solid)")

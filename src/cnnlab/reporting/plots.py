@@ -120,8 +120,15 @@ def compared_curves(runs: list[tuple[str, list[dict[str, float]], list[dict[str,
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Training (dashed) and validation (solid)")
+    fig.suptitle(compared_title(runs))
     return save_figure(fig, path)
+
+
+def compared_title(runs: list[tuple[str, list[dict[str, float]], list[dict[str, float]]]]) -> str:
+    """The compared curves' title: it names validation only where some run has it."""
+    if any("val_loss" in row for _, history, points in runs for row in points or history):
+        return "Training (dashed) and validation (solid)"
+    return "Training (no validation images were held out)"
 
 
 def lr_finder(lrs: list[float], losses: list[float], suggestion: float, path: str | Path, title: str = "") -> Path:

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from cnnlab.errors import CnnlabError, first_line
+from cnnlab.errors import CnnlabError
 from cnnlab.files import free_folder, names_a_path, parse_json, read_json
 from cnnlab.models.files import MODEL_FILE
 from cnnlab.models.registry import MODELS, spec_file
