@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run   create .venv, install cnnlab, train the default model on MNIST, print the test error
-#   make test  create or reuse .venv, install the test extras, lint, run the whole test suite, build the docs
+#   make test  create or reuse .venv, install the test extras, lint, run the quick tier of the tests, build the docs
+#   make test-all  the same with the slow tier too, as CI runs it
 #   make docs  build the documentation site into site/ (mkdocs build --strict)
 #   make notebook  open the tutorial in JupyterLab (installs the notebook extra: JupyterLab, ipywidgets)
 PYTHON ?= python3.11
@@ -18,15 +19,19 @@ export CNNLAB_DATA := $(abspath ../shared/data)
 endif
 endif
 
-.PHONY: run test lint docs notebook clean chromium
+.PHONY: run test test-all lint docs notebook clean chromium
 run: $(VENV)/.installed
 	$(BIN)/cnnlab train
 
 # The tests run the README's and the docs' examples and the tutorial notebook (tests/test_docs*.py, conftest.py).
+# make test runs the quick tier; CI (CI set) and make test-all add the slow one (conftest.py).
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory docs
+
+test-all:
+	CNNLAB_TESTS=all $(MAKE) --no-print-directory test
 
 # A broken link, a missing page or a reference that no longer resolves fails the build (--strict).
 # NO_MKDOCS_2_WARNING: Material's banner about its own future, printed on every build, is not ours to act on.

@@ -3,6 +3,10 @@ folder that has the docs' example photos, so the blocks read and write files as 
 
 A block that cannot run on the test machine is preceded by ``<!-- skip: next -->``.
 The notes (docs/notes/) are a record of experiments, not instructions: their blocks are not run.
+
+The tiers: ``make test`` runs the quick tier; the slow tier (``@pytest.mark.slow``: full-size
+trainings whose claim is an accuracy, several processes, the tutorial on the whole of MNIST) runs
+as well on CI (``CI`` set) and with ``make test-all`` (``CNNLAB_TESTS=all``). ``-m`` chooses by hand.
 """
 
 from __future__ import annotations
@@ -16,6 +20,24 @@ from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 from tests.helpers import docs_scratch_folder
+
+EVERY_TIER = os.environ.get("CNNLAB_TESTS") == "all" or bool(os.environ.get("CI"))
+
+
+def pytest_report_header(config) -> str:
+    if EVERY_TIER:
+        return "tests: every tier, the slow one included (CI, or CNNLAB_TESTS=all)"
+    return "tests: the quick tier; the slow tier runs on CI and with make test-all"
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Leave the slow tier out unless every tier is asked for (or ``-m`` chooses)."""
+    if EVERY_TIER or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+        config.hook.pytest_deselected(items=slow)
 
 
 def enter_scratch_folder(namespace: dict) -> None:

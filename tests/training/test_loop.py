@@ -57,7 +57,9 @@ def test_epoch_line_reads_like_keras():
 
 @pytest.mark.slow
 def test_same_seed_same_history_on_mnist(mnist_dir):
-    runs = [train(model="cnn", epochs=1, limit=3000, seed=7, data_dir=str(mnist_dir), progress=False)
+    # The same thread count: it sets the order of float sums (another training running beside this one
+    # would otherwise leave the second run fewer threads than the first).
+    runs = [train(model="cnn", epochs=1, limit=3000, seed=7, data_dir=str(mnist_dir), progress=False, threads=2)
             for _ in range(2)]
     drop = ("seconds",)
     histories = [[{k: v for k, v in row.items() if k not in drop} for row in r.history] for r in runs]
@@ -65,7 +67,7 @@ def test_same_seed_same_history_on_mnist(mnist_dir):
     assert runs[0].metrics["confusion_matrix"] == runs[1].metrics["confusion_matrix"]
     for a, b in zip(runs[0].model.state_dict().values(), runs[1].model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    other = train(model="cnn", epochs=1, limit=3000, seed=8, data_dir=str(mnist_dir), progress=False)
+    other = train(model="cnn", epochs=1, limit=3000, seed=8, data_dir=str(mnist_dir), progress=False, threads=2)
     assert other.history[0]["loss"] != runs[0].history[0]["loss"]
 
 
