@@ -24,10 +24,11 @@ run: $(VENV)/.installed
 	$(BIN)/cnnlab train
 
 # The tests run the README's and the docs' examples and the tutorial notebook (tests/test_docs*.py, conftest.py).
-# make test runs the quick tier; CI (CI set) and make test-all add the slow one (conftest.py).
+# make test runs the quick tier; CI (CI set) and make test-all add the slow one (conftest.py). pytest-xdist
+# runs a worker a core, each test file on one worker (a page's docs blocks share their names).
 test: $(VENV)/.installed-test chromium
 	$(BIN)/ruff check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile
 	$(MAKE) --no-print-directory docs
 
 test-all:

@@ -30,6 +30,18 @@ def pytest_report_header(config) -> str:
     return "tests: the quick tier; the slow tier runs on CI and with make test-all"
 
 
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist (make test): each file's tests on one worker (a page's docs blocks share
+    their names), and the fuzz suite's files together, since one ledger counts them all."""
+    from xdist.scheduler import LoadFileScheduling
+
+    class ByFileFuzzTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/fuzz" if nodeid.startswith("tests/fuzz/") else super()._split_scope(nodeid)
+
+    return ByFileFuzzTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     """Leave the slow tier out unless every tier is asked for (or ``-m`` chooses)."""
     if EVERY_TIER or config.getoption("markexpr"):

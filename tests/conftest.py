@@ -30,20 +30,6 @@ def mnist_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_mnist_dir(mnist_dir, tmp_path_factory) -> Path:
-    """A data directory whose ``mnist`` is MNIST's first 6,000 training and 1,000 test images, in
-    its own four files: for examples whose claim is what a command does and prints, not how
-    accurate it gets (a training takes a tenth of the time)."""
-    from cnnlab.data.idx import read_idx
-
-    folder = tmp_path_factory.mktemp("small-data")
-    (folder / "mnist").mkdir()
-    for name, count in zip(FILES, (6000, 6000, 1000, 1000), strict=True):
-        write_idx(folder / "mnist" / name, read_idx(mnist_dir / "mnist" / name)[:count])
-    return folder
-
-
-@pytest.fixture(scope="session")
 def mnist(mnist_dir) -> Dataset:
     return load_dataset("mnist", data_dir=mnist_dir)
 

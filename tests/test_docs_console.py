@@ -1,7 +1,6 @@
 """Every console example in README.md and docs/ (a block whose lines start with ``$ cnnlab``) runs
 here, and its output must have the form the page shows: the same lines and columns, with only the
-numbers free to differ. So an example cannot go stale when an output changes. They run on MNIST's
-first 6,000 training images (``small_mnist_dir``): the claim is the output's form, not its accuracy.
+numbers free to differ. So an example cannot go stale when an output changes.
 
 A block preceded by ``<!-- output: abridged -->`` must run, and its first line keep its form; one
 preceded by ``<!-- output: not checked (why) -->`` is left out, and says why on the page.
@@ -51,10 +50,10 @@ def form(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, small_mnist_dir) -> Path:
+def trained_run(tmp_path_factory, mnist_dir) -> Path:
     """``runs/fast-mnist-seed0`` as ``cnnlab train`` makes it, for the pages' other examples."""
     folder = tmp_path_factory.mktemp("tour")
-    run_cli(["train"], folder, small_mnist_dir)
+    run_cli(["train"], folder, mnist_dir)
     return folder / "runs" / "fast-mnist-seed0"
 
 
@@ -85,16 +84,16 @@ def test_the_pages_have_console_examples():
 
 @pytest.mark.parametrize(("page", "number", "mode", "text"), CASES,
                          ids=[f"{p.relative_to(ROOT)}-{n}" for p, n, *_ in CASES])
-def test_console_example_runs_and_keeps_its_form(page, number, mode, text, tmp_path, request, small_mnist_dir):
+def test_console_example_runs_and_keeps_its_form(page, number, mode, text, tmp_path, request, mnist_dir):
     if mode == "not checked":
         pytest.skip("the page says why this example is not run")
     pairs = commands(text)
     trains = any(shlex.split(c)[1] == "train" for c, _ in pairs if c.startswith("cnnlab"))
     folder = scratch_folder(tmp_path, None if trains else request.getfixturevalue("trained_run"))
     if pairs[0][0].startswith("cnnlab serve"):
-        return check_serve(pairs, folder, small_mnist_dir)
+        return check_serve(pairs, folder, mnist_dir)
     for command, shown in pairs:
-        done = run_cli(shlex.split(command)[1:], folder, small_mnist_dir)
+        done = run_cli(shlex.split(command)[1:], folder, mnist_dir)
         if shown.startswith("error: "):  # an example of a refusal: exit 2 and that one line on stderr
             assert (done.returncode, form(done.stderr)) == (2, form(shown)), f"{command}\n{done.stderr}"
             continue

@@ -33,6 +33,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 from cnnlab.errors import CnnlabError
+from cnnlab.files import atomic_write_text
 
 FAILURES = ("traceback", "5xx", "wrong answer", "file lost", "over bound")
 # No input may take the test process's peak memory more than this many MB above where it stood
@@ -87,7 +88,7 @@ class Ledger:
         if not self.counts:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_json(), indent=2) + "\n")
 
 
 FOLDERS = re.compile(r"(?<![\w.])/(?:[^\s/:;,'\"()]+/)+")  # an absolute path's folders
