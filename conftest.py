@@ -19,15 +19,29 @@ from pathlib import Path
 from sybil import Sybil
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-from tests.helpers import docs_scratch_folder
-
-EVERY_TIER = os.environ.get("CNNLAB_TESTS") == "all" or bool(os.environ.get("CI"))
+from tests.helpers import EVERY_TIER, docs_scratch_folder
 
 
 def pytest_report_header(config) -> str:
     if EVERY_TIER:
         return "tests: every tier, the slow one included (CI, or CNNLAB_TESTS=all)"
     return "tests: the quick tier; the slow tier runs on CI and with make test-all"
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist, each worker runs on cores of its own, and so do the processes it starts
+    (the affinity is inherited): cnnlab's threads then count those cores alone, instead of two
+    workers' PyTorch threads spinning against each other on the same ones."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker is None or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if count <= len(cores):
+        import torch
+
+        own = cores[int(worker.removeprefix("gw")) :: count]
+        os.sched_setaffinity(0, own)
+        torch.set_num_threads(len(own))
 
 
 def pytest_xdist_make_scheduler(config, log):

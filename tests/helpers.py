@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import subprocess
@@ -15,6 +16,9 @@ import pytest
 
 from cnnlab.training.checkpoint import CHECKPOINT_FILE
 from cnnlab.using.predict import png_bytes
+
+# Every tier, the slow one included (conftest.py): on CI (CI set) and with make test-all (CNNLAB_TESTS=all).
+EVERY_TIER = os.environ.get("CNNLAB_TESTS") == "all" or bool(os.environ.get("CI"))
 
 
 def png_claiming(width: int, height: int) -> bytes:

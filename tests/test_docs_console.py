@@ -1,6 +1,8 @@
 """Every console example in README.md and docs/ (a block whose lines start with ``$ cnnlab``) runs
 here, and its output must have the form the page shows: the same lines and columns, with only the
-numbers free to differ. So an example cannot go stale when an output changes.
+numbers free to differ. So an example cannot go stale when an output changes. A block that trains a
+network on the whole of MNIST is the slow tier's (CI runs it; conftest.py); the rest use one run
+trained for them all.
 
 A block preceded by ``<!-- output: abridged -->`` must run, and its first line keep its form; one
 preceded by ``<!-- output: not checked (why) -->`` is left out, and says why on the page.
@@ -74,22 +76,33 @@ def scratch_folder(tmp_path: Path, trained_run: Path | None) -> Path:
     return tmp_path
 
 
-CASES = [(page, n, mode, text) for page in PAGES for n, (mode, text) in enumerate(console_blocks(page))]
+def trains(text: str) -> bool:
+    """Whether a block trains a network (a ``cnnlab train`` that is not an example of a refusal): on
+    the whole of MNIST, as the page shows it, that is the slow tier's work."""
+    return any(command.split()[:2] == ["cnnlab", "train"] and not shown.startswith("error: ")
+               for command, shown in commands(text))
+
+
+CASES = [pytest.param(page, n, mode, text, marks=[pytest.mark.slow] if trains(text) else [],
+                      id=f"{page.relative_to(ROOT)}-{n}")
+         for page in PAGES for n, (mode, text) in enumerate(console_blocks(page))]
 
 
 def test_the_pages_have_console_examples():
-    assert sum(mode == "checked" for *_, mode, _ in CASES) >= 8
-    assert any("cnnlab serve" in text for page, *_, text in CASES if page.name == "README.md")
+    blocks = [case.values for case in CASES]
+    assert sum(mode == "checked" for *_, mode, _ in blocks) >= 8
+    assert any("cnnlab serve" in text for page, *_, text in blocks if page.name == "README.md")
+    quick = [text for *_, mode, text in blocks if mode == "checked" and not trains(text)]
+    assert len(quick) >= 8  # the quick tier checks these; the slow tier, those that train as well
 
 
-@pytest.mark.parametrize(("page", "number", "mode", "text"), CASES,
-                         ids=[f"{p.relative_to(ROOT)}-{n}" for p, n, *_ in CASES])
+@pytest.mark.parametrize(("page", "number", "mode", "text"), CASES)
 def test_console_example_runs_and_keeps_its_form(page, number, mode, text, tmp_path, request, mnist_dir):
     if mode == "not checked":
         pytest.skip("the page says why this example is not run")
     pairs = commands(text)
-    trains = any(shlex.split(c)[1] == "train" for c, _ in pairs if c.startswith("cnnlab"))
-    folder = scratch_folder(tmp_path, None if trains else request.getfixturevalue("trained_run"))
+    training = any(shlex.split(c)[1] == "train" for c, _ in pairs if c.startswith("cnnlab"))
+    folder = scratch_folder(tmp_path, None if training else request.getfixturevalue("trained_run"))
     if pairs[0][0].startswith("cnnlab serve"):
         return check_serve(pairs, folder, mnist_dir)
     for command, shown in pairs:

@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, settings
 
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text
+from tests.helpers import EVERY_TIER
 
 FAILURES = ("traceback", "5xx", "wrong answer", "file lost", "over bound")
 # No input may take the test process's peak memory more than this many MB above where it stood
@@ -201,9 +202,11 @@ def record_response(target: str, case: str, status: int, body: bytes, ok: Callab
 
 
 def fuzz(examples: int) -> settings:
-    """Hypothesis' settings for a fuzz test: ``examples`` inputs, the same ones on every run
+    """Hypothesis' settings for a fuzz test: ``examples`` inputs when every tier runs (CI, make
+    test-all), a quarter as many in the quick tier (make test); the same ones on every run
     (derandomized, no example database), so CI is repeatable."""
-    return settings(max_examples=examples, derandomize=True, deadline=None, database=None,
+    return settings(max_examples=examples if EVERY_TIER else max(10, examples // 4), derandomize=True, deadline=None,
+                    database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                            HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
