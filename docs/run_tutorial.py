@@ -33,6 +33,18 @@ def coalesce_streams(cell: nbformat.NotebookNode) -> None:
     cell.outputs = merged
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def without_progress_bars(notebook: nbformat.NotebookNode) -> None:
+    """Take out the progress bars (tqdm's widgets, which Jupyter removes once each is done): a stored
+    page would show each frozen at 0%."""
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]
+    notebook.metadata.pop("widgets", None)
+
+
 def execute(notebook: nbformat.NotebookNode, folder: str | Path) -> None:
     """Run every cell of ``notebook`` in place, with ``folder`` as its working directory and the
     folder its runs go to ($CNNLAB_TUTORIAL_DIR, which the kernel inherits)."""
@@ -53,6 +65,7 @@ def main(path: Path = NOTEBOOK) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         execute(notebook, folder)
+    without_progress_bars(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
             coalesce_streams(cell)

@@ -118,6 +118,8 @@ def run_tutorial(folder: Path, monkeypatch, mnist_dir: Path, small: bool = False
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     pictures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert pictures >= 8, f"the notebook showed {pictures} pictures"
+    bars = [o["data"]["text/plain"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert any(bar.startswith("Epoch 1/") for bar in bars), "no progress bar showed in Jupyter"
     return "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
 
 
