@@ -231,7 +231,7 @@ def test_show_takes_each_class_in_turn():
     """A folder's images come class by class; show's sample takes the first of each class in turn."""
     import torch
 
-    from cnnlab.cli import every_class_in_turn
+    from cnnlab.cli_study import every_class_in_turn
 
     labels = torch.tensor([0] * 5 + [1] * 2 + [2] * 4)  # as a folder of three classes loads
     assert labels[every_class_in_turn(labels, 8)].tolist() == [0, 1, 2, 0, 1, 2, 0, 2]

@@ -1,5 +1,6 @@
-"""The ``cnnlab`` commands for studying models: ``summary``, ``lr-find``, ``compare``,
-``reproduce`` and ``bench``; registered on the app of cnnlab.cli_app when cnnlab.cli loads."""
+"""The ``cnnlab`` commands for studying data and models: ``show``, ``info``, ``models``, ``summary``,
+``lr-find``, ``compare``, ``reproduce`` and ``bench``; registered on the app of cnnlab.cli_app when
+cnnlab.cli loads, after its own (the order of ``--help``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,86 @@ from cnnlab.cli_app import (
 )
 from cnnlab.errors import CnnlabError, require
 from cnnlab.files import free_folder
+
+
+@command("show")
+def show_command(
+    dataset: DatasetOpt = "mnist",
+    data_dir: DataDirOpt = None,
+    count: Annotated[int, typer.Option(help="How many images")] = 32,
+    split: Annotated[str, typer.Option(help="train or test")] = "train",
+    augment: Annotated[Optional[str], typer.Option(help="Add 3 rows of random warps: light or strong")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the warps")] = 0,
+    out: Annotated[Path, typer.Option(help="PNG file to write")] = Path("samples.png"),
+) -> None:
+    import torch
+
+    from cnnlab.data import load_dataset
+    from cnnlab.reporting import plots
+    from cnnlab.training.augment import augment_uint8, get_level
+
+    if count < 1 or split not in ("train", "test"):
+        raise CnnlabError("--count must be at least 1 and --split train or test")
+    if augment is not None:
+        get_level(augment)
+    ds = load_dataset(dataset, data_dir=data_dir)
+    images, labels = ds.splits()[split]
+    chosen = every_class_in_turn(labels, count)  # a folder's images come class by class: the first 32 are one
+    images, labels = images[chosen], labels[chosen]
+    title = f"{ds.name}: {len(chosen)} {split} images, each class in turn"
+    if augment:
+        warps = [augment_uint8(images, augment, seed + i) for i in range(3)]
+        images, labels = torch.cat([images, *warps]), labels.repeat(4)
+        title += f", then 3 rows of '{augment}' augmentation of each"
+    plots.sample_grid(images, labels, ds.class_names, out, title, columns=min(count, 8) if not augment else count)
+    print(f"Wrote {out}")
+
+
+def every_class_in_turn(labels, count: int):
+    """Indices of ``count`` images (fewer if there are not as many): the first of each class in turn,
+    then the second of each, and so on."""
+    import torch
+
+    per_class = [torch.nonzero(labels == c).flatten() for c in torch.unique(labels)]
+    rounds = min(max(len(m) for m in per_class), count)  # each round takes at least one image
+    order = [members[i] for i in range(rounds) for members in per_class if i < len(members)]
+    return torch.stack(order[:count])
+
+
+@command("info")
+def info_command(dataset: DatasetOpt = "mnist", data_dir: DataDirOpt = None, as_json: JsonOpt = False) -> None:
+    from cnnlab.data import describe, load_dataset
+
+    facts = describe(load_dataset(dataset, data_dir=data_dir))
+    if as_json:
+        print(json.dumps(facts))
+        return
+    height, width = facts["image_shape"][:2]
+    colour = "" if facts["channels"] == 1 else " RGB" if facts["channels"] == 3 else f" {facts['channels']} channels"
+    print(f"{facts['name']}: {facts['num_classes']} classes, images {height}x{width}{colour}")
+    for split, s in facts["splits"].items():
+        print(f"  {split:<5} {s['count']:>6} images, pixel mean {s['pixel_mean']:.4f} std {s['pixel_std']:.4f}")
+        print("        per class: " + ", ".join(f"{k} {v}" for k, v in s["class_counts"].items()))
+
+
+@command("models")
+def models_command(as_json: JsonOpt = False) -> None:
+    from cnnlab.models.registry import MODELS, build_model, count_parameters, flops_per_image
+
+    rows = []
+    for name, spec in MODELS.items():
+        model = build_model(name)
+        rows.append({"name": name, "parameters": count_parameters(model), "flops": flops_per_image(model),
+                     "description": spec.description, "spec": spec.spec})
+    if as_json:
+        print(json.dumps(rows))
+        return
+    print(f"{'model':<21}{'params':>9}{'MFLOPs':>8}  description")
+    for r in rows:
+        print(f"{r['name']:<21}{r['parameters']:>9,}{r['flops'] / 1e6:>8.2f}  {r['description']}")
+    print("\nAs layer specs ('--model' takes a spec of your own too; docs/reference/layers.md):")
+    for r in rows:
+        print(f"  {r['name']:<20}{r['spec'] or '(a class: no spec can say it)'}")
 
 
 @command("summary")

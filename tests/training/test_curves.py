@@ -6,7 +6,8 @@ import itertools
 
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.curves import POINTS
-from cnnlab.training.loop import loss_note, train
+from cnnlab.training.lines import loss_note
+from cnnlab.training.loop import train
 
 
 def test_a_one_epoch_run_has_points_within_the_epoch(toy_dataset, tmp_path, capsys):

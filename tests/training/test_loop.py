@@ -6,7 +6,8 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import load_model
 from cnnlab.training.config import TrainConfig
-from cnnlab.training.loop import epoch_line, train
+from cnnlab.training.lines import epoch_line
+from cnnlab.training.loop import train
 from cnnlab.training.optim import average_weights
 from cnnlab.training.presets import PRESETS
 

@@ -46,7 +46,6 @@ from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
-from cnnlab.models.registry import count_parameters, flops_per_image
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
 from cnnlab.training.augment import check_mirroring
@@ -74,6 +73,7 @@ from cnnlab.training.distributed import (
     total,
     wrap,
 )
+from cnnlab.training.lines import epoch_line, loss_note, start_line
 from cnnlab.training.lr_find import lr_find
 from cnnlab.training.optim import (
     member_targets,
@@ -81,7 +81,7 @@ from cnnlab.training.optim import (
     training_loss,
 )
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
-from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads, threads_label
+from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads
 from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
 
 
@@ -272,25 +272,6 @@ def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | Non
     return f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it"
 
 
-def start_line(config: TrainConfig, model: torch.nn.Module, data: Dataset, device: torch.device, threads: int,
-               world: World) -> str:
-    """The run's first line: the network, its size and cost, the data, and where it runs."""
-    name = config.model if " " not in config.model else repr(config.model)  # a spec, quoted
-    return (f"Training {name} ({count_parameters(model):,} parameters, "
-            f"{flops_per_image(model, data.image_size, data.channels) / 1e6:.2f} MFLOPs an image) on {data.name}"
-            f"{image_shape(data)}: "
-            f"{len(data.train_labels):,} train / {len(data.val_labels):,} val images, {device}, "
-            f"{threads_label(threads)}"
-            + (f" in each of {world.size} processes (batch {config.batch_size} each)" if world.size > 1 else ""))
-
-
-def image_shape(data: Dataset) -> str:
-    """`` (32x32 RGB)``: the images' size and colour, said when they are not MNIST's 28x28 grey."""
-    colour = "grey" if data.channels == 1 else "RGB" if data.channels == 3 else f"{data.channels} channels"
-    size = f"{data.image_size}x{data.image_size}"
-    return "" if (size, colour) == ("28x28", "grey") else f" ({size} {colour})"
-
-
 def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, source: str, stats: tuple[Stats, Stats],
                device: torch.device) -> tuple[ModelInfo, torch.Tensor, dict[str, Any]]:
     """The delivered network's description, its test logits (scored once: metrics and pictures)
@@ -300,14 +281,6 @@ def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, sou
                      in_channels=data.channels, kind=data.kind)
     logits = images_logits(trained, info, data.test_images, device, config.tta)
     return info, logits, classification_metrics(logits, data.test_labels, info.class_names)
-
-
-def loss_note(config: TrainConfig) -> str | None:
-    """What the printed training loss is, when it is not the plain cross-entropy val_loss is."""
-    what = " and ".join(([f"label-smoothed ({config.label_smoothing:g})"] if config.label_smoothing else []) +
-                        ([f"taken on '{config.augment}'-augmented batches"] if config.augment != "none" else []))
-    return (f"(loss is {what}, averaged over the epoch, so it runs above val_loss; history.csv's train_ce "
-            "is its plain cross-entropy)") if what else None
 
 
 def run_epoch(s: Session, net: torch.nn.Module, parts: TrainingParts, data: tuple[torch.Tensor, torch.Tensor],
@@ -403,15 +376,6 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
 
 
 DIVERGENCE_CHECK_STEPS = 20  # read the device's divergence flag this often: a sync, so not every step
-
-
-def epoch_line(row: dict[str, float], epochs: int, threads: int) -> str:
-    """The Keras-style summary of one epoch."""
-    parts = [f"Epoch {row['epoch']}/{epochs}", f"loss: {row['loss']:.4f}", f"accuracy: {row['accuracy']:.4f}"]
-    if "val_loss" in row:
-        parts += [f"val_loss: {row['val_loss']:.4f}", f"val_accuracy: {row['val_accuracy']:.4f}"]
-    parts.append(f"{row['seconds']:.1f}s ({threads_label(threads)})")
-    return " - ".join(parts)
 
 
 def validate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
