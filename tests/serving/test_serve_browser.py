@@ -191,7 +191,7 @@ def test_the_train_tab_trains_while_the_page_watches_then_serves_the_new_model(s
         page.fill("#t-epochs", "3")
         page.fill("#t-limit", "6000")
         page.click("#t-start")
-        expect(page.locator("#t-stop")).to_be_enabled()
+        expect(page.locator("#t-stop")).to_be_enabled(timeout=30_000)  # a child process starts the training
         expect(page.locator("#t-lines")).to_contain_text("Training cnn-fast", timeout=30_000)
         # Points arrive while it runs: read them twice, a second apart, before the run ends.
         first = page.evaluate("points.length")

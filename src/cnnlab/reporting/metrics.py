@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.data import load_dataset
+from cnnlab.data import DATASETS, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
@@ -96,11 +96,17 @@ def evaluate(
     """Evaluate a saved model on the test split of ``dataset`` (default: the one it was trained on),
     with test-time augmentation if ``tta``."""
     model, info = load_model(model_path)
-    ds = load_dataset(dataset or info.dataset or "mnist", data_dir=data_dir, limit=limit, image_size=info.image_size,
-                      channels=info.in_channels)
-    if [str(c) for c in ds.class_names] != [str(c) for c in info.class_names]:
-        # the images were loaded at the model's size: only the classes can disagree
-        raise CnnlabError(f"the model knows {len(info.class_names)} classes ({shown(info.class_names)}) but "
-                          f"'{ds.name}' has {ds.num_classes} ({shown(ds.class_names)}); evaluate it on data of its "
-                          f"classes{f', such as {info.dataset}' if info.dataset else ''}")
+    name = str(dataset or info.dataset or "mnist")
+    if name in DATASETS and DATASETS[name].class_names:  # a named dataset's classes are known before it loads
+        check_same_classes(info, name, list(DATASETS[name].class_names))
+    ds = load_dataset(name, data_dir=data_dir, limit=limit, image_size=info.image_size, channels=info.in_channels)
+    check_same_classes(info, ds.name, ds.class_names)  # loaded at the model's size: only the classes can differ
     return evaluate_model(model, info, ds.test_images, ds.test_labels, tta=tta)
+
+
+def check_same_classes(info: ModelInfo, name: str, class_names: list) -> None:
+    """Refuse data whose classes are not the model's, naming both."""
+    if [str(c) for c in class_names] != [str(c) for c in info.class_names]:
+        raise CnnlabError(f"the model knows {len(info.class_names)} classes ({shown(info.class_names)}) but "
+                          f"'{name}' has {len(class_names)} ({shown(class_names)}); evaluate it on data of its "
+                          f"classes{f', such as {info.dataset}' if info.dataset else ''}")
