@@ -121,6 +121,7 @@ def test_a_share_of_the_digits_is_bent_by_an_elastic_field(test_digits):
     assert any(not np.array_equal(a, b) for a, b in zip(strips, plain, strict=True))
 
 
+@pytest.mark.slow
 def test_training_learns_to_read_in_stages(test_digits):
     images, labels = test_digits
     ones = labels < 2  # 0s and 1s only, so that a minute of training learns something
