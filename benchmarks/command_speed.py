@@ -39,10 +39,10 @@ CNNLAB = [sys.executable, "-m", "cnnlab"]
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def wall(command: list[str], cwd: Path | None = None) -> float:
+def wall(command: list[str]) -> float:
     """Seconds from starting ``command`` to its exit; it must succeed."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True)
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode:
         raise SystemExit(f"{' '.join(command)} failed: {done.stderr.strip()[-500:]}")

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 COMMAND = {"ends_process": False}
 
 
-
 @command("train")
 def train_command(
     preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate, best or reader")] = "fast",

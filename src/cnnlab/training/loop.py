@@ -211,11 +211,11 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     if s.folder is not None:
         record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads}, points)
         test = TestSet(data.test_images, data.test_labels, logits.cpu())
-        written = []
-        s.folder.write(lambda out: written.append(write_run_files(out, trained, info, record, device)))
+        on_cpu = s.folder.write(lambda out: write_run_files(out, trained, info, record, device))
+
         def draw(out: Path) -> None:
             if config.pictures != "none":
-                write_pictures(out, written[0], info, record, test)
+                write_pictures(out, on_cpu, info, record, test)
 
         if config.pictures == "after":  # the result is out: a child draws, the prompt comes back now
             s.say(f"Saved to {config.out}/ (its pictures and report.html follow in a few seconds)")

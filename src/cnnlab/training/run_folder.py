@@ -82,15 +82,16 @@ class RunFolder:
     stale: list[Path] = field(default_factory=list)  # an overwritten run's files, removed before the first write
     written: bool = False
 
-    def write(self, files: Callable[[Path], None]) -> None:
-        """``files(path)`` writes into the folder: first the overwritten run's files go; a failed
-        write (a full disk) is one line saying what to do, the last checkpoint kept."""
+    def write(self, files: Callable[[Path], Any]) -> Any:
+        """``files(path)`` writes into the folder, and what it returns is returned: first the
+        overwritten run's files go; a failed write (a full disk) is one line saying what to do, the
+        last checkpoint kept."""
         try:
             self.written = True
             for old in self.stale:
                 old.unlink(missing_ok=True)
             self.stale = []
-            files(self.path)
+            return files(self.path)
         except OSError as exc:
             raise CnnlabError(write_failure(self.path, exc)) from None
 
@@ -108,6 +109,7 @@ class RunFolder:
         if fcntl is None or self.lock is None or not hasattr(os, "fork"):
             self.write(files)
             return self.write(last)
+        say_who_holds(self.lock, self.path, DRAWING)  # from now on: a claim that comes meanwhile waits
         sys.stdout.flush()
         sys.stderr.flush()
         if os.fork():
@@ -118,8 +120,8 @@ class RunFolder:
             quiet = os.open(os.devnull, os.O_RDWR)
             for stream in (0, 1, 2):
                 os.dup2(quiet, stream)
+            say_who_holds(self.lock, self.path, DRAWING)  # the child's own pid
             torch.set_num_threads(1)
-            say_who_holds(self.lock, self.path, DRAWING)
             with contextlib.suppress(Exception):
                 self.write(files)
             self.write(last)

@@ -27,6 +27,7 @@ try:
 except ImportError:  # Windows: trainings do not register; each takes every core
     fcntl = None
 
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity), else all of them."""
     if hasattr(os, "sched_getaffinity"):
