@@ -57,6 +57,15 @@ def train_command(
         None),
     patience: Annotated[Optional[int], typer.Option(help="Stop when val_loss has not improved for N epochs, and keep "
                                                     "the best epoch's weights [default: train every epoch]")] = None,
+    init: Annotated[Optional[Path], typer.Option(
+        help="Start from this trained run: its layers that fit are loaded, the output layer is new when the classes "
+             "differ, and its images' size and reading are kept (fine-tuning)")] = None,
+    freeze: Annotated[bool, typer.Option(help="With --init: the loaded layers never learn, only the new ones "
+                                         "[default: the new ones alone for the first epoch, then all, the loaded at "
+                                         "lower learning rates]")] = False,
+    keep: Annotated[Optional[str], typer.Option(
+        help="The epoch saved as the model: best (lowest val_loss) or last; the other is saved beside it, as "
+             "last.safetensors or best.safetensors")] = None,
     ema: Annotated[Optional[float], typer.Option(help=f"Keep a moving average of the weights with this per-step "
                                                   f"decay (e.g. 0.999), 0 for none {PRESET_DEFAULT}")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N images of each split")] = None,
@@ -76,7 +85,6 @@ def train_command(
              "is printed), now (before the command ends) or none [default: after; now where cnnlab.cli.main is "
              "called in Python]")] = None,
 ) -> None:
-    from cnnlab.training.config import TrainConfig
     from cnnlab.training.loop import resume_training, train
     from cnnlab.training.run_folder import first_run_folder, new_run_folder, unfinished_runs
 
@@ -86,19 +94,19 @@ def train_command(
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=learning_rate(lr), optimizer=optimizer,
                   schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
+                  keep=keep, init=str(init) if init else None, freeze=freeze or None,
                   val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
                   fit_small_data=False if batch_size or epochs else None,  # the user's choice is kept as it is
                   threads=threads, data_dir=str(data_dir) if data_dir else None,
                   pictures=pictures or ("after" if COMMAND["ends_process"] else "now"))
-    config = TrainConfig.from_preset(preset, dataset=dataset, seed=seed, device=device,
-                                     **{k: v for k, v in chosen.items() if v is not None})
+    options = dict(preset=preset, dataset=dataset, seed=seed, device=device,
+                   **{k: v for k, v in chosen.items() if v is not None})
     if out is None:
         out = new_run_folder(preset, dataset, seed, model)
         for unfinished in unfinished_runs(first_run_folder(preset, dataset, seed, model)):
             print(f"note: {unfinished} holds an unfinished training; continue it with: cnnlab train --resume "
                   f"{unfinished}", file=sys.stderr)
-    config.out = str(out)
-    interruptible(lambda: train(config, overwrite=overwrite), out)  # the folder's guards are train()'s
+    interruptible(lambda: train(overwrite=overwrite, out=str(out), **options), out)  # the folder's guards are train()'s
 
 
 def learning_rate(text: str | None) -> float | str | None:

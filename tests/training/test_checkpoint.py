@@ -200,7 +200,7 @@ def test_an_unfinished_run_is_not_overwritten_and_ctrl_c_says_how_to_resume(data
     def stop_after_first_epoch(row, *_):
         raise KeyboardInterrupt  # as a Ctrl-C after the first epoch's checkpoint would
 
-    monkeypatch.setattr(train_module, "train", lambda config, **options: real_train(
+    monkeypatch.setattr(train_module, "train", lambda config=None, **options: real_train(
         config, on_epoch=stop_after_first_epoch, **options))
     assert main(args) == 2
     assert f"Resume with: cnnlab train --resume {run}" in capsys.readouterr().err

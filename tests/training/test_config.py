@@ -6,36 +6,76 @@ import torch
 
 import cnnlab
 from cnnlab.cli import main
+from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models.summary import spec_summary
 from cnnlab.training import system
-from cnnlab.training.config import MIN_STEPS, TrainConfig, check_memory, fit_to_small_data, memory_shortfall
+from cnnlab.training.config import (
+    MIN_STEPS,
+    TrainConfig,
+    check_memory,
+    fit_to_small_data,
+    memory_shortfall,
+    small_patience,
+)
 from tests.helpers import assert_one_line_error
+
+
+def images(count: int, kind: str = "images", channels: int = 1, val: int = 0) -> Dataset:
+    """A dataset of ``count`` blank training images (and ``val`` validation ones): only its size and kind count."""
+    shape = (8, 8) if channels == 1 else (8, 8, 3)
+    blank = torch.zeros(count, *shape, dtype=torch.uint8)
+    return Dataset("d", ["a", "b"], blank, torch.arange(count) % 2, blank[:2], torch.arange(2),
+                   torch.zeros(val, *shape, dtype=torch.uint8), torch.arange(val) % 2, kind=kind)
+
+
+def fit(config, count, kind="images", channels=1, val=0, users=True):
+    return fit_to_small_data(config, images(count, kind, channels, val), users)
 
 
 def test_a_small_folder_gets_small_batches_and_enough_steps():
     config = TrainConfig.from_preset("fast", kind="images")
-    note = fit_to_small_data(config, "images", 648)
+    note = fit(config, 648)
     assert config.batch_size == 32 and -(-648 // 32) * config.epochs >= MIN_STEPS
     assert note.startswith("note: 648 training images are few") and "--batch-size" in note
 
 
+def test_a_small_folder_gets_augmentation_for_its_images_and_early_stopping():
+    colour = TrainConfig.from_preset("fast", kind="images")
+    note = fit(colour, 360, channels=3, val=40)
+    assert colour.augment == "crop-flip" and colour.patience == small_patience(colour.epochs) >= 5
+    assert "'crop-flip' augmentation" in note and f"early stopping (--patience {colour.patience})" in note
+    grey = TrainConfig.from_preset("fast", kind="images")
+    assert fit(grey, 360, val=40) and grey.augment == "light"
+    digits = TrainConfig.from_preset("fast", kind="digits")
+    fit(digits, 200, kind="digits", val=20)
+    assert digits.augment == "light" and digits.epochs > 1 and digits.patience is not None
+    no_validation = TrainConfig.from_preset("fast", kind="images")
+    assert fit(no_validation, 360, channels=3) and no_validation.patience is None
+    chosen = TrainConfig.from_preset("fast", kind="images", augment="crop-flip", patience=2)
+    fit(chosen, 360, channels=3, val=40)
+    assert (chosen.augment, chosen.patience) == ("crop-flip", 2)
+    large = TrainConfig.from_preset("fast", kind="images")
+    fit(large, 5000, channels=3, val=500)
+    assert (large.augment, large.patience) == ("none", None)
+
+
 def test_chosen_settings_and_large_or_builtin_data_are_left_alone():
     chosen = TrainConfig.from_preset("fast", kind="images", batch_size=64)
-    assert fit_to_small_data(chosen, "images", 648) is None and chosen.batch_size == 64
+    assert fit(chosen, 648) and chosen.batch_size == 64
     large = TrainConfig.from_preset("fast", kind="images")
-    assert fit_to_small_data(large, "images", 60_000) is None and (large.batch_size, large.epochs) == (256, 3)
+    assert fit(large, 60_000) is None and (large.batch_size, large.epochs) == (256, 3)
     digits = TrainConfig.from_preset("fast")
-    assert fit_to_small_data(digits, "digits", 500) is None and digits.batch_size == 128
+    assert fit(digits, 500, "digits", users=False) is None and digits.batch_size == 128
 
 
 def test_settings_the_caller_chose_are_not_fitted(tmp_path):
     from cnnlab.training.config import resolve_config
 
     chosen, _ = resolve_config(None, {"dataset": str(tmp_path), "epochs": 3})
-    assert chosen.fit_small_data is False and fit_to_small_data(chosen, "images", 300) is None
+    assert chosen.fit_small_data is False and fit(chosen, 300) is None
     default, _ = resolve_config(None, {"dataset": str(tmp_path)})
-    assert default.fit_small_data is True and fit_to_small_data(default, "images", 300) is not None
+    assert default.fit_small_data is True and fit(default, 300) is not None
 
 
 # The issue's network: it passes the parameter and map budgets, then wants 54 GB to train at batch 128.

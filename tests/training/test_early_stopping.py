@@ -29,6 +29,14 @@ def scripted_validation(monkeypatch):
     return scripted
 
 
+@pytest.fixture
+def worse_last_epoch():
+    """The scripted losses with the last epoch worse than the fifth."""
+    VAL_LOSSES[5] = 0.35
+    yield
+    VAL_LOSSES[5] = 0.10
+
+
 def weights_after_each_epoch():
     seen = {}
 
@@ -81,3 +89,69 @@ def test_a_callback_can_stop_the_run_and_it_is_saved(toy_dataset, tmp_path):
     result = train(model="cnn", epochs=3, batch_size=32, dataset=toy_dataset, out=str(tmp_path / "r"), progress=False,
                    on_epoch=lambda row, model, to_input: row["epoch"] == 1)
     assert len(result.history) == 1 and (tmp_path / "r" / "model.safetensors").is_file()
+
+
+def test_without_patience_the_best_epoch_is_kept_and_the_last_saved_beside_it(toy_dataset, tmp_path,
+                                                                              scripted_validation, capsys):
+    from cnnlab.models.files import load_model, tensor_shapes
+
+    seen, on_epoch = weights_after_each_epoch()
+    run = tmp_path / "r"
+    result = train(model="cnn", epochs=6, batch_size=32, dataset=toy_dataset, out=str(run), progress=False,
+                   on_epoch=on_epoch, threads=1)
+    assert len(result.history) == 6 and [row["kept"] for row in result.history] == [0, 0, 0, 0, 0, 1]
+    VAL_LOSSES[5], scripted_validation.epoch = 0.35, 0  # now epoch 5 is the best, and the last is worse
+    try:
+        seen.clear()
+        result = train(model="cnn", epochs=6, batch_size=32, dataset=toy_dataset, out=str(run), progress=False,
+                       on_epoch=on_epoch, overwrite=True, threads=1)
+    finally:
+        VAL_LOSSES[5] = 0.10
+    assert [row["kept"] for row in result.history] == [0, 0, 0, 0, 1, 0]
+    saved, _ = load_model(run)
+    last, _ = load_model(run / "last.safetensors")
+    assert all(torch.equal(v, seen[5][k]) for k, v in saved.state_dict().items())
+    assert all(torch.equal(v, seen[6][k]) for k, v in last.state_dict().items())
+    assert tensor_shapes(run / "last.safetensors") == tensor_shapes(run / "model.safetensors")
+    out = capsys.readouterr().out
+    assert "Keeping epoch 5's weights, the lowest val_loss (0.2000); the last epoch's are in last.safetensors" in out
+    page = (run / "report.html").read_text()
+    assert "kept epoch" in page and "epoch 5 of 6, the lowest val_loss (0.2000)" in page
+
+
+def test_keep_last_delivers_the_last_epoch_and_saves_the_best_beside_it(toy_dataset, tmp_path, scripted_validation,
+                                                                        worse_last_epoch):
+    from cnnlab.models.files import load_model
+
+    seen, on_epoch = weights_after_each_epoch()
+    run = tmp_path / "r"
+    assert main(["train", "--model", "cnn", "--keep", "nope", "--out", str(run)]) == 2
+    result = train(model="cnn", epochs=6, batch_size=32, dataset=toy_dataset, out=str(run), progress=False,
+                   on_epoch=on_epoch, keep="last", threads=1)
+    assert [row["kept"] for row in result.history] == [0, 0, 0, 0, 0, 1]
+    assert not (run / "last.safetensors").exists()
+    best, _ = load_model(run / "best.safetensors")
+    assert all(torch.equal(v, seen[5][k]) for k, v in best.state_dict().items())
+    assert all(torch.equal(v, seen[6][k]) for k, v in result.model.state_dict().items())
+
+
+def test_a_resumed_run_keeps_both_epochs(toy_dataset, tmp_path, scripted_validation, worse_last_epoch):
+    from cnnlab.models.files import load_model
+
+
+    def stop_after_three(row, model, _):
+        if row["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    unbroken = train(model="cnn", epochs=6, batch_size=32, dataset=toy_dataset, progress=False,
+                     out=str(tmp_path / "unbroken"), threads=1)
+    scripted_validation.epoch = 0
+    with pytest.raises(KeyboardInterrupt):
+        train(model="cnn", epochs=6, batch_size=32, dataset=toy_dataset, progress=False, out=str(tmp_path / "broken"),
+              on_epoch=stop_after_three, threads=1)
+    resumed = resume_training(tmp_path / "broken", dataset=toy_dataset, progress=False)
+    assert [r["kept"] for r in resumed.history] == [r["kept"] for r in unbroken.history] == [0, 0, 0, 0, 1, 0]
+    for name in ("model.safetensors", "last.safetensors"):
+        a, _ = load_model(tmp_path / "unbroken" / name)
+        b, _ = load_model(tmp_path / "broken" / name)
+        assert all(torch.equal(v, a.state_dict()[k]) for k, v in b.state_dict().items())

@@ -27,7 +27,8 @@ def test_training_learns_toy_data_and_writes_the_run(toy_dataset, tmp_path):
     _model, info = load_model(tmp_path / "run")
     assert info.class_names == ["a", "b", "c"] and info.architecture == "cnn"
     header = (tmp_path / "run" / "history.csv").read_text().splitlines()[0]
-    assert header == "epoch,loss,train_ce,accuracy,val_loss,val_accuracy,seconds"
+    assert header == "epoch,loss,train_ce,accuracy,val_loss,val_accuracy,seconds,kept"
+    assert "last.safetensors" in files
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "adadelta"])

@@ -31,9 +31,9 @@ TINY = ["--model", "conv8k3 maxpool dense16", "--epochs", "2", "--batch-size", "
         "--threads", "1"]
 # Every write of a TINY run, in order: a checkpoint after each epoch, then the run's files.
 WRITES = [(CHECKPOINT_FILE, 1), (CHECKPOINT_FILE, 2), *((name, 1) for name in (
-    "model.safetensors", "model.json", "history.csv", "points.csv", "metrics.json", "config.json", "summary.txt",
-    "curves.png", "confusion.png", "per_class.png", "samples.png", "mistakes.png", "why_wrong.png", "filters.png",
-    "feature_maps.png", "report.html"))]
+    "model.safetensors", "model.json", "last.safetensors", "history.csv", "points.csv", "metrics.json", "config.json",
+    "summary.txt", "curves.png", "confusion.png", "per_class.png", "samples.png", "mistakes.png", "why_wrong.png",
+    "filters.png", "feature_maps.png", "report.html"))]
 # Resumed after the fault: one that trains again, and the first and last of the files a finished run writes.
 RESUMED = [(CHECKPOINT_FILE, 2), ("model.safetensors", 1), ("report.html", 1)]
 

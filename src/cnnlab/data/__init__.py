@@ -10,6 +10,7 @@ Grey images are ``(N, H, W)``; colour ones ``(N, H, W, 3)``, height x width x RG
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def load_dataset(
     image_size: int | None = None,
     download: bool | None = None,
     channels: int | None = None,
+    *,
+    read_image: Callable[[Path], np.ndarray] | None = None,
 ) -> Dataset:
     """Load a built-in dataset by name, or the user's own from a path.
 
@@ -122,11 +125,14 @@ def load_dataset(
         download: fetch missing built-in files (default: yes unless ``$CNNLAB_OFFLINE``).
         channels: 1 to make colour images grey, 3 to make grey ones RGB; None: keep what the data has
             (a folder is colour if any of its images is).
+        read_image: how a folder's image file becomes its array, in place of the plain resize (see
+            cnnlab.data.user.read_image_folder); a model's own: cnnlab.handwriting.digit.folder_reader.
     """
     require(0.0 <= val_split < 1.0, f"--val-split must be in [0, 1), got {val_split}")
     require(limit is None or limit > 0, f"--limit must be a positive number of images, got {limit}")
     _check_shape_asked(image_size, channels)  # before a large folder is read
-    train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, image_size, download, channels)
+    train_x, train_y, test_x, test_y, names, label = _load_arrays(dataset, data_dir, (image_size, channels, read_image),
+                                                                  download)
     _check_labels(train_y, names, label)
     present = np.unique(train_y)  # before --limit: a fault of the data's own, not of the limit
     if len(present) == 1 and len(names) > 1:
@@ -205,15 +211,17 @@ def _check_labels(labels: np.ndarray, names: list[str], source: str) -> None:
         raise CnnlabError(f"{source}: labels must be in 0..{len(names) - 1}, found {labels.min()}..{labels.max()}")
 
 
-def _load_arrays(dataset, data_dir, image_size, download, channels):
-    """Return ``(train_x, train_y, test_x, test_y, class_names, display_name)`` as numpy."""
+def _load_arrays(dataset, data_dir, reading, download):
+    """Return ``(train_x, train_y, test_x, test_y, class_names, display_name)`` as numpy; ``reading``:
+    a folder's ``(image_size, channels, read_image)``."""
+    image_size, channels, read_image = reading
     path = Path(dataset)
     if str(dataset) in DATASETS:
         spec = get_spec(str(dataset))
         folder = ensure_files(spec, resolve_data_dir(data_dir), download)
         return *_read_builtin(spec, folder), spec.name
     if path.is_dir():
-        return _load_folder(path, image_size, channels)
+        return _load_folder(path, image_size, channels, read_image)
     if path.is_file() and path.suffix.lower() == ".csv":
         images, labels = read_pixel_csv(path)
         if labels is None:
@@ -246,7 +254,7 @@ def _read_builtin(spec, folder: Path):
     return *train, *test, list(spec.class_names)
 
 
-def _load_folder(path: Path, image_size: int | None, channels: int | None):
+def _load_folder(path: Path, image_size: int | None, channels: int | None, read: Callable | None = None):
     idx_files = [_idx_file(path, name) for name in (TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS)]
     if all(idx_files):  # the four MNIST-style IDX files, e.g. EMNIST or the user's own
         train_x, train_y = read_idx_pair(idx_files[0], idx_files[1])
@@ -254,10 +262,10 @@ def _load_folder(path: Path, image_size: int | None, channels: int | None):
         names = [str(i) for i in range(int(max(train_y.max(), test_y.max())) + 1)]
         return train_x, train_y, test_x, test_y, names, path.name
     if (path / "train").is_dir() and (path / "test").is_dir():
-        train = read_image_folder(path / "train", image_size, channels=channels)
-        test = read_image_folder(path / "test", train.side, train.class_names, train.channels)
+        train = read_image_folder(path / "train", image_size, channels=channels, read=read)
+        test = read_image_folder(path / "test", train.side, train.class_names, train.channels, read=read)
         return train.images, train.labels, test.images, test.labels, train.class_names, path.name
-    found = read_image_folder(path, image_size, channels=channels)
+    found = read_image_folder(path, image_size, channels=channels, read=read)
     return *_holdout(found.images, found.labels), found.class_names, path.name
 
 

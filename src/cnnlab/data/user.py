@@ -12,6 +12,7 @@ import math
 import statistics
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_image_folder(folder: Path, size: int | None = None, class_names: list[str] | None = None,
-                      channels: int | None = None) -> FolderImages:
+                      channels: int | None = None, read: Callable[[Path], np.ndarray] | None = None) -> FolderImages:
     """Read ``folder/<class>/<image>`` into arrays.
 
     Args:
@@ -73,15 +74,17 @@ def read_image_folder(folder: Path, size: int | None = None, class_names: list[s
             :data:`FOLDER_SIDE_CAP` (the cap, when it applies, is said on stderr).
         class_names: fix the class order (e.g. for a test folder that must match train).
         channels: 1 (grey) or 3 (RGB); None: RGB if any image is really coloured, else grey.
+        read: how one image file becomes its array, in place of the plain resize: e.g. a photo of a
+            digit found as ink (cnnlab.handwriting.digit.read_as_mnist), for a run fine-tuned from an MNIST model.
 
     Unreadable, too small or too large images are skipped and counted in one warning.
     """
     files, labels, class_names = _class_files(folder, class_names)
-    side = size or _median_side(files, folder)
+    side = size or (0 if read else _median_side(files, folder))
     pixels, kept, skipped = [], [], []
     for path, label in tqdm(list(zip(files, labels, strict=True)), desc=f"reading {folder.name}", leave=False):
         try:
-            pixels.append(_load(path, side))
+            pixels.append(read(path) if read else _load(path, side))
             kept.append(label)
         except CnnlabError as exc:  # one bad file does not cost the rest
             skipped.append(str(exc))

@@ -15,6 +15,8 @@ light paper, at any size and place, under uneven light. The steps, each a functi
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -22,9 +24,10 @@ from scipy import ndimage
 
 from cnnlab.data.images import ImageTooLargeError, UnreadableImageError, read_grey
 from cnnlab.errors import CnnlabError
+from cnnlab.models.files import ModelInfo
 
 __all__ = ["ImageTooLargeError", "NoInkError", "UnreadableImageError", "digit_to_mnist", "ink_image", "ink_mask",
-           "read_grey", "to_mnist"]
+           "read_as_mnist", "read_grey", "to_mnist"]
 
 WORK_SIDE = 400  # photos are reduced to at most this many pixels a side first: speed, and less noise
 MNIST_BOX = 20  # MNIST fits each digit into a 20x20 box ...
@@ -348,3 +351,15 @@ def digit_to_mnist(grey: np.ndarray) -> np.ndarray:
     """A photo or scan of one digit (grey 0-1) -> uint8 ``(28, 28)``; all ink blobs are the digit."""
     ink, labels, _ = ink_of_photo(grey)
     return to_mnist(ink, labels > 0)
+
+
+def read_as_mnist(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """One photo or scan of a digit (a file, or its bytes) read as MNIST's digits are: uint8 ``(28, 28)``.
+    The one way a digit model's photo is read, by ``predict`` and by a folder fine-tuned from such a model."""
+    return digit_to_mnist(read_grey(source, name))
+
+
+def folder_reader(info: ModelInfo) -> Callable[[Path], np.ndarray] | None:
+    """How a folder of images is read for ``info``'s model: :func:`read_as_mnist` for a model that
+    finds ink (ModelInfo.finds_ink), else None (a plain resize, cnnlab.data.user)."""
+    return read_as_mnist if info.finds_ink() else None

@@ -34,6 +34,8 @@ FORMAT_VERSION = 2
 CHECKPOINT_FILE = "checkpoint.pt"
 SPEC_ARCHITECTURE = "spec"  # model.json's architecture for a network given as a layer spec
 PYTHON_ARCHITECTURE = "python:"  # ... and the prefix for a module of the user's own class
+DIGIT_DATASETS = ("mnist",)  # models trained on these read photos by finding their ink (ModelInfo.finds_ink)
+INK = "ink"  # ModelInfo.preprocessing of a model fine-tuned from one of them on photos
 MAX_IMAGE_SIDE = 2048
 MAX_CLASSES = 100_000
 MAX_CHANNELS = 64
@@ -60,6 +62,13 @@ class ModelInfo:
     spec: str | None = None
     in_channels: int = 1
     kind: str = "digits"
+    preprocessing: str = ""  # "ink": photos are read by finding their ink, as for MNIST (a run fine-tuned from one)
+
+    def finds_ink(self) -> bool:
+        """Whether photos are read as MNIST's digits are (their ink found, centred and sized,
+        cnnlab.handwriting.digit): an MNIST digit model, or one fine-tuned from it on photos."""
+        digits = self.dataset in DIGIT_DATASETS or self.preprocessing == INK
+        return digits and self.image_size == 28 and self.in_channels == 1
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +82,7 @@ class ModelInfo:
             "dataset": self.dataset,
             "kind": self.kind,
             "test_accuracy": self.test_accuracy,
+            **({"preprocessing": self.preprocessing} if self.preprocessing else {}),
         }
 
     def format_version(self) -> int:
@@ -106,6 +116,7 @@ class ModelInfo:
                 spec=None if spec is None else str(spec),
                 in_channels=int(data.get("input", {}).get("channels", 1)),
                 kind=str(data.get("kind") or dataset_kind(str(data.get("dataset", "")))),  # older files: by dataset
+                preprocessing=str(data.get("preprocessing") or ""),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CnnlabError(f"{source}: not a cnnlab model.json (missing or bad {exc})") from None
@@ -184,9 +195,13 @@ def architecture_of(model: str) -> tuple[str, str | None]:
 def save_model(folder: str | Path, model: torch.nn.Module, info: ModelInfo) -> None:
     """Write ``model.safetensors`` and ``model.json`` into ``folder``."""
     folder = Path(folder)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(folder / MODEL_FILE, save(tensors))
+    save_weights(folder / MODEL_FILE, model.state_dict())
     write_json(folder / MODEL_META, info.to_json())
+
+
+def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a network's ``state_dict`` to a ``.safetensors`` file atomically (on the CPU, contiguous)."""
+    atomic_write_bytes(Path(path), save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:

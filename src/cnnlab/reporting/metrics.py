@@ -11,6 +11,7 @@ from torch import nn
 
 from cnnlab.data import DATASETS, load_dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
 
@@ -99,7 +100,8 @@ def evaluate(
     name = str(dataset or info.dataset or "mnist")
     if name in DATASETS and DATASETS[name].class_names:  # a named dataset's classes are known before it loads
         check_same_classes(info, name, list(DATASETS[name].class_names))
-    ds = load_dataset(name, data_dir=data_dir, limit=limit, image_size=info.image_size, channels=info.in_channels)
+    ds = load_dataset(name, data_dir=data_dir, limit=limit, image_size=info.image_size, channels=info.in_channels,
+                      read_image=folder_reader(info))  # a folder's photos read as predict reads them
     check_same_classes(info, ds.name, ds.class_names)  # loaded at the model's size: only the classes can differ
     return evaluate_model(model, info, ds.test_images, ds.test_labels, tta=tta)
 

@@ -92,7 +92,10 @@ def training_curves(history: list[dict[str, float]], path: str | Path, title: st
         if shown:
             ax.plot([r["epoch"] for r in shown], [r[key] for r in shown], style, marker=marker, label=label)
     epochs = [row["epoch"] for row in history]
+    kept = [row["epoch"] for row in history if row.get("kept")]
     for ax, label in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        if kept and len(history) > 1:  # the epoch whose weights the model is (cnnlab.training.early_stopping)
+            ax.axvline(kept[0], color="0.4", linestyle=":", linewidth=1.2, label=f"kept: epoch {int(kept[0])}")
         ax.set_xlabel("epoch" + (" (a point every 1/8 epoch)" if points else ""))
         ax.set_ylabel(label)
         ax.set_xticks(range(0, int(max(epochs, default=1)) + 1) if points else epochs)

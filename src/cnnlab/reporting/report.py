@@ -28,8 +28,17 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, read_json, write_csv, write_json
+from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.attribution import attribute, conv_activations, first_conv
-from cnnlab.models.files import MODEL_FILE, MODEL_META, SPEC_ARCHITECTURE, ModelInfo, load_model, save_model
+from cnnlab.models.files import (
+    MODEL_FILE,
+    MODEL_META,
+    SPEC_ARCHITECTURE,
+    ModelInfo,
+    load_model,
+    save_model,
+    save_weights,
+)
 from cnnlab.models.inference import background_of, images_logits, to_input
 from cnnlab.models.summary import summarize
 
@@ -43,8 +52,11 @@ PICTURES = {
     "filters.png": "First-layer filters",
     "feature_maps.png": "Feature maps",
 }
-# Every file a training writes at its end; report.html is its last, so a run folder holding it is complete.
-RUN_FILES = (MODEL_FILE, MODEL_META, "history.csv", "points.csv", "metrics.json", "config.json", "summary.txt",
+OTHER_EPOCH_FILES = ("last.safetensors", "best.safetensors")  # the epoch not kept (cnnlab.training.early_stopping)
+# Every file a training writes at its end (one of OTHER_EPOCH_FILES where it held out validation images);
+# report.html is its last, so a run folder holding it is complete.
+RUN_FILES = (MODEL_FILE, MODEL_META, *OTHER_EPOCH_FILES, "history.csv", "points.csv", "metrics.json", "config.json",
+             "summary.txt",
              *PICTURES, "report.html")
 MISTAKES = 24
 WHY_WRONG = 12  # of those, the first shown with their saliency
@@ -77,11 +89,14 @@ class TestSet:
 
 
 def write_run_files(out: Path, model: torch.nn.Module, info: ModelInfo, record: RunRecord,
-                    device: torch.device) -> nn.Module:
-    """A trained run's files but its pictures and report: model files, history (and a short run's
-    points), metrics, config (plus the device and versions used) and the summary. Returns the
-    model on the CPU (a copy where it was elsewhere: the caller keeps its GPU model)."""
+                    device: torch.device, other: tuple[str, dict[str, torch.Tensor]] | None = None) -> nn.Module:
+    """A trained run's files but its pictures and report: model files (and ``other``, the weights
+    of the epoch not kept, as ``(file name, state_dict)``), history (and a short run's points),
+    metrics, config (plus the device and versions used) and the summary. Returns the model on the
+    CPU (a copy where it was elsewhere: the caller keeps its GPU model)."""
     save_model(out, model, info)
+    if other is not None:
+        save_weights(out / other[0], other[1])
     write_csv(out / "history.csv", record.history)
     if record.points:
         write_csv(out / "points.csv", record.points)
@@ -163,6 +178,11 @@ def write_html(run: Path) -> Path:
             ("test error", f"{100 * metrics['test_error']:.2f}%")]
     rows += [(key, str(config[key])) for key in ("preset", "model", "dataset", "epochs", "batch_size", "augment",
                                                   "seed") if key in config]
+    rows += epoch_kept(run, config)
+    if start := config.get("started_from"):
+        fresh = ", ".join(start.get("fresh", [])) or "none"
+        rows.append(("started from", f"{start.get('run')} ({len(start.get('loaded', []))} layers loaded; fresh: "
+                                     f"{fresh}){'; loaded layers frozen' if config.get('freeze') else ''}"))
     if "train_seconds" in metrics:
         rows.append(("training seconds", f"{metrics['train_seconds']:.1f}"))
     table = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
@@ -188,6 +208,22 @@ figcaption{{font-weight:bold;margin-bottom:.5em}}pre{{overflow-x:auto}}</style><
     return run / "report.html"
 
 
+def epoch_kept(run: Path, config: dict[str, Any]) -> list[tuple[str, str]]:
+    """The report's row saying which epoch the model is and where the other is, for a run of
+    several epochs that held out validation images (none otherwise)."""
+    history = _read_csv(run / "history.csv") if (run / "history.csv").is_file() else []
+    kept = [row for row in history if row.get("kept")]
+    if len(history) < 2 or not kept or "val_loss" not in kept[0]:
+        return []
+    keep = config.get("keep", "best")
+    other = next((name for name in OTHER_EPOCH_FILES if (run / name).is_file()), None)
+    why = "the last (--keep last)" if keep == "last" else "the lowest val_loss"
+    text = f"epoch {int(kept[0]['epoch'])} of {len(history)}, {why} ({kept[0]['val_loss']:.4f})"
+    if other:
+        text += f"; the {other.split('.')[0]} epoch's weights are in {other}"
+    return [("kept epoch", text)]
+
+
 def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Path | None = None) -> Path:
     """Make a run's pictures and ``report.html`` again from its saved model and test data."""
     run = Path(run)
@@ -195,6 +231,7 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
         raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
     model, info = load_model(run)
     data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size,
+                                   read_image=folder_reader(info),
                                    channels=info.in_channels)
     write_summary(run, model, info, _read_json(run / "config.json").get("batch_size", 128))
     write_pictures(run, model, info, RunRecord.read(run), TestSet(data.test_images, data.test_labels))

@@ -7,6 +7,8 @@ Levels (``--augment``):
     strong     rotate up to 15 degrees, scale 0.85-1.15, shift up to 3 px, elastic 1.5 px
     crop-flip  shift up to 3 px (a random crop of the image padded by 3) and a left-right
                mirror half the time: for clothing and natural images, never for digits
+    colour     crop-flip, and brightness, contrast and saturation each scaled by 0.75-1.25:
+               for colour photos (the hue is kept: it may be what tells the classes apart)
     handwriting  for photos of people's handwriting (the ``reader`` preset): strong's warps plus a
                slant (shear up to 0.35), a squeeze or stretch of the width (0.8-1.2), strokes
                thickened up to a marker's, small breaks in strokes, and low resolution
@@ -40,6 +42,7 @@ class AugmentSpec:
     shear: float = 0.0  # slant: x moves by up to this times y
     stretch: float = 0.0  # relative change of the width alone: 0.2 means 0.8-1.2 times as wide
     strokes: bool = False  # thicker strokes, breaks and low resolution (cnnlab.training.strokes)
+    colour: float = 0.0  # colour jitter: brightness, contrast and saturation each times 1 +- this
 
 
 LEVELS: dict[str, AugmentSpec | None] = {
@@ -47,6 +50,7 @@ LEVELS: dict[str, AugmentSpec | None] = {
     "light": AugmentSpec(rotate_deg=10, scale=0.10, shift_px=2),
     "strong": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=3, elastic_px=1.5),
     "crop-flip": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True, whole_pixels=True),
+    "colour": AugmentSpec(rotate_deg=0, scale=0.0, shift_px=3, flip=True, whole_pixels=True, colour=0.25),
     "handwriting": AugmentSpec(rotate_deg=15, scale=0.15, shift_px=2, elastic_px=1.5, shear=0.35, stretch=0.2,
                                strokes=True),
 }
@@ -135,7 +139,20 @@ class Augmenter:
         warped = F.grid_sample(ink, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if self.spec.strokes:
             warped = strokes.low_resolution(strokes.break_strokes(warped, self.generator), self.generator)
+        if self.spec.colour:
+            warped = self.jitter_colour(warped)
         return (warped + empty).contiguous(memory_format=torch.channels_last)
+
+    def jitter_colour(self, ink: torch.Tensor) -> torch.Tensor:
+        """Scale each image's saturation (its distance from its grey), contrast (its distance from
+        its mean) and brightness by ``1 +- spec.colour``. ``ink`` ``(N, C, H, W)``: the pixels over
+        the empty value, in units of each channel's spread, so 0 stays black."""
+        n, amount = len(ink), self.spec.colour
+        saturation, contrast, brightness = (1 + self._uniform(3, n, 1, 1, 1) * amount).to(ink.device, ink.dtype)
+        grey = ink.mean(1, keepdim=True)
+        ink = grey + (ink - grey) * saturation
+        mean = ink.mean((1, 2, 3), keepdim=True)
+        return (mean + (ink - mean) * contrast) * brightness
 
 
 @functools.cache

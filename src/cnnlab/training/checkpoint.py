@@ -35,6 +35,7 @@ from cnnlab.training.curves import EpochPoints
 from cnnlab.training.distributed import World
 from cnnlab.training.early_stopping import BestEpoch
 from cnnlab.training.optim import average_weights, make_optimizer_and_schedule
+from cnnlab.training.start import HeadFirst, Start
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> None:
@@ -83,8 +84,9 @@ GENERATORS = {"torch": (torch.Tensor,), "shuffle": (torch.Tensor,), "augment": (
               "cuda": (torch.Tensor, NONE)}
 ONGOING = {"order": (torch.Tensor,), "next": (int,), "loss_sum": (torch.Tensor,), "hits": (torch.Tensor,),
            "ce_sum": (torch.Tensor,)}
-BEST = {"patience": (int,), "epoch": (int,), "val_loss": (float, int), "weights": (dict, NONE), "stopped": (bool,)}
-LATER_KEYS = ("cuda", "ce_sum")  # absent from the oldest checkpoints
+BEST = {"patience": (int,), "epoch": (int,), "val_loss": (float, int), "weights": (dict, NONE), "stopped": (bool,),
+        "lowest": (float, int)}
+LATER_KEYS = ("cuda", "ce_sum", "lowest")  # absent from the oldest checkpoints
 POINT_KEYS = {"epoch", "loss", "train_ce", "accuracy"}  # a row of history.csv or points.csv...
 EPOCH_KEYS, VAL_KEYS = POINT_KEYS | {"seconds"}, {"val_loss", "val_accuracy"}  # ...with these where it has them
 
@@ -294,19 +296,27 @@ def stop_between_steps(enabled: bool) -> Iterator[threading.Event]:
 
 
 def make_parts(config: TrainConfig, data: Dataset, background: list[float], device: torch.device, world: World,
-               steps_per_epoch: int, network: torch.nn.Module | None = None) -> TrainingParts:
+               steps_per_epoch: int, network: torch.nn.Module | None = None, start: Start | None = None
+               ) -> TrainingParts:
     """The network (``network`` if given, else built from ``config.model``; channels_last, trick 2),
     its weight average (trick 7), the optimizer and schedule, and the seeded generators: one
-    shuffle for all ranks (each takes its shard) and an augmentation of each rank's own."""
+    shuffle for all ranks (each takes its shard) and an augmentation of each rank's own. A run
+    fine-tuned from ``start`` (its weights in ``network`` already) gets its learning rates by layer,
+    and a schedule that can rest the loaded layers (cnnlab.training.start)."""
     if network is None:
         network = build_model(config.model, data.num_classes, data.image_size, data.channels)
     check_logits(network, data.num_classes, data.image_size, data.channels)
     model = network.to(device, memory_format=torch.channels_last)
-    optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch)
+    if start is not None and config.freeze:
+        start.freeze(model)
+    groups = start.lr_factors(model) if start is not None else None
+    optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch, groups)
+    if groups and not config.freeze:  # the output layer and any fresh ones learn alone first
+        scheduler = HeadFirst(scheduler, [i for i, (_, factor) in enumerate(groups) if factor < 1])
     augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)
     return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
                          torch.Generator().manual_seed(config.seed), augmenter,
-                         best=BestEpoch(config.patience) if config.patience else None)
+                         best=BestEpoch(config.patience) if len(data.val_labels) else None)
 
 
 def resumable(run: str | Path, own_class: bool = False) -> tuple[dict[str, Any], TrainConfig]:

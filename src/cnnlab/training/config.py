@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.data import DATASETS, Dataset
 from cnnlab.data.registry import dataset_kind
 from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE
@@ -16,9 +17,15 @@ from cnnlab.models.registry import resolve_model
 from cnnlab.models.summary import Summary, byte_size, spec_summary
 from cnnlab.training import system
 from cnnlab.training.augment import get_level
+from cnnlab.training.early_stopping import KEEP
 from cnnlab.training.presets import get_preset
 
 MIN_STEPS_PER_EPOCH, MIN_STEPS, MIN_BATCH = 20, 200, 16  # a small folder's run (fit_to_small_data)
+SMALL_FOLDER = 2000  # a user's folder of fewer training images gets the small-folder recipe (fit_to_small_data)
+# Its augmentation by the images' kind, else by their channels: digit warps for digits, crop-flip for colour
+# photos, and for grey images of any other kind the light warps, which never mirror. Colour jitter
+# ("colour") lost to crop-flip on validation (docs/notes/small-folders.md).
+SMALL_AUGMENT: dict[str | int, str] = {"digits": "light", "characters": "light", 3: "crop-flip", 1: "light"}
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
 PICTURES = ("now", "after", "none")  # TrainConfig.pictures
@@ -47,8 +54,11 @@ class TrainConfig:
     augment: str = "light"  # none, light, strong or crop-flip (cnnlab.training.augment)
     tta: bool = False  # score the test set with test-time augmentation (cnnlab.evaluate)
     patience: int | None = None  # stop when val_loss has not improved for this many epochs; None: never
+    keep: str = "best"  # the epoch delivered: "best" (lowest val_loss) or "last"; the other is written beside it
     ema: float = 0.0  # per-step decay of an exponential moving average of the weights; 0: off
     preset: str = "fast"  # the preset these settings started from (recorded, not applied)
+    init: str | None = None  # a trained run to start from (cnnlab.training.start): fine-tuning
+    freeze: bool = False  # with init: the loaded layers never learn, only the fresh ones
     limit: int | None = None
     image_size: int | None = None  # the square side to resize to; None: the data's own (a folder: median, <= 64)
     grey: bool = False  # make colour images grey (one channel)
@@ -71,7 +81,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # Paths as text, so the config is written to config.json as it is; Python callers pass Path too.
-        self.data_dir, self.out = (str(p) if p is not None else None for p in (self.data_dir, self.out))
+        self.data_dir, self.out, self.init = (str(p) if p is not None else None
+                                              for p in (self.data_dir, self.out, self.init))
 
     def validate(self) -> None:
         """Raise :class:`CnnlabError` naming the first bad option."""
@@ -84,6 +95,8 @@ class TrainConfig:
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
+        require(self.init is not None or not self.freeze, "--freeze needs --init RUN: the run whose layers it keeps")
+        require(self.keep in KEEP, f"--keep must be best or last, got {self.keep}")
         require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, got {self.threads}")
@@ -93,25 +106,51 @@ class TrainConfig:
         get_preset(self.preset)
 
 
-def fit_to_small_data(config: TrainConfig, kind: str, train_images: int) -> str | None:
+def fit_to_small_data(config: TrainConfig, data: Dataset, users: bool, chosen: frozenset[str] = frozenset()
+                      ) -> str | None:
     """A user's folder of a few hundred images would get a handful of steps from a preset made
-    for 60,000 (3 epochs of batch 256). When the run has the preset's batch size and epochs, make
-    the batch small enough for :data:`MIN_STEPS_PER_EPOCH` steps an epoch (a power of two, at least
-    :data:`MIN_BATCH`) and the epochs enough for :data:`MIN_STEPS` steps; returns the note saying so."""
-    preset = get_preset(config.preset).settings_for(kind)
-    as_preset = (config.batch_size, config.epochs) == (preset.get("batch_size"), preset.get("epochs"))
-    if not (config.fit_small_data and kind == "images" and as_preset):
+    for 60,000 (3 epochs of batch 256). Where the run keeps the preset's settings, make the batch
+    small enough for :data:`MIN_STEPS_PER_EPOCH` steps an epoch (a power of two, at least
+    :data:`MIN_BATCH`) and the epochs enough for :data:`MIN_STEPS` steps; and a folder of fewer
+    than :data:`SMALL_FOLDER` images gets the augmentation of :data:`SMALL_AUGMENT` for its images
+    and early stopping (:func:`small_patience`). ``users``: the data is the user's own (a folder, a
+    file, a Dataset of plain images); ``chosen``: the options the caller set, which stay. Returns the note saying what changed (docs/notes/small-folders.md)."""
+    preset = get_preset(config.preset).settings_for(data.kind)
+    if not (config.fit_small_data and users):
         return None
-    batch = config.batch_size
-    while batch > MIN_BATCH and train_images / batch < MIN_STEPS_PER_EPOCH:
-        batch //= 2
-    steps = -(-train_images // batch)
-    epochs = max(config.epochs, -(-MIN_STEPS // steps))
-    if (batch, epochs) == (config.batch_size, config.epochs):
+    count, changes = len(data.train_labels), []
+    if (config.batch_size, config.epochs) == (preset.get("batch_size"), preset.get("epochs")):
+        batch = config.batch_size
+        while batch > MIN_BATCH and count / batch < MIN_STEPS_PER_EPOCH:
+            batch //= 2
+        steps = -(-count // batch)
+        epochs = max(config.epochs, -(-MIN_STEPS // steps))
+        if (batch, epochs) != (config.batch_size, config.epochs):
+            config.batch_size, config.epochs = batch, epochs
+            changes.append(f"batch {batch} and {epochs} epochs ({epochs * steps} steps)")
+    if count < SMALL_FOLDER:
+        augment = SMALL_AUGMENT.get(data.kind) or SMALL_AUGMENT[data.channels]
+        if "augment" not in chosen and augment != config.augment:
+            config.augment = augment
+            changes.append(f"'{augment}' augmentation")
+        if "patience" not in chosen and config.patience is None and len(data.val_labels) and config.epochs > 1:
+            config.patience = small_patience(config.epochs)
+            changes.append(f"early stopping (--patience {config.patience})")
+    if not changes:
         return None
-    config.batch_size, config.epochs = batch, epochs
-    return (f"note: {train_images:,} training images are few for the preset's batches: batch {batch} and {epochs} "
-            f"epochs ({epochs * steps} steps) instead; --batch-size and --epochs choose")
+    return (f"note: {count:,} training images are few for the preset: {', '.join(changes)} instead; "
+            "--batch-size, --epochs, --augment and --patience choose")
+
+
+def users_data(data: Dataset) -> bool:
+    """Whether the run's ``data`` is the user's own rather than a built-in dataset: a folder, a
+    file, or a Dataset made in Python (its ``source`` names no built-in dataset)."""
+    return data.source not in DATASETS
+
+
+def small_patience(epochs: int) -> int:
+    """Early stopping's patience for a small folder's run of ``epochs``: a quarter of them, at least 5."""
+    return max(5, epochs // 4)
 
 
 def check_memory(config: TrainConfig, shape: tuple[int, int, int], device: torch.device | None = None) -> None:

@@ -1,9 +1,12 @@
-"""Early stopping (``--patience N``), as Keras' ``EarlyStopping(patience, restore_best_weights=True)``.
+"""The best epoch kept (``--keep best``, the default) and early stopping (``--patience N``), as
+Keras' ``EarlyStopping(patience, restore_best_weights=True)`` and ultralytics' ``best.pt``.
 
-After each epoch the validation loss is compared with the lowest so far. A lower one makes that
-epoch the best, and its weights are copied aside; N epochs in a row without one stop the run.
-The best epoch's weights are the ones delivered, and ``history.csv`` marks that epoch ``kept``.
-The state goes into the checkpoint, so a resumed run stops where an unbroken one would.
+After each epoch the validation loss is compared with the lowest so far. A lower one, or one within
+:data:`AS_GOOD` of it, makes that epoch the best, and its weights are copied aside; with a patience of N, N epochs in a row without
+one stop the run. The kept epoch's weights are the ones delivered (``model.safetensors``), the
+other epoch's are written beside them (``last.safetensors``, or ``best.safetensors`` with
+``--keep last``), and ``history.csv`` marks the kept epoch ``kept``. The state goes into the
+checkpoint, so a resumed run keeps the same epoch, and stops where an unbroken one would.
 """
 
 from __future__ import annotations
@@ -14,45 +17,80 @@ from typing import Any
 
 import torch
 
+KEEP = ("best", "last")  # TrainConfig.keep
+# An epoch whose val_loss is within this fraction of the lowest so far counts as the best: a later epoch
+# as good is kept, having trained longer. On a small folder's few validation images the loss is noisy,
+# and the lowest can fall early in the schedule by chance (docs/notes/small-folders.md).
+AS_GOOD = 0.05
+OTHER_FILE = {"best": "last.safetensors", "last": "best.safetensors"}  # the epoch not kept, beside model.safetensors
+
 
 @dataclass
 class BestEpoch:
-    """The epoch with the lowest validation loss so far, its weights, and whether the run stopped."""
+    """The epoch with the lowest validation loss so far, its weights, and whether the run stopped
+    (``patience`` None: it never stops early)."""
 
-    patience: int
+    patience: int | None = None
     epoch: int = 0
     val_loss: float = math.inf
     weights: dict[str, torch.Tensor] | None = None
     stopped: bool = False
+    lowest: float = math.inf  # the lowest val_loss so far (the kept epoch's is within AS_GOOD of it)
 
     def update(self, row: dict[str, float], model: torch.nn.Module, epochs: int) -> bool:
         """Take a finished epoch's history ``row`` of a run of ``epochs``; True when the run should
         stop after it, before its last epoch."""
-        if row["val_loss"] < self.val_loss:
+        if row["val_loss"] <= self.lowest * (1 + AS_GOOD):
             self.epoch, self.val_loss = int(row["epoch"]), row["val_loss"]
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.stopped = row["epoch"] - self.epoch >= self.patience and row["epoch"] < epochs
+        self.lowest = min(self.lowest, row["val_loss"])
+        self.stopped = bool(self.patience) and row["epoch"] - self.epoch >= self.patience and row["epoch"] < epochs
         return self.stopped
 
-    def deliver(self, model: torch.nn.Module, history: list[dict[str, float]]) -> str:
-        """Put the best epoch's weights back into ``model``, mark that epoch ``kept`` in ``history``,
-        and say so in a line."""
+    def deliver(self, model: torch.nn.Module, history: list[dict[str, float]], keep: str = "best"
+                ) -> tuple[dict[str, torch.Tensor] | None, str | None]:
+        """Leave the ``keep`` epoch's weights in ``model`` and mark that epoch ``kept`` in ``history``.
+
+        Returns the other epoch's weights (the last epoch's with ``keep="best"``, the best's with
+        ``"last"``), to be written beside the model, and a line saying what was kept (None for a
+        one-epoch run, where there is no choice)."""
         last = int(history[-1]["epoch"])
+        kept = self.epoch if keep == "best" else last
         for row in history:
-            row["kept"] = int(row["epoch"] == self.epoch)
-        if self.epoch != last:
-            model.load_state_dict(self.weights)
-        kept = f"epoch {self.epoch}'s weights, the lowest val_loss ({self.val_loss:.4f})"
-        if self.stopped:
-            return (f"Stopped early: val_loss did not improve for {self.patience} epoch"
-                    f"{'s' if self.patience > 1 else ''}; keeping {kept}")
-        return f"Keeping {kept}"
+            row["kept"] = int(row["epoch"] == kept)
+        other = {k: v.detach().clone() for k, v in model.state_dict().items()}  # the last epoch's
+        if keep == "best":
+            if self.epoch != last:
+                model.load_state_dict(self.weights)
+        else:
+            other = self.weights
+        return other, self.line(last, keep)
+
+    def line(self, last: int, keep: str) -> str | None:
+        """What was kept, in a line; None for a one-epoch run that did not stop (there was no choice)."""
+        stop = (f"stopped early: val_loss did not improve for {self.patience} epoch{'s' * (self.patience > 1)}; "
+                if self.stopped else "")
+        if last == 1 and not stop:
+            return None
+        lowest = (f"the lowest val_loss ({self.val_loss:.4f})" if self.val_loss <= self.lowest else
+                  f"a val_loss ({self.val_loss:.4f}) within {AS_GOOD:.0%} of the lowest ({self.lowest:.4f})")
+        if keep == "last":
+            what = (f"keeping the last epoch's weights (--keep last); epoch {self.epoch}'s, {lowest}, are in "
+                    f"{OTHER_FILE[keep]}")
+        elif self.epoch == last:
+            what = f"keeping epoch {last}'s weights: the last had {lowest}"
+        else:
+            what = (f"keeping epoch {self.epoch}'s weights, {lowest}; the last epoch's are in {OTHER_FILE[keep]} "
+                    "(--keep last keeps them instead)")
+        text = stop + what
+        return text[0].upper() + text[1:]
 
     def state(self) -> dict[str, Any]:
-        return {"patience": self.patience, "epoch": self.epoch, "val_loss": self.val_loss, "weights": self.weights,
-                "stopped": self.stopped}
+        return {"patience": self.patience or 0, "epoch": self.epoch, "val_loss": self.val_loss,
+                "weights": self.weights, "stopped": self.stopped, "lowest": self.lowest}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         if state:
             self.epoch, self.val_loss = state["epoch"], state["val_loss"]
             self.weights, self.stopped = state["weights"], state["stopped"]
+            self.lowest = state.get("lowest", self.val_loss)

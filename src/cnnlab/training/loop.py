@@ -44,8 +44,9 @@ from tqdm.auto import tqdm  # a bar in a terminal, a widget in Jupyter
 
 from cnnlab.data import Dataset
 from cnnlab.errors import CnnlabError, require
-from cnnlab.models.files import ModelInfo, architecture_of
+from cnnlab.models.files import INK, ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
+from cnnlab.models.registry import build_model
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
 from cnnlab.training.augment import check_mirroring
@@ -60,7 +61,7 @@ from cnnlab.training.checkpoint import (
     resume_line,
     stop_between_steps,
 )
-from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config, users_data
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -73,6 +74,7 @@ from cnnlab.training.distributed import (
     total,
     wrap,
 )
+from cnnlab.training.early_stopping import OTHER_FILE
 from cnnlab.training.lines import epoch_line, loss_note, start_line
 from cnnlab.training.lr_find import lr_find
 from cnnlab.training.optim import (
@@ -81,8 +83,9 @@ from cnnlab.training.optim import (
     training_loss,
 )
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
+from cnnlab.training.start import HeadFirst, Start, head_phase
 from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads
-from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
+from cnnlab.training.tensors import is_users, on_device, pixel_stats, prepare_data
 
 
 @dataclass
@@ -110,6 +113,8 @@ class Session:
     progress: bool | None
     on_epoch: Callable[[dict, torch.nn.Module, Callable], Any] | None = None
     on_point: Callable[[dict], None] | None = None
+    start: Start | None = None  # the run this one is fine-tuned from (--init)
+    chosen: frozenset[str] = frozenset()  # the options the caller set (a small folder's recipe leaves them)
 
     def say(self, *args: Any, **kwargs: Any) -> None:
         """Print, on rank 0 only: it speaks for all."""
@@ -147,6 +152,8 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
     if isinstance(dataset, str | Path):  # a name or a path, as the command line takes it: loaded below
         options["dataset"], dataset = str(dataset), None
     kind = dataset.kind if dataset is not None else None  # loaded data knows its kind; data made in Python: images
+    chosen = frozenset(k for k, v in options.items() if v is not None)
+    start, kind = starting_point(config, options, kind)
     config, network = resolve_config(config, options, kind)
     started = time.perf_counter()
     device = select_device(config.device)
@@ -157,11 +164,27 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
             check_still_resumable(folder.path, resume)  # read before the lock: another writer may have gone on
         threads = set_threads(config.threads or cpu_threads(world))
         session = Session(config, world, device_for(device, world), threads, folder, progress if world.main else False,
-                          on_epoch, on_point)
+                          on_epoch, on_point, start, chosen)
         with running_training(threads):  # the next training's default leaves these cores to this one
             result = train_in(session, dataset, network, resume, started)
     leave(world)
     return result
+
+
+def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: str | None
+                   ) -> tuple[Start | None, str | None]:
+    """The run to start from (``init``), read; its settings put into ``options`` where neither they nor a
+    ``config`` given set them; and the kind of the data, the start's for a folder of the user's."""
+    init = options.get("init") or (config.init if config else None)
+    if not init:
+        return None, kind
+    start = Start.read(init)
+    if config is None:
+        for key, value in start.settings().items():
+            if options.get(key) is None:
+                options[key] = value
+    dataset = str(options.get("dataset") or (config.dataset if config else "mnist"))
+    return start, kind or (start.info.kind if is_users(dataset) else None)
 
 
 def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | None, resume: dict[str, Any] | None,
@@ -171,11 +194,13 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     keep_freed_memory()  # trick 8
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
-    data = prepare_data(config, dataset)
+    data = prepare_data(config, dataset, s.start)
     check_mirroring(config.augment, data.kind, data.name)  # refused before any work on the data
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
+    if s.start is not None:  # the start's features expect its inputs: normalised as it was
+        mean, std = s.start.info.mean, s.start.info.std
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
-    if resume is None and (note := fit_to_small_data(config, data.kind, len(data.train_labels))):
+    if resume is None and (note := fit_to_small_data(config, data, users_data(data), s.chosen)):
         s.say(note)
 
     warm_up.join()
@@ -184,7 +209,10 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         s.say(choose_lr(config, data, network, s.progress))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
-    parts = make_parts(config, data, background_of(mean, std), device, world, steps, network)
+    if s.start is not None:
+        network = network or build_model(config.model, data.num_classes, data.image_size, data.channels)
+        s.say(s.start.apply(network, data.class_names))
+    parts = make_parts(config, data, background_of(mean, std), device, world, steps, network, s.start)
     trained = parts.averaged.module if parts.averaged else parts.model  # the network this run delivers
     if config.epochs <= MAX_EPOCHS or s.on_point:  # a short run's curves get points during each epoch
         parts.points = EpochPoints(trained, val_x, val_y, steps, on_point=s.on_point)
@@ -197,21 +225,28 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         s.say(note)
     train_seconds = fit(s, parts, ((train_x, train_y), (val_x, val_y)), history,
                         lambda images: to_input(images, mean, std, device))
-    if parts.best is not None:
-        s.say(parts.best.deliver(trained, history))  # the best epoch's weights, marked in history.csv
+    other = None  # the weights of the epoch not kept, written beside the model
+    if parts.best is not None:  # the kept epoch's weights (--keep), marked in history.csv
+        weights, line = parts.best.deliver(trained, history, config.keep)
+        other = (OTHER_FILE[config.keep], weights)
+        if line:
+            s.say(line)
 
     info, logits, metrics = score_test(trained, config, data, data.source or data.name, (mean, std), device)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=s.threads,
                    tta=config.tta)
     info.test_accuracy = metrics["test_accuracy"]
+    if s.start is not None and s.start.info.finds_ink() and is_users(config.dataset):
+        info.preprocessing = INK  # its photos were read as the start's: predict reads them so too
     s.say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
     if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
         s.say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
     points = parts.points.rows if parts.points else []
     if s.folder is not None:
-        record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads}, points)
+        started_from = {"started_from": s.start.record()} if s.start else {}
+        record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads, **started_from}, points)
         test = TestSet(data.test_images, data.test_labels, logits.cpu())
-        on_cpu = s.folder.write(lambda out: write_run_files(out, trained, info, record, device))
+        on_cpu = s.folder.write(lambda out: write_run_files(out, trained, info, record, device, other))
 
         def draw(out: Path) -> None:
             if config.pictures != "none":
@@ -242,6 +277,8 @@ def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.
             epoch_started = time.perf_counter()
             if parts.points is not None:
                 parts.points.start(epoch)
+            if isinstance(parts.scheduler, HeadFirst):  # a fine-tuning run's first epoch: the fresh layers alone
+                parts.scheduler.rest(head_phase(s.start, epoch, config.epochs, config.freeze))
             loss, cross_entropy, accuracy = run_epoch(s, net, parts, train_data, epoch, history, stop)
             row = {"epoch": epoch, "loss": loss, "train_ce": cross_entropy, "accuracy": accuracy,
                    **validate(trained, val_x, val_y)}

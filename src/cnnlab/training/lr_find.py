@@ -27,7 +27,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.models.inference import background_of
 from cnnlab.models.registry import build_model
 from cnnlab.training.augment import Augmenter
-from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config, users_data
 from cnnlab.training.optim import make_optimizer, training_loss
 from cnnlab.training.system import select_device, set_threads
 from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
@@ -79,13 +79,14 @@ def lr_find(config: TrainConfig | None = None, dataset: Dataset | None = None, s
     set_threads(config.threads)
     torch.manual_seed(config.seed)
     data = prepare_data(config, dataset)
-    fit_to_small_data(config, data.kind, len(data.train_labels))  # the batch size the run will train with
+    chosen = frozenset(k for k, v in options.items() if v is not None)
+    fit_to_small_data(config, data, users_data(data), chosen)  # the batch size the run trains with
     check_memory(config, (data.num_classes, data.channels, data.image_size), device)
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (x, y), _ = on_device(data, mean, std, device)
     model = (network or build_model(config.model, data.num_classes, data.image_size, data.channels))
     model = model.to(device, memory_format=torch.channels_last).train()
-    optimizer = make_optimizer(config.optimizer, model, start)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), start)
     augmenter = Augmenter.for_level(config.augment, background_of(mean, std), config.seed + 1)
     shuffler = torch.Generator().manual_seed(config.seed)
     result = LrFind(config.model)

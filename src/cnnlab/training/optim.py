@@ -31,22 +31,27 @@ def predicted_labels(logits: torch.Tensor) -> torch.Tensor:
     """The argmax class ``(N,)``; for an ensemble's training output, of the members' summed logits."""
     return (logits.sum(-1) if logits.dim() == 3 else logits).argmax(1)
 
-def make_optimizer_and_schedule(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int):
-    """The optimizer and its per-step learning-rate schedule, peaking at ``config.lr``."""
+def make_optimizer_and_schedule(config: TrainConfig, model: torch.nn.Module, steps_per_epoch: int,
+                                groups: list[tuple[list[torch.nn.Parameter], float]] | None = None):
+    """The optimizer and its per-step learning-rate schedule, peaking at ``config.lr``; with ``groups``
+    (parameters and their fraction of that rate: a fine-tuning run's, cnnlab.training.start), one
+    parameter group each, peaking at its own fraction."""
     lr = config.lr or DEFAULT_LR[config.optimizer]
-    optimizer = make_optimizer(config.optimizer, model, lr)
-    return optimizer, make_schedule(config.schedule, optimizer, lr, config.epochs, steps_per_epoch)
+    params = [{"params": part, "lr": lr * factor} for part, factor in groups] if groups else model.parameters()
+    optimizer = make_optimizer(config.optimizer, params, lr)
+    peaks = [lr * factor for _, factor in groups] if groups else lr
+    return optimizer, make_schedule(config.schedule, optimizer, peaks, config.epochs, steps_per_epoch)
 
-def make_optimizer(name: str, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """adam (Adam), sgd (Nesterov momentum 0.9) or adadelta (as in pytorch/examples)."""
-    params = model.parameters()
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """adam (Adam), sgd (Nesterov momentum 0.9) or adadelta (as in pytorch/examples), over ``params``
+    (a module's parameters, or parameter groups with their own rates)."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)  # fused=True imports torch._dynamo: +2.5 s start-up
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True)
     return torch.optim.Adadelta(params, lr=lr)
 
-def make_schedule(name: str, optimizer, lr: float, epochs: int, steps_per_epoch: int):
+def make_schedule(name: str, optimizer, lr: float | list[float], epochs: int, steps_per_epoch: int):
     """A per-step schedule: one-cycle (warm up then anneal), step (x0.7 each epoch) or constant."""
     if name == "onecycle":
         # Momentum cycles inversely to the learning rate, where the optimizer has one (not adadelta).

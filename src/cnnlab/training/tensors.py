@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.data import Dataset, load_dataset, reshape_images, split_validation
+from cnnlab.data import DATASETS, Dataset, load_dataset, reshape_images, split_validation
+from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.inference import Stats, to_input
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.start import Start
 
 
 def on_device(data: Dataset, mean: Stats, std: Stats, device: torch.device):
@@ -15,14 +17,26 @@ def on_device(data: Dataset, mean: Stats, std: Stats, device: torch.device):
     return ((to_input(data.train_images, mean, std, device), data.train_labels.to(device)),
             (to_input(data.val_images, mean, std, device), data.val_labels.to(device)))
 
-def prepare_data(config: TrainConfig, dataset: Dataset | None) -> Dataset:
+def prepare_data(config: TrainConfig, dataset: Dataset | None, start: Start | None = None) -> Dataset:
     """The dataset to train on: the one given (split for validation if it has no such part, and
-    resized or made grey as the config asks), else loaded."""
+    resized or made grey as the config asks), else loaded. A run fine-tuned from ``start`` reads a
+    folder of images as that run's images are read: in its channels, and for an MNIST digit model
+    by finding each photo's ink (cnnlab.handwriting.digit.folder_reader); they are then of its kind."""
+    channels = start.info.in_channels if start else 1 if config.grey else None
     if dataset is not None:
-        dataset = reshape_images(dataset, config.image_size, 1 if config.grey else None)
+        dataset = reshape_images(dataset, config.image_size, channels)
         return split_validation(dataset, config.val_split, config.seed)
-    return load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
-                        config.image_size, channels=1 if config.grey else None)
+    reader = folder_reader(start.info) if start and is_users(config.dataset) else None
+    data = load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
+                        config.image_size, channels=channels, read_image=reader)
+    if start and is_users(config.dataset):
+        data.kind = start.info.kind
+    return data
+
+
+def is_users(dataset: str) -> bool:
+    """Whether ``dataset`` names the user's own data (a folder or a file) rather than a built-in dataset."""
+    return dataset not in DATASETS
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[Stats, Stats]:

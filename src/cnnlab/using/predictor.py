@@ -26,13 +26,12 @@ import torch
 from cnnlab.data.images import decode, fit_square, reduced_for, to_grey, to_rgb
 from cnnlab.errors import CnnlabError
 from cnnlab.handwriting.asking import Ask, answered
-from cnnlab.handwriting.digit import digit_to_mnist, read_grey
+from cnnlab.handwriting.digit import read_as_mnist, read_grey
 from cnnlab.handwriting.number import Reading, read_digit_or_number, read_number
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import background_of, predict_logits, predict_logits_tta, to_input
 from cnnlab.using.prediction import Asked, Prediction
 
-DIGIT_DATASETS = ("mnist",)  # models trained on these get the MNIST digit preprocessing
 LIGHT_ON_DARK = ("digits", "characters", "clothing")  # built-in kinds drawn light on a dark ground
 DIGIT_NAMES = [str(digit) for digit in range(10)]  # the classes whose answers the sequence reader can weigh
 
@@ -41,7 +40,7 @@ Source = str | Path | bytes | np.ndarray  # an image file, its bytes, or an imag
 
 def uses_digit_steps(info: ModelInfo) -> bool:
     """Whether ``info``'s model is an MNIST digit model, whose inputs are found as ink (cnnlab.handwriting)."""
-    return info.dataset in DIGIT_DATASETS and info.image_size == 28 and info.in_channels == 1
+    return info.finds_ink()
 
 
 def preprocessing(info: ModelInfo) -> str:
@@ -133,7 +132,7 @@ class Predictor:
         elif number:
             reading = answered(read_number(read_grey(source, name)), ask or self.top_probability)
         elif self.digit_steps:
-            reading = Reading([digit_to_mnist(read_grey(source, name))])
+            reading = Reading([read_as_mnist(source, name)])
         else:
             reading = Reading([plain_image(source, self.info, name)])
         return Prepared(name, reading, number)
