@@ -27,12 +27,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cnnlab  # noqa: E402
-from benchmarks.targets import Targets  # noqa: E402
-from cnnlab.data import Dataset  # noqa: E402
-from cnnlab.handwriting.digit import read_as_mnist  # noqa: E402
-from cnnlab.reporting.metrics import evaluate_model  # noqa: E402
-from tests.photolike import render_photo  # noqa: E402
+import cnnlab
+from benchmarks.targets import Targets
+from cnnlab.data import Dataset
+from cnnlab.handwriting.digit import read_as_mnist
+from cnnlab.reporting.metrics import evaluate_model
+from tests.photolike import render_photo
 
 SIZES = (5, 10, 20, 50)
 TARGET_AT_20 = 0.975

@@ -7,6 +7,7 @@ A page asks for one with a comment on a line of its own, the path relative to ``
     <!-- targets: results/reader/handwriting-test.json -->   (benchmarks/targets.py's files)
     <!-- reliability: results/reliability.json -->   (what the fuzz suite, tests/fuzz, tried)
     <!-- serve: results/serve_load.json -->   (benchmarks/serve_load.py: the server under load)
+    <!-- transfer: results/transfer_uci.json -->   (benchmarks/transfer_uci.py: fine-tuning on UCI digits)
 
 and gets the table, with the date, the machine and the command that made it, so no figure is
 retyped by hand. ``tests/test_docs.py`` uses :func:`headline_table` to check the README's.
@@ -22,7 +23,7 @@ from pathlib import Path
 from cnnlab import bench
 from cnnlab.models import layers
 
-MARKER = re.compile(r"^<!-- (bench|inference|layers|targets|reliability|serve): (\S+) -->$", re.MULTILINE)
+MARKER = re.compile(r"^<!-- (bench|inference|layers|targets|reliability|serve|transfer): (\S+) -->$", re.MULTILINE)
 # Docstrings cross-reference in Sphinx's roles (:func:`name`, :class:`~pkg.Name`); shown as plain code.
 SPHINX_ROLE = re.compile(r":(?:func|class|meth|data|mod|attr|exc):<code>~?")
 
@@ -147,13 +148,28 @@ def serve_section(results: dict) -> str:
         markdown_table(["target", "measured", "goal", ""], targets)])
 
 
+def transfer_section(results: dict) -> str:
+    """benchmarks/transfer_uci.py's table: each size's mean test accuracy (and range over seeds) for
+    training from random weights, the MNIST run as it is and fine-tuning it, then the targets."""
+    def cell(values: list[float]) -> str:
+        return f"{100 * sum(values) / len(values):.2f}% ({100 * min(values):.1f}-{100 * max(values):.1f})"
+
+    rows = [[str(row["per_class"]), cell(row["random"]), cell(row["mnist"]), cell(row["fine_tuned"])]
+            for row in results["transfer"]]
+    seeds = len(results["transfer"][0]["random"])
+    header = ["labelled photos a class", "(a) from random weights", "(b) the MNIST run as it is",
+              "(c) fine-tuned from it"]
+    return "\n\n".join([provenance(results) + f" Mean test accuracy over {seeds} seeds (their range).",
+                         markdown_table(header, rows), targets_section(results).split("\n\n", 1)[1]])
+
+
 def render(markdown: str, docs_dir: Path) -> str:
     def section(match: re.Match) -> str:
         if match[1] == "layers":
             return layers_table()
         results = json.loads((docs_dir / match[2]).read_text())
         sections = {"bench": bench_section, "inference": inference_section, "targets": targets_section,
-                    "reliability": reliability_section, "serve": serve_section}
+                    "reliability": reliability_section, "serve": serve_section, "transfer": transfer_section}
         return sections[match[1]](results)
 
     return MARKER.sub(section, markdown)

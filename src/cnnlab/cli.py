@@ -63,6 +63,9 @@ def train_command(
     freeze: Annotated[bool, typer.Option(help="With --init: the loaded layers never learn, only the new ones "
                                          "[default: the new ones alone for the first epoch, then all, the loaded at "
                                          "lower learning rates]")] = False,
+    log: Annotated[Optional[str], typer.Option(
+        help="tensorboard: write the run for TensorBoard too (pip install 'cnnlab[tensorboard]'), into its folder "
+             "[default: none]")] = None,
     keep: Annotated[Optional[str], typer.Option(
         help="The epoch saved as the model: best (lowest val_loss) or last; the other is saved beside it, as "
              "last.safetensors or best.safetensors")] = None,
@@ -94,7 +97,7 @@ def train_command(
     chosen = dict(model=model, epochs=epochs, batch_size=batch_size, lr=learning_rate(lr), optimizer=optimizer,
                   schedule=schedule,
                   label_smoothing=label_smoothing, augment=augment, tta=tta, ema=ema, patience=patience,
-                  keep=keep, init=str(init) if init else None, freeze=freeze or None,
+                  keep=keep, log=log, init=str(init) if init else None, freeze=freeze or None,
                   val_split=val_split, limit=limit, image_size=square_side(image_size), grey=grey or None,
                   fit_small_data=False if batch_size or epochs else None,  # the user's choice is kept as it is
                   threads=threads, data_dir=str(data_dir) if data_dir else None,

@@ -36,6 +36,7 @@ from cnnlab.training.distributed import World
 from cnnlab.training.early_stopping import BestEpoch
 from cnnlab.training.optim import average_weights, make_optimizer_and_schedule
 from cnnlab.training.start import HeadFirst, Start
+from cnnlab.training.tensorboard import TensorBoardLog
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> None:
@@ -195,6 +196,7 @@ class TrainingParts:
     ongoing: dict[str, Any] | None = None  # where an interrupted epoch stood (see StopRequested)
     best: BestEpoch | None = None  # early stopping's best epoch so far (--patience)
     points: EpochPoints | None = None  # the curves' points during each epoch of a short run
+    log: TensorBoardLog | None = None  # --log tensorboard's writer (the run folder's holder only)
 
     def generator_states(self) -> dict[str, torch.Tensor | None]:
         """This process's random generators (each rank of a torchrun has its own augmentation)."""

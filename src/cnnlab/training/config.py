@@ -19,6 +19,7 @@ from cnnlab.training import system
 from cnnlab.training.augment import get_level
 from cnnlab.training.early_stopping import KEEP
 from cnnlab.training.presets import get_preset
+from cnnlab.training.tensorboard import LOGGERS
 
 MIN_STEPS_PER_EPOCH, MIN_STEPS, MIN_BATCH = 20, 200, 16  # a small folder's run (fit_to_small_data)
 SMALL_FOLDER = 2000  # a user's folder of fewer training images gets the small-folder recipe (fit_to_small_data)
@@ -71,6 +72,7 @@ class TrainConfig:
     # child process once the result is out (the command line's default: the prompt comes back first);
     # "none": report.html without pictures (cnnlab report draws them later).
     pictures: str = "now"
+    log: str = "none"  # "tensorboard": event files in the run folder (cnnlab.training.tensorboard)
 
     @classmethod
     def from_preset(cls, name: str = "fast", kind: str | None = None, **overrides: Any) -> TrainConfig:
@@ -96,6 +98,7 @@ class TrainConfig:
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
         require(self.init is not None or not self.freeze, "--freeze needs --init RUN: the run whose layers it keeps")
+        require(self.log in LOGGERS, f"--log must be one of {', '.join(LOGGERS)}, got {self.log}")
         require(self.keep in KEEP, f"--keep must be best or last, got {self.keep}")
         require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
         require(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
@@ -114,7 +117,8 @@ def fit_to_small_data(config: TrainConfig, data: Dataset, users: bool, chosen: f
     :data:`MIN_BATCH`) and the epochs enough for :data:`MIN_STEPS` steps; and a folder of fewer
     than :data:`SMALL_FOLDER` images gets the augmentation of :data:`SMALL_AUGMENT` for its images
     and early stopping (:func:`small_patience`). ``users``: the data is the user's own (a folder, a
-    file, a Dataset of plain images); ``chosen``: the options the caller set, which stay. Returns the note saying what changed (docs/notes/small-folders.md)."""
+    file, a Dataset made in Python); ``chosen``: the options the caller set, which stay. Returns the
+    note saying what changed (docs/notes/small-folders.md)."""
     preset = get_preset(config.preset).settings_for(data.kind)
     if not (config.fit_small_data and users):
         return None

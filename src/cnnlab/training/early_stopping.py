@@ -2,10 +2,10 @@
 Keras' ``EarlyStopping(patience, restore_best_weights=True)`` and ultralytics' ``best.pt``.
 
 After each epoch the validation loss is compared with the lowest so far. A lower one, or one within
-:data:`AS_GOOD` of it, makes that epoch the best, and its weights are copied aside; with a patience of N, N epochs in a row without
-one stop the run. The kept epoch's weights are the ones delivered (``model.safetensors``), the
-other epoch's are written beside them (``last.safetensors``, or ``best.safetensors`` with
-``--keep last``), and ``history.csv`` marks the kept epoch ``kept``. The state goes into the
+:data:`AS_GOOD` of it, makes that epoch the best, and its weights are copied aside; with a patience
+of N, N epochs in a row without one stop the run. The kept epoch's weights are the ones delivered
+(``model.safetensors``), the other epoch's are written beside them (``last.safetensors``, or
+``best.safetensors`` with ``--keep last``), and ``history.csv`` marks the kept epoch ``kept``. The state goes into the
 checkpoint, so a resumed run keeps the same epoch, and stops where an unbroken one would.
 """
 

@@ -85,6 +85,7 @@ from cnnlab.training.optim import (
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
 from cnnlab.training.start import HeadFirst, Start, head_phase
 from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads
+from cnnlab.training.tensorboard import TensorBoardLog
 from cnnlab.training.tensors import is_users, on_device, pixel_stats, prepare_data
 
 
@@ -220,6 +221,10 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     history = parts.restore(resume, world.rank, f"{config.out}/{CHECKPOINT_FILE}", shape) if resume else []
     if resume:
         s.say(resume_line(config, history, parts.best))
+    if config.log == "tensorboard" and s.folder is not None:
+        parts.log = TensorBoardLog(s.folder.path, len(history) * steps)
+        if not history:
+            parts.log.samples(data.train_images, data.train_labels, data.class_names)
     s.say(start_line(config, parts.model, data, device, s.threads, world))
     if note := loss_note(config):
         s.say(note)
@@ -239,6 +244,8 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     if s.start is not None and s.start.info.finds_ink() and is_users(config.dataset):
         info.preprocessing = INK  # its photos were read as the start's: predict reads them so too
     s.say(f"Test error: {100 * metrics['test_error']:.2f}% (accuracy {100 * metrics['test_accuracy']:.2f}%)")
+    if parts.log is not None:
+        s.folder.write(lambda _: parts.log.finish(config, metrics, info.class_names))
     if warning := chance_level_warning(metrics["test_accuracy"], data.num_classes, config.lr):
         s.say(f"warning: {warning}")  # the command line exits non-zero on it (cnnlab.cli)
     points = parts.points.rows if parts.points else []
@@ -287,6 +294,8 @@ def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.
             loop_started += probing
             history.append(row)
             s.say(epoch_line(row, config.epochs, s.threads), flush=True)
+            if parts.log is not None:
+                parts.log.epoch(row, parts.optimizer)
             paused = time.perf_counter()
             stop_early = parts.best is not None and parts.best.update(row, trained, config.epochs)
             save_progress(s.folder, config, parts, history, s.threads, s.world)
@@ -329,7 +338,7 @@ def run_epoch(s: Session, net: torch.nn.Module, parts: TrainingParts, data: tupl
     try:
         return train_one_epoch(net, parts.optimizer, parts.scheduler, *data, config.batch_size, parts.shuffler,
                                s.progress, f"Epoch {epoch}/{config.epochs}", parts.augmenter, config.label_smoothing,
-                               parts.averaged, s.world, stop, ongoing, parts.points)
+                               parts.averaged, s.world, stop, ongoing, parts.points, parts.log)
     except StopRequested as where:
         parts.ongoing = where.ongoing
         save_progress(s.folder, config, parts, history, s.threads, s.world)
@@ -361,13 +370,14 @@ def start_import(module: str) -> threading.Thread:
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,
                     augmenter=None, label_smoothing: float = 0.0, averaged=None, world: World = SINGLE,
                     stop: threading.Event | None = None, ongoing: dict | None = None,
-                    points: EpochPoints | None = None) -> tuple[float, float, float]:
+                    points: EpochPoints | None = None, log: TensorBoardLog | None = None) -> tuple[float, float, float]:
     """One pass over ``(x, y)`` in random order (this rank's shard of it, under torchrun), each
     batch warped by ``augmenter`` if given, and ``averaged`` (an AveragedModel) updated after each
     step; returns the epoch's mean loss (label-smoothed, as optimized), its plain cross-entropy and
     the accuracy of ``model`` on those batches, over all ranks. ``stop`` set: raise
     :class:`StopRequested` before the next step. ``ongoing``: go on from there. ``points``: record
-    points of the curves during the epoch (cnnlab.training.curves)."""
+    points of the curves during the epoch (cnnlab.training.curves). ``log``: each step's loss,
+    accuracy and learning rate for TensorBoard (a sync a step, so only when asked)."""
     model.train()
     # On a GPU, bfloat16 autocast: tensor-core convs, no loss scaling needed. On a CPU without
     # bf16 units (this project's reference machine), float32 is faster, so it stays off.
@@ -397,6 +407,8 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
         scheduler.step()
         if averaged is not None:
             averaged.update_parameters(model)
+        if log is not None:
+            log.step(loss.detach(), logits.detach(), targets, optimizer)
         # Trick 4: accumulate on the device; .item() here would sync every step.
         loss_sum += loss.detach() * len(targets)
         ce_sum += F.cross_entropy(logits.detach().float(), member_targets(logits, targets)) * len(targets)

@@ -47,6 +47,7 @@ from cnnlab.reporting.report import RUN_FILES
 from cnnlab.training.checkpoint import CHECKPOINT_FILE, CONFIG_NEEDS, TrainingParts, load_checkpoint, save_checkpoint
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.distributed import World, gather
+from cnnlab.training.tensorboard import EVENT_FILES
 
 try:
     import fcntl
@@ -214,7 +215,7 @@ def is_cnnlab_file(name: str) -> bool:
     process killed as it wrote it (``.model.json.k3j2_x9a.tmp``, cnnlab.files.atomic_write_bytes)."""
     if name.startswith(".") and name.endswith(".tmp"):
         name = name[1 : -len(".tmp")].rpartition(".")[0]
-    return name in CNNLAB_FILES
+    return name in CNNLAB_FILES or name.startswith(EVENT_FILES)  # --log tensorboard's
 
 
 def made_before_locks(path: Path) -> bool:
