@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,11 @@ from cnnlab.data import Dataset, load_dataset
 from cnnlab.data.download import resolve_data_dir
 from cnnlab.data.idx import write_idx
 from cnnlab.data.registry import FILES
+
+# The Hugging Face Hub, as timm reaches it (--model timm:NAME): offline, and a cache of this process's own
+# that the tests fill (tests/models/test_timm.py); huggingface_hub reads both once, when it is imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-hub-")
 
 
 @pytest.fixture(autouse=True)

@@ -38,7 +38,9 @@ COMMAND = {"ends_process": False}
 def train_command(
     preset: Annotated[str, typer.Option(help="Starting settings: fast, accurate, best or reader")] = "fast",
     model: Annotated[Optional[str], typer.Option(help=f"A name from 'cnnlab models', a layer spec ('conv32k3 maxpool "
-                                                     f"dense128') or a file holding one {PRESET_DEFAULT}")] = None,
+                                                     f"dense128'), a file holding one, or timm:NAME, a pretrained "
+                                                     f"backbone (pip install 'cnnlab[pretrained]') {PRESET_DEFAULT}")
+                     ] = None,
     dataset: DatasetOpt = "mnist",
     epochs: Annotated[Optional[int], typer.Option(help=f"Passes over the training set {PRESET_DEFAULT}")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help=f"Images per training step {PRESET_DEFAULT}")] = None,

@@ -97,7 +97,7 @@ def test_a_bad_start_is_one_line(toy_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: --init ") and "not found" in err and "Traceback" not in err
     assert main(["train", "--freeze", "--out", str(tmp_path / "b")]) == 2
-    assert "--freeze needs --init RUN" in capsys.readouterr().err
+    assert "--freeze needs --init RUN or a pretrained --model timm:NAME" in capsys.readouterr().err
     with pytest.raises(CnnlabError, match="none of its layers fits"):
         train(init=str(toy_run), model="mlp", dataset=four_classes(tmp_path), epochs=1, progress=False)
 

@@ -24,6 +24,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_bytes, read_json, write_json
 from cnnlab.models.layers import build_spec, first_format, plan
 from cnnlab.models.registry import MODELS
+from cnnlab.models.timm_nets import is_timm, timm_network
 
 MODEL_FILE = "model.safetensors"
 MODEL_META = "model.json"
@@ -144,6 +145,9 @@ class ModelInfo:
             plan(self.spec, classes, self.in_channels, self.image_size)  # size checks before any allocation
             with torch.device(device):
                 return build_spec(self.spec, classes, self.in_channels, self.image_size)
+        if is_timm(self.architecture):  # timm's own code builds it from the name; the weights come from the file
+            with torch.device(device):
+                return timm_network(self.architecture, classes, self.in_channels)
         if self.architecture not in MODELS:
             raise CnnlabError(f"unknown model '{self.architecture}' in model.json: use one of {', '.join(MODELS)}")
         with torch.device(device):
@@ -187,7 +191,7 @@ def architecture_of(model: str) -> tuple[str, str | None]:
     ``("spec", text)`` for a spec, or ``("python:...", None)`` for the user's own class."""
     if model in MODELS:
         return model, MODELS[model].spec
-    if model.startswith(PYTHON_ARCHITECTURE):
+    if model.startswith(PYTHON_ARCHITECTURE) or is_timm(model):
         return model, None
     return SPEC_ARCHITECTURE, model
 

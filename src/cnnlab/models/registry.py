@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab.errors import CnnlabError
 from cnnlab.files import names_a_file
 from cnnlab.models.layers import MAX_SPEC_CHARACTERS, SpecError, build_spec, keras_init, parse
+from cnnlab.models.timm_nets import TIMM, checked_name, is_timm, timm_network
 
 
 class SeedCnnAsPrinted(nn.Module):
@@ -158,6 +159,8 @@ def resolve_model(model: str) -> str:
     a file's spec is read from it, and anything else must be a spec itself."""
     if model in MODELS:
         return model
+    if is_timm(model):
+        return TIMM + checked_name(model)
     path = Path(model)
     if spec_file(model):
         if path.stat().st_size > MAX_SPEC_CHARACTERS:
@@ -176,7 +179,8 @@ def resolve_model(model: str) -> str:
         raise
 
 
-def build(model: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> nn.Module:
+def build(model: str, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, pretrained: bool = False
+          ) -> nn.Module:
     """Build a fresh, randomly initialised network that maps ``(N, in_channels, image_size,
     image_size)`` images to ``(N, num_classes)`` logits.
 
@@ -187,23 +191,30 @@ def build(model: str, num_classes: int = 10, in_channels: int = 1, image_size: i
         in_channels: channels of the input images (1: grey).
         image_size: side length of the square input images.
 
+        pretrained: for a ``timm:NAME`` backbone, its ImageNet weights from the Hub (cnnlab.models.timm_nets).
+
     Raises :class:`CnnlabError` naming the layer that does not fit, before anything is allocated.
     """
     model = resolve_model(model)
+    if is_timm(model):
+        return timm_network(model, num_classes, in_channels, pretrained)
     if model in MODELS:
         return MODELS[model].make(num_classes, image_size, in_channels)
     return build_spec(model, num_classes, in_channels, image_size)
 
 
-def build_model(name: str, num_classes: int = 10, image_size: int = 28, in_channels: int = 1) -> nn.Module:
+def build_model(name: str, num_classes: int = 10, image_size: int = 28, in_channels: int = 1,
+                pretrained: bool = False) -> nn.Module:
     """:func:`build` with the image size before the channels: ``build_model("cnn", 10, 28)``."""
-    return build(name, num_classes, in_channels, image_size)
+    return build(name, num_classes, in_channels, image_size, pretrained)
 
 
 def model_spec(model: str) -> str | None:
     """The layer spec behind ``model`` (a registry name, a spec or a spec file), or None for a
     registered class."""
     model = resolve_model(model)
+    if is_timm(model):
+        return None
     return MODELS[model].spec if model in MODELS else model
 
 

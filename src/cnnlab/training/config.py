@@ -15,6 +15,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import PYTHON_ARCHITECTURE
 from cnnlab.models.registry import resolve_model
 from cnnlab.models.summary import Summary, byte_size, spec_summary
+from cnnlab.models.timm_nets import is_timm
 from cnnlab.training import system
 from cnnlab.training.augment import get_level
 from cnnlab.training.early_stopping import KEEP
@@ -97,7 +98,8 @@ class TrainConfig:
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
-        require(self.init is not None or not self.freeze, "--freeze needs --init RUN: the run whose layers it keeps")
+        require(self.init is not None or not self.freeze or is_timm(self.model),
+                "--freeze needs --init RUN or a pretrained --model timm:NAME: the layers it keeps")
         require(self.log in LOGGERS, f"--log must be one of {', '.join(LOGGERS)}, got {self.log}")
         require(self.keep in KEEP, f"--keep must be best or last, got {self.keep}")
         require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
@@ -166,7 +168,7 @@ def check_memory(config: TrainConfig, shape: tuple[int, int, int], device: torch
     of the caller's own class (``python:``) exists already and is not checked, nor is memory that
     cannot be read (:func:`cnnlab.training.system.free_memory` gives None).
     """
-    if config.model.startswith(PYTHON_ARCHITECTURE):
+    if config.model.startswith(PYTHON_ARCHITECTURE) or is_timm(config.model):  # not a spec: no table to read
         return
     device = device if device is not None else system.select_device(config.device)
     free = system.free_memory(device)

@@ -47,6 +47,7 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import INK, ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import build_model
+from cnnlab.models.timm_nets import is_timm
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
 from cnnlab.training.augment import check_mirroring
@@ -177,6 +178,12 @@ def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: st
     """The run to start from (``init``), read; its settings put into ``options`` where neither they nor a
     ``config`` given set them; and the kind of the data, the start's for a folder of the user's."""
     init = options.get("init") or (config.init if config else None)
+    model = str(options.get("model") or (config.model if config else ""))
+    if not init and is_timm(model):  # a pretrained backbone: its images' size unless the run sets one
+        start = Start.backbone(model)
+        if config is None and options.get("image_size") is None:
+            options["image_size"] = start.info.image_size
+        return start, kind
     if not init:
         return None, kind
     start = Start.read(init)
@@ -210,8 +217,9 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         s.say(choose_lr(config, data, network, s.progress))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
-    if s.start is not None:
-        network = network or build_model(config.model, data.num_classes, data.image_size, data.channels)
+    if s.start is not None:  # a run's or a backbone's weights
+        network = network or build_model(config.model, data.num_classes, data.image_size, data.channels,
+                                         pretrained=s.start.weights is None)
         s.say(s.start.apply(network, data.class_names))
     parts = make_parts(config, data, background_of(mean, std), device, world, steps, network, s.start)
     trained = parts.averaged.module if parts.averaged else parts.model  # the network this run delivers

@@ -21,6 +21,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import PYTHON_ARCHITECTURE, SPEC_ARCHITECTURE, ModelInfo, load_model
+from cnnlab.models.timm_nets import check_weights_at_hand, input_config
 
 HEAD_EPOCHS = 1  # epochs in which only the fresh layers learn, in a run of more epochs than this
 # Learning rates of the loaded layers, as fractions of the run's, from the first third of them to the last:
@@ -35,7 +36,7 @@ class Start:
 
     run: str
     info: ModelInfo
-    weights: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor] | None  # None: a pretrained backbone's, built with it (:meth:`backbone`)
     loaded: list[str] = field(default_factory=list)
     fresh: list[str] = field(default_factory=list)
     head: list[str] = field(default_factory=list)  # the output layer's tensors: they learn from the first step
@@ -54,6 +55,16 @@ class Start:
             raise CnnlabError(f"--init: {exc}") from None
         return cls(str(run), info, {k: v.detach() for k, v in model.state_dict().items()})
 
+    @classmethod
+    def backbone(cls, model: str) -> Start:
+        """A timm backbone's ImageNet weights (``--model timm:NAME``): its images are those of its
+        pretrained config, and its classes ImageNet's, never the run's."""
+        own = input_config(model)
+        check_weights_at_hand(model)
+        info = ModelInfo(model, [], own.image_size, own.mean, own.std, "ImageNet", in_channels=own.channels,
+                         kind="natural")
+        return cls(f"{model}'s pretrained weights", info, None)
+
     def settings(self) -> dict[str, Any]:
         """The options a run takes from this one unless it sets them: its network and image size."""
         architecture = self.info.architecture
@@ -68,15 +79,16 @@ class Start:
         for ``class_names``), the output layer only when the classes are the same; returns the line
         that says what was loaded and what starts fresh."""
         own = network.state_dict()
+        weights = self.weights if self.weights is not None else dict(own)  # a backbone's: built with them
         same_classes = list(class_names) == list(self.info.class_names)
         self.head = output_tensors(network)
-        self.loaded = [k for k, v in own.items() if k in self.weights and self.weights[k].shape == v.shape
+        self.loaded = [k for k, v in own.items() if k in weights and weights[k].shape == v.shape
                        and (same_classes or k not in self.head)]
         self.fresh = [k for k in own if k not in self.loaded]
         if not any(k in self.loaded for k, _ in network.named_parameters()):
             raise CnnlabError(f"--init {self.run}: none of its layers fits the network being trained "
                               f"({self.info.architecture} there); leave --model out to train its own")
-        network.load_state_dict({k: self.weights[k] for k in self.loaded}, strict=False)
+        network.load_state_dict({k: weights[k] for k in self.loaded}, strict=False)
         self.layers = {"loaded": layer_names(self.loaded, network), "fresh": layer_names(self.fresh, network)}
         return self.line(network)
 
@@ -92,7 +104,8 @@ class Start:
 
     def record(self) -> dict[str, Any]:
         """What ``config.json`` says of the start."""
-        return {"run": str(Path(self.run).resolve()), **self.layers}
+        run = self.run if self.weights is None else str(Path(self.run).resolve())
+        return {"run": run, **self.layers}
 
     def learns_first(self) -> set[str]:
         """The tensors that learn from the first step: the fresh ones and the output layer."""
