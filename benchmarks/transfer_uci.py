@@ -67,7 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--results", help="write the results file here (e.g. docs/results/transfer_uci.json)")
+    parser.add_argument("--plot", metavar="RESULTS", help="only draw the plot of a results file again, beside it")
     args = parser.parse_args()
+    if args.plot:
+        draw(Path(args.plot), json.loads(Path(args.plot).read_text())["transfer"])
+        return
     images, labels = uci_photos()
     with tempfile.TemporaryDirectory() as tmp:
         mnist = Path(tmp) / "mnist"
@@ -105,12 +109,18 @@ def write_results(path: Path, rows: list[dict], targets: Targets) -> None:
     """The results file (every seed's figure, the targets) and its plot beside it (same name, .png)."""
     from cnnlab.bench import results_file
     from cnnlab.files import atomic_write_bytes
-    from cnnlab.reporting.plots import plt, save_figure
 
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     data = results_file(command, targets.rows, dataset="uci-digits")
     data["transfer"] = rows
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+    draw(path, rows)
+
+
+def draw(path: Path, rows: list[dict]) -> None:
+    """The plot of the results file at ``path``: mean and range over seeds of each start, by size."""
+    from cnnlab.reporting.plots import plt, save_figure
+
     fig, ax = plt.subplots(figsize=(7, 4))
     sizes = [row["per_class"] for row in rows]
     for key, label in (("random", "(a) from random weights"), ("mnist", "(b) the MNIST run as it is"),
@@ -121,13 +131,14 @@ def write_results(path: Path, rows: list[dict], targets: Targets) -> None:
         ax.errorbar(sizes, means, yerr=spread, marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.minorticks_off()
     ax.set_xlabel("labelled photos a class")
     ax.set_ylabel("test accuracy (%), mean and range of seeds")
     ax.set_title("UCI digits as photos: starting from the MNIST run")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path.with_suffix(".png"))
-    print(f"wrote {path} and {path.with_suffix('.png')}")
+    print(f"drew {path.with_suffix('.png')} from {path}")
 
 
 if __name__ == "__main__":

@@ -112,3 +112,16 @@ def test_images_are_prepared_with_the_backbones_mean_and_std(timm_run):
     image = predictor.prepare(next((root / "colours" / "test" / "blue").glob("*.png"))).images[0]
     assert image.shape == (160, 160, 3) and image.dtype == np.uint8
     assert predictor.info.mean == [0.5, 0.5, 0.5]
+
+
+def test_the_command_line_trains_a_backbone_at_the_size_asked(hub_weights, tmp_path, capsys):
+    make_colour_folder(tmp_path / "c", per_class=8, size=32)
+    code = main(["train", "--model", f"timm:{NAME}", "--dataset", str(tmp_path / "c"), "--freeze", "--epochs", "1",
+                 "--image-size", "64", "--out", str(tmp_path / "r"), "--threads", "1", "--pictures", "none"])
+    out, err = capsys.readouterr()
+    assert f"Starting from timm:{NAME}'s pretrained weights" in out
+    assert code == 0 or "is chance level" in err, err
+    _, info = load_model(tmp_path / "r")
+    assert (info.image_size, info.in_channels, info.architecture) == (64, 3, f"timm:{NAME}")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["freeze"] and config["started_from"]["run"] == f"timm:{NAME}'s pretrained weights"

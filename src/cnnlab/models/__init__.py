@@ -1,6 +1,7 @@
 """Networks: the registry of named architectures, running a model on images, and model files.
 
     registry    every network cnnlab can train, by name (build_model, count_parameters)
+    timm_nets   timm's pretrained backbones, --model timm:NAME (the pretrained extra)
     inference   uint8 images -> the model's input -> logits, batched
     files       model.safetensors + model.json, written atomically, loaded without running code
     onnx        an exported model.onnx run by onnxruntime

@@ -4,6 +4,9 @@
     presets     fast, accurate, best: the recipes behind --preset
     loop        train(): the whole story top to bottom, with the speed tricks named
     augment     random warps of each batch, on the tensors
+    early_stopping  the kept epoch (--keep) and --patience
+    start       fine-tuning: --init RUN, a timm backbone's pretrained start, --freeze
+    tensorboard --log tensorboard's event files
     checkpoint  what --resume needs back, saved after every epoch
     run_folder  a run folder's one writer (its lock), what may be in it, and a failed write in one line
     distributed torchrun: one process per GPU or per CPU socket
