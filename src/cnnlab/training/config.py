@@ -148,6 +148,11 @@ def fit_to_small_data(config: TrainConfig, data: Dataset, users: bool, chosen: f
             "--batch-size, --epochs, --augment and --patience choose")
 
 
+def is_users(dataset: str) -> bool:
+    """Whether ``dataset`` names the user's own data (a folder or a file) rather than a built-in dataset."""
+    return dataset not in DATASETS
+
+
 def users_data(data: Dataset) -> bool:
     """Whether the run's ``data`` is the user's own rather than a built-in dataset: a folder, a
     file, or a Dataset made in Python (its ``source`` names no built-in dataset)."""

@@ -29,8 +29,6 @@ forward pass runs in bfloat16 autocast.
 from __future__ import annotations
 
 import contextlib
-import copy
-import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -47,7 +45,6 @@ from cnnlab.errors import CnnlabError, require
 from cnnlab.models.files import INK, ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import build_model
-from cnnlab.models.timm_nets import is_timm
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
 from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
 from cnnlab.training.augment import check_mirroring
@@ -77,15 +74,15 @@ from cnnlab.training.distributed import (
 )
 from cnnlab.training.early_stopping import OTHER_FILE
 from cnnlab.training.lines import epoch_line, loss_note, start_line
-from cnnlab.training.lr_find import lr_find
+from cnnlab.training.lr_find import choose_lr
 from cnnlab.training.optim import (
     member_targets,
     predicted_labels,
     training_loss,
 )
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
-from cnnlab.training.start import HeadFirst, Start, head_phase
-from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads
+from cnnlab.training.start import HeadFirst, Start, head_phase, starting_point
+from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads, start_import
 from cnnlab.training.tensorboard import TensorBoardLog
 from cnnlab.training.tensors import is_users, on_device, pixel_stats, prepare_data
 
@@ -171,28 +168,6 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
             result = train_in(session, dataset, network, resume, started)
     leave(world)
     return result
-
-
-def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: str | None
-                   ) -> tuple[Start | None, str | None]:
-    """The run to start from (``init``), read; its settings put into ``options`` where neither they nor a
-    ``config`` given set them; and the kind of the data, the start's for a folder of the user's."""
-    init = options.get("init") or (config.init if config else None)
-    model = str(options.get("model") or (config.model if config else ""))
-    if not init and is_timm(model):  # a pretrained backbone: its images' size unless the run sets one
-        start = Start.backbone(model)
-        if config is None and options.get("image_size") is None:
-            options["image_size"] = start.info.image_size
-        return start, kind
-    if not init:
-        return None, kind
-    start = Start.read(init)
-    if config is None:
-        for key, value in start.settings().items():
-            if options.get(key) is None:
-                options[key] = value
-    dataset = str(options.get("dataset") or (config.dataset if config else "mnist"))
-    return start, kind or (start.info.kind if is_users(dataset) else None)
 
 
 def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | None, resume: dict[str, Any] | None,
@@ -315,17 +290,6 @@ def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.
     return time.perf_counter() - loop_started
 
 
-def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | None, progress: bool | None) -> str:
-    """``--lr auto``: set ``config.lr`` to lr-find's suggestion (two significant figures) on this
-    data, re-seed as the run began, and say so. The sweep trains a copy of a given ``network``."""
-    own = {"model": copy.deepcopy(network)} if network else {}  # the sweep trains a copy
-    # The sweep keeps the run's thread count: choosing again could pick another on a busy machine.
-    found = lr_find(config, data, progress=progress, threads=torch.get_num_threads(), **own)
-    config.lr = float(f"{found.suggestion:.2g}")
-    torch.manual_seed(config.seed)
-    return f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it"
-
-
 def score_test(trained: torch.nn.Module, config: TrainConfig, data: Dataset, source: str, stats: tuple[Stats, Stats],
                device: torch.device) -> tuple[ModelInfo, torch.Tensor, dict[str, Any]]:
     """The delivered network's description, its test logits (scored once: metrics and pictures)
@@ -362,17 +326,6 @@ def resume_training(run: str | Path, dataset: Dataset | None = None, progress: b
     ``model``: a fresh instance of the class, if the run trained a network of your own class."""
     state, config = resumable(run, own_class=model is not None)
     return train(config, dataset, progress=progress, resume=state, **({"model": model} if model else {}))
-
-
-def start_import(module: str) -> threading.Thread:
-    """Import ``module`` on a second thread; join it before first use.
-
-    Trick 6: torch.optim's first use imports torch._dynamo, 1.4 s of Python here; imported this
-    way it loads while the main thread reads and normalises the data (gzip and torch release the GIL).
-    """
-    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
-    thread.start()
-    return thread
 
 
 def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, progress, desc,

@@ -13,6 +13,7 @@ rate for cnnlab's networks trained from scratch, where minimum/10 lands within 2
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -134,3 +135,14 @@ def valley(lrs: list[float], losses: list[float]) -> float:
             best_end, best_start = i, i - longest[i]
     third = (best_end - best_start) / 3
     return lrs[best_start + int(third) + int(third / 2)]
+
+
+def choose_lr(config: TrainConfig, data: Dataset, network: torch.nn.Module | None, progress: bool | None) -> str:
+    """``--lr auto``: set ``config.lr`` to lr-find's suggestion (two significant figures) on this
+    data, re-seed as the run began, and say so. The sweep trains a copy of a given ``network``."""
+    own = {"model": copy.deepcopy(network)} if network else {}  # the sweep trains a copy
+    # The sweep keeps the run's thread count: choosing again could pick another on a busy machine.
+    found = lr_find(config, data, progress=progress, threads=torch.get_num_threads(), **own)
+    config.lr = float(f"{found.suggestion:.2g}")
+    torch.manual_seed(config.seed)
+    return f"lr-find suggests a peak learning rate of {config.lr:g} ({found.seconds:.1f}s); training with it"

@@ -21,7 +21,8 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models.files import PYTHON_ARCHITECTURE, SPEC_ARCHITECTURE, ModelInfo, load_model
-from cnnlab.models.timm_nets import check_weights_at_hand, input_config
+from cnnlab.models.timm_nets import check_weights_at_hand, input_config, is_timm
+from cnnlab.training.config import TrainConfig, is_users
 
 HEAD_EPOCHS = 1  # epochs in which only the fresh layers learn, in a run of more epochs than this
 # Learning rates of the loaded layers, as fractions of the run's, from the first third of them to the last:
@@ -192,3 +193,25 @@ class HeadFirst:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.schedule.load_state_dict(state)
+
+
+def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: str | None
+                   ) -> tuple[Start | None, str | None]:
+    """The run to start from (``init``), read; its settings put into ``options`` where neither they nor a
+    ``config`` given set them; and the kind of the data, the start's for a folder of the user's."""
+    init = options.get("init") or (config.init if config else None)
+    model = str(options.get("model") or (config.model if config else ""))
+    if not init and is_timm(model):  # a pretrained backbone: its images' size unless the run sets one
+        start = Start.backbone(model)
+        if config is None and options.get("image_size") is None:
+            options["image_size"] = start.info.image_size
+        return start, kind
+    if not init:
+        return None, kind
+    start = Start.read(init)
+    if config is None:
+        for key, value in start.settings().items():
+            if options.get(key) is None:
+                options[key] = value
+    dataset = str(options.get("dataset") or (config.dataset if config else "mnist"))
+    return start, kind or (start.info.kind if is_users(dataset) else None)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -223,3 +225,14 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+def start_import(module: str) -> threading.Thread:
+    """Import ``module`` on a second thread; join it before first use.
+
+    Trick 6: torch.optim's first use imports torch._dynamo, 1.4 s of Python here; imported this
+    way it loads while the main thread reads and normalises the data (gzip and torch release the GIL).
+    """
+    thread = threading.Thread(target=importlib.import_module, args=(module,), daemon=True)
+    thread.start()
+    return thread

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.data import DATASETS, Dataset, load_dataset, reshape_images, split_validation
+from cnnlab.data import Dataset, load_dataset, reshape_images, split_validation
 from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.inference import Stats, to_input
-from cnnlab.training.config import TrainConfig
+from cnnlab.training.config import TrainConfig, is_users
 from cnnlab.training.start import Start
 
 
@@ -32,11 +32,6 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None, start: Start | No
     if start and is_users(config.dataset):
         data.kind = start.info.kind
     return data
-
-
-def is_users(dataset: str) -> bool:
-    """Whether ``dataset`` names the user's own data (a folder or a file) rather than a built-in dataset."""
-    return dataset not in DATASETS
 
 
 def pixel_stats(images: torch.Tensor) -> tuple[Stats, Stats]:
