@@ -102,6 +102,8 @@ def test_weights_missing_from_the_cache_are_one_line(hub_weights, tmp_path, caps
     assert "not in the Hugging Face cache" in err and "Traceback" not in err and len(err.splitlines()) == 1
     assert main(["train", "--model", "timm:no_such_net", "--out", str(tmp_path / "s")]) == 2
     assert "unknown timm model 'no_such_net'" in capsys.readouterr().err
+    assert main(["train", "--model", "timm:resnet18.bogus", "--out", str(tmp_path / "t")]) == 2
+    assert "unknown timm model 'resnet18.bogus'" in capsys.readouterr().err
 
 
 def test_images_are_prepared_with_the_backbones_mean_and_std(timm_run):

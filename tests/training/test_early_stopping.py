@@ -155,3 +155,11 @@ def test_a_resumed_run_keeps_both_epochs(toy_dataset, tmp_path, scripted_validat
         a, _ = load_model(tmp_path / "unbroken" / name)
         b, _ = load_model(tmp_path / "broken" / name)
         assert all(torch.equal(v, a.state_dict()[k]) for k, v in b.state_dict().items())
+
+
+def test_patience_counts_from_the_lowest_loss_and_a_later_epoch_as_good_is_kept():
+    from cnnlab.training.early_stopping import BestEpoch
+
+    best, model = BestEpoch(patience=2), torch.nn.Linear(1, 1)
+    stops = [best.update({"epoch": e, "val_loss": loss}, model, 10) for e, loss in enumerate([0.10, 0.104, 0.104], 1)]
+    assert stops == [False, False, True] and best.epoch == 3 and best.lowest == 0.10

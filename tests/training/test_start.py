@@ -40,7 +40,8 @@ def four_classes(tmp_path):
     return tmp_path / "four"
 
 
-def test_loads_what_fits_and_gives_a_new_output_layer_when_the_classes_differ(toy_run, tmp_path, capsys):
+@pytest.mark.parametrize("schedule", ["onecycle", "step"])
+def test_loads_what_fits_and_gives_a_new_output_layer_when_the_classes_differ(toy_run, tmp_path, capsys, schedule):
     start, _ = load_model(toy_run)
     seen = {}
 
@@ -48,7 +49,7 @@ def test_loads_what_fits_and_gives_a_new_output_layer_when_the_classes_differ(to
         seen[row["epoch"]] = {k: v.clone() for k, v in model.named_parameters()}
 
     result = train(init=str(toy_run), dataset=four_classes(tmp_path), epochs=3, batch_size=16, out=str(tmp_path / "r"),
-                   progress=False, on_epoch=after_epoch, threads=1)
+                   progress=False, on_epoch=after_epoch, threads=1, schedule=schedule)
     out = capsys.readouterr().out
     assert f"Starting from {toy_run}: loaded " in out and "fresh: Linear" in out and "(the classes differ)" in out
     assert result.info.architecture == "cnn" and result.info.class_names == ["k0", "k1", "k2", "k3"]
@@ -57,7 +58,7 @@ def test_loads_what_fits_and_gives_a_new_output_layer_when_the_classes_differ(to
     loaded = {k: v for k, v in start.state_dict().items() if k in seen[1] and k not in head}
     # Epoch 1: only the new output layer learns; the loaded layers are as the start left them.
     assert loaded and all(torch.equal(seen[1][k], v) for k, v in loaded.items())
-    assert not all(torch.equal(seen[3][k], v) for k, v in loaded.items())  # then every layer learns
+    assert not any(torch.equal(seen[3][k], v) for k, v in loaded.items())  # then every layer learns
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["init"] == str(toy_run) and config["started_from"]["run"] == str(toy_run.resolve())
     assert config["started_from"]["fresh"] == [out.split("fresh: ")[1].split(" (")[0]]
@@ -98,6 +99,10 @@ def test_a_bad_start_is_one_line(toy_run, tmp_path, capsys):
     assert err.startswith("error: --init ") and "not found" in err and "Traceback" not in err
     assert main(["train", "--freeze", "--out", str(tmp_path / "b")]) == 2
     assert "--freeze needs --init RUN or a pretrained --model timm:NAME" in capsys.readouterr().err
+    assert main(["train", "--init", str(toy_run), "--lr", "auto", "--out", str(tmp_path / "c")]) == 2
+    assert "--lr auto sweeps a network from random weights" in capsys.readouterr().err
+    assert main(["train", "--init", str(toy_run), "--grey", "--out", str(tmp_path / "d")]) == 2
+    assert "--grey: a run that starts from --init" in capsys.readouterr().err
     with pytest.raises(CnnlabError, match="none of its layers fits"):
         train(init=str(toy_run), model="mlp", dataset=four_classes(tmp_path), epochs=1, progress=False)
 
@@ -130,3 +135,19 @@ def test_photos_fine_tuned_from_an_mnist_run_are_read_as_predict_reads_them(mnis
     data = load_dataset(tmp_path / "uci", image_size=28, channels=1, read_image=folder_reader(result.info))
     assert any(np.array_equal(read_as_mnist(first), image.numpy()) for image in data.train_images) or any(
         np.array_equal(read_as_mnist(first), image.numpy()) for image in data.test_images)
+
+
+def test_each_member_of_an_ensemble_gets_a_new_output_layer():
+    from cnnlab.models.registry import build_model
+    from cnnlab.training.start import output_tensors
+
+    heads = output_tensors(build_model("cnn-wide-x3", 10, 28, 1))
+    assert {name.split(".")[1] for name in heads} == {"0", "1", "2"} and len(heads) == 6
+
+
+def test_a_fine_tuned_run_records_its_start_by_absolute_path(toy_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(toy_run.parent)
+    train(init=toy_run.name, dataset=four_classes(tmp_path), epochs=1, batch_size=16, out=str(tmp_path / "r"),
+          progress=False, pictures="none")
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert config["init"] == str(toy_run.resolve())

@@ -93,7 +93,13 @@ def checked_name(model: str) -> str:
     """The timm name in ``timm:NAME``, or a :class:`CnnlabError` naming the fix."""
     name = model.removeprefix(TIMM)
     timm = timm_module()
-    if not name or not timm.is_model(name.split(".")[0]):
+    known = bool(name) and timm.is_model(name.split(".")[0])
+    if known and "." in name:  # a pretrained tag: one the architecture has
+        try:
+            timm.models.get_pretrained_cfg(name)
+        except RuntimeError:
+            known = False
+    if not known:
         raise CnnlabError(f"unknown timm model '{name}': list them with python -c \"import timm; "
                           f"print(timm.list_models(pretrained=True))\", e.g. timm:resnet18.a1_in1k")
     return name

@@ -11,7 +11,6 @@ from torch import nn
 
 from cnnlab.data import DATASETS, load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.files import ModelInfo, load_model
 from cnnlab.models.inference import images_logits
 
@@ -100,6 +99,8 @@ def evaluate(
     name = str(dataset or info.dataset or "mnist")
     if name in DATASETS and DATASETS[name].class_names:  # a named dataset's classes are known before it loads
         check_same_classes(info, name, list(DATASETS[name].class_names))
+    from cnnlab.handwriting.digit import folder_reader  # scipy loads only where a folder is read
+
     ds = load_dataset(name, data_dir=data_dir, limit=limit, image_size=info.image_size, channels=info.in_channels,
                       read_image=folder_reader(info))  # a folder's photos read as predict reads them
     check_same_classes(info, ds.name, ds.class_names)  # loaded at the model's size: only the classes can differ

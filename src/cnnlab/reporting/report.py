@@ -28,7 +28,6 @@ from torch import nn
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.files import atomic_write_text, read_json, write_csv, write_json
-from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.attribution import attribute, conv_activations, first_conv
 from cnnlab.models.files import (
     MODEL_FILE,
@@ -230,6 +229,8 @@ def rebuild(run: str | Path, dataset: Dataset | None = None, data_dir: str | Pat
     if not (run / "metrics.json").is_file():
         raise CnnlabError(f"{run}: not a run directory (no metrics.json); give a folder made by 'cnnlab train'")
     model, info = load_model(run)
+    from cnnlab.handwriting.digit import folder_reader  # scipy loads only where a folder is read
+
     data = dataset or load_dataset(info.dataset or "mnist", data_dir=data_dir, image_size=info.image_size,
                                    read_image=folder_reader(info),
                                    channels=info.in_channels)

@@ -7,6 +7,7 @@
     early_stopping  the kept epoch (--keep) and --patience
     start       fine-tuning: --init RUN, a timm backbone's pretrained start, --freeze
     tensorboard --log tensorboard's event files
+    finish      a run's files, pictures and report.html, written by the folder's holder
     checkpoint  what --resume needs back, saved after every epoch
     run_folder  a run folder's one writer (its lock), what may be in it, and a failed write in one line
     distributed torchrun: one process per GPU or per CPU socket

@@ -86,8 +86,8 @@ GENERATORS = {"torch": (torch.Tensor,), "shuffle": (torch.Tensor,), "augment": (
 ONGOING = {"order": (torch.Tensor,), "next": (int,), "loss_sum": (torch.Tensor,), "hits": (torch.Tensor,),
            "ce_sum": (torch.Tensor,)}
 BEST = {"patience": (int,), "epoch": (int,), "val_loss": (float, int), "weights": (dict, NONE), "stopped": (bool,),
-        "lowest": (float, int)}
-LATER_KEYS = ("cuda", "ce_sum", "lowest")  # absent from the oldest checkpoints
+        "lowest": (float, int), "lowest_epoch": (int,)}
+LATER_KEYS = ("cuda", "ce_sum", "lowest", "lowest_epoch")  # absent from the oldest checkpoints
 POINT_KEYS = {"epoch", "loss", "train_ce", "accuracy"}  # a row of history.csv or points.csv...
 EPOCH_KEYS, VAL_KEYS = POINT_KEYS | {"seconds"}, {"val_loss", "val_accuracy"}  # ...with these where it has them
 

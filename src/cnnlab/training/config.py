@@ -3,6 +3,7 @@ checks of a run's settings against its data and this machine."""
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -27,7 +28,8 @@ SMALL_FOLDER = 2000  # a user's folder of fewer training images gets the small-f
 # Its augmentation by the images' kind, else by their channels: digit warps for digits, crop-flip for colour
 # photos, and for grey images of any other kind the light warps, which never mirror. Colour jitter
 # ("colour") lost to crop-flip on validation (docs/notes/small-folders.md).
-SMALL_AUGMENT: dict[str | int, str] = {"digits": "light", "characters": "light", 3: "crop-flip", 1: "light"}
+SMALL_AUGMENT: dict[str | int, str] = {"digits": "light", "characters": "light", "photo-digits": "light",
+                                       3: "crop-flip", 1: "light"}
 OPTIMIZERS = ("adam", "sgd", "adadelta")
 SCHEDULES = ("onecycle", "step", "constant")
 PICTURES = ("now", "after", "none")  # TrainConfig.pictures
@@ -100,6 +102,14 @@ class TrainConfig:
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
         require(self.init is not None or not self.freeze or is_timm(self.model),
                 "--freeze needs --init RUN or a pretrained --model timm:NAME: the layers it keeps")
+        started = self.init is not None or is_timm(self.model)
+        require(not (started and self.lr == "auto"), "--lr auto sweeps a network from random weights, not one that "
+                "starts from trained layers: give --lr, or leave it out (fine-tuning's rates are the run's, lower for "
+                "the loaded layers)")
+        require(not (started and self.grey), "--grey: a run that starts from --init or a timm backbone takes its "
+                "start's channels; leave --grey out")
+        require(self.log != "tensorboard" or importlib.util.find_spec("tensorboard") is not None,
+                "--log tensorboard needs TensorBoard: pip install 'cnnlab[tensorboard]'")
         require(self.log in LOGGERS, f"--log must be one of {', '.join(LOGGERS)}, got {self.log}")
         require(self.keep in KEEP, f"--keep must be best or last, got {self.keep}")
         require(0 <= self.ema < 1, f"--ema must be in [0, 1) (e.g. 0.999), got {self.ema}")
@@ -119,8 +129,10 @@ def fit_to_small_data(config: TrainConfig, data: Dataset, users: bool, chosen: f
     :data:`MIN_BATCH`) and the epochs enough for :data:`MIN_STEPS` steps; and a folder of fewer
     than :data:`SMALL_FOLDER` images gets the augmentation of :data:`SMALL_AUGMENT` for its images
     and early stopping (:func:`small_patience`). ``users``: the data is the user's own (a folder, a
-    file, a Dataset made in Python); ``chosen``: the options the caller set, which stay. Returns the
-    note saying what changed (docs/notes/small-folders.md)."""
+    file, a Dataset made in Python); ``chosen``: the options the caller set, which stay, as does an
+    augmentation other than the preset's. A run whose batch size or epochs were chosen
+    (``fit_small_data`` False) is left as it is. Returns the note saying what changed
+    (docs/notes/small-folders.md)."""
     preset = get_preset(config.preset).settings_for(data.kind)
     if not (config.fit_small_data and users):
         return None
@@ -136,7 +148,8 @@ def fit_to_small_data(config: TrainConfig, data: Dataset, users: bool, chosen: f
             changes.append(f"batch {batch} and {epochs} epochs ({epochs * steps} steps)")
     if count < SMALL_FOLDER:
         augment = SMALL_AUGMENT.get(data.kind) or SMALL_AUGMENT[data.channels]
-        if "augment" not in chosen and augment != config.augment:
+        augment_chosen = "augment" in chosen or config.augment != preset.get("augment", config.augment)
+        if not augment_chosen and augment != config.augment:
             config.augment = augment
             changes.append(f"'{augment}' augmentation")
         if "patience" not in chosen and config.patience is None and len(data.val_labels) and config.epochs > 1:

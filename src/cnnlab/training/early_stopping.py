@@ -36,6 +36,7 @@ class BestEpoch:
     weights: dict[str, torch.Tensor] | None = None
     stopped: bool = False
     lowest: float = math.inf  # the lowest val_loss so far (the kept epoch's is within AS_GOOD of it)
+    lowest_epoch: int = 0
 
     def update(self, row: dict[str, float], model: torch.nn.Module, epochs: int) -> bool:
         """Take a finished epoch's history ``row`` of a run of ``epochs``; True when the run should
@@ -43,8 +44,11 @@ class BestEpoch:
         if row["val_loss"] <= self.lowest * (1 + AS_GOOD):
             self.epoch, self.val_loss = int(row["epoch"]), row["val_loss"]
             self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.lowest = min(self.lowest, row["val_loss"])
-        self.stopped = bool(self.patience) and row["epoch"] - self.epoch >= self.patience and row["epoch"] < epochs
+        if row["val_loss"] < self.lowest:
+            self.lowest, self.lowest_epoch = row["val_loss"], int(row["epoch"])
+        # Patience counts from the lowest loss itself, as Keras' does: an epoch merely as good is no improvement.
+        waited = row["epoch"] - self.lowest_epoch
+        self.stopped = bool(self.patience) and waited >= self.patience and row["epoch"] < epochs
         return self.stopped
 
     def deliver(self, model: torch.nn.Module, history: list[dict[str, float]], keep: str = "best"
@@ -55,6 +59,8 @@ class BestEpoch:
         ``"last"``), to be written beside the model, and a line saying what was kept (None for a
         one-epoch run, where there is no choice)."""
         last = int(history[-1]["epoch"])
+        if self.weights is None:  # a checkpoint from before the best epoch was kept: the last is all there is
+            self.epoch, keep = last, "best"
         kept = self.epoch if keep == "best" else last
         for row in history:
             row["kept"] = int(row["epoch"] == kept)
@@ -62,6 +68,8 @@ class BestEpoch:
         if keep == "best":
             if self.epoch != last:
                 model.load_state_dict(self.weights)
+            else:
+                self.weights = other
         else:
             other = self.weights
         return other, self.line(last, keep)
@@ -87,10 +95,12 @@ class BestEpoch:
 
     def state(self) -> dict[str, Any]:
         return {"patience": self.patience or 0, "epoch": self.epoch, "val_loss": self.val_loss,
-                "weights": self.weights, "stopped": self.stopped, "lowest": self.lowest}
+                "weights": self.weights, "stopped": self.stopped, "lowest": self.lowest,
+                "lowest_epoch": self.lowest_epoch}
 
     def restore(self, state: dict[str, Any] | None) -> None:
         if state:
             self.epoch, self.val_loss = state["epoch"], state["val_loss"]
             self.weights, self.stopped = state["weights"], state["stopped"]
             self.lowest = state.get("lowest", self.val_loss)
+            self.lowest_epoch = state.get("lowest_epoch", self.epoch)

@@ -46,7 +46,7 @@ from cnnlab.models.files import INK, ModelInfo, architecture_of
 from cnnlab.models.inference import Stats, background_of, images_logits, predict_logits, to_input
 from cnnlab.models.registry import build_model
 from cnnlab.reporting.metrics import chance_level_warning, classification_metrics, score
-from cnnlab.reporting.report import RunRecord, TestSet, write_html, write_pictures, write_run_files
+from cnnlab.reporting.report import RunRecord, TestSet
 from cnnlab.training.augment import check_mirroring
 from cnnlab.training.checkpoint import (
     CHECKPOINT_FILE,
@@ -72,7 +72,8 @@ from cnnlab.training.distributed import (
     total,
     wrap,
 )
-from cnnlab.training.early_stopping import OTHER_FILE
+from cnnlab.training.early_stopping import OTHER_FILE, BestEpoch
+from cnnlab.training.finish import Finished, open_log, save_run
 from cnnlab.training.lines import epoch_line, loss_note, start_line
 from cnnlab.training.lr_find import choose_lr
 from cnnlab.training.optim import (
@@ -152,7 +153,7 @@ def train(config: TrainConfig | None = None, dataset: Dataset | str | Path | Non
         options["dataset"], dataset = str(dataset), None
     kind = dataset.kind if dataset is not None else None  # loaded data knows its kind; data made in Python: images
     chosen = frozenset(k for k, v in options.items() if v is not None)
-    start, kind = starting_point(config, options, kind)
+    start, kind = starting_point(config, options, kind, resuming=resume is not None)
     config, network = resolve_config(config, options, kind)
     started = time.perf_counter()
     device = select_device(config.device)
@@ -178,13 +179,13 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset, s.start)
-    check_mirroring(config.augment, data.kind, data.name)  # refused before any work on the data
     mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     if s.start is not None:  # the start's features expect its inputs: normalised as it was
         mean, std = s.start.info.mean, s.start.info.std
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
     if resume is None and (note := fit_to_small_data(config, data, users_data(data), s.chosen)):
         s.say(note)
+    check_mirroring(config.augment, data.kind, data.name)  # refused before any work on the data
 
     warm_up.join()
     check_memory(config, (data.num_classes, data.channels, data.image_size), device)  # before any network
@@ -192,10 +193,7 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         s.say(choose_lr(config, data, network, s.progress))
     steps = -(-(len(train_y) // world.size) // config.batch_size)  # per epoch, on each rank
     require(not config.patience or len(val_y), "--patience needs validation images: set --val-split above 0")
-    if s.start is not None:  # a run's or a backbone's weights
-        network = network or build_model(config.model, data.num_classes, data.image_size, data.channels,
-                                         pretrained=s.start.weights is None)
-        s.say(s.start.apply(network, data.class_names))
+    network = starting_network(s, data, network, resume)
     parts = make_parts(config, data, background_of(mean, std), device, world, steps, network, s.start)
     trained = parts.averaged.module if parts.averaged else parts.model  # the network this run delivers
     if config.epochs <= MAX_EPOCHS or s.on_point:  # a short run's curves get points during each epoch
@@ -205,20 +203,14 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     if resume:
         s.say(resume_line(config, history, parts.best))
     if config.log == "tensorboard" and s.folder is not None:
-        parts.log = TensorBoardLog(s.folder.path, len(history) * steps)
-        if not history:
-            parts.log.samples(data.train_images, data.train_labels, data.class_names)
+        done = len(history) * steps + (parts.ongoing or {}).get("next", 0) // config.batch_size  # steps taken
+        open_log(s.folder, parts, data, done)
     s.say(start_line(config, parts.model, data, device, s.threads, world))
     if note := loss_note(config):
         s.say(note)
     train_seconds = fit(s, parts, ((train_x, train_y), (val_x, val_y)), history,
                         lambda images: to_input(images, mean, std, device))
-    other = None  # the weights of the epoch not kept, written beside the model
-    if parts.best is not None:  # the kept epoch's weights (--keep), marked in history.csv
-        weights, line = parts.best.deliver(trained, history, config.keep)
-        other = (OTHER_FILE[config.keep], weights)
-        if line:
-            s.say(line)
+    other = keep_epoch(s, parts.best, trained, history)
 
     info, logits, metrics = score_test(trained, config, data, data.source or data.name, (mean, std), device)
     metrics.update(train_seconds=train_seconds, total_seconds=time.perf_counter() - started, threads=s.threads,
@@ -236,21 +228,35 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
         started_from = {"started_from": s.start.record()} if s.start else {}
         record = RunRecord(history, metrics, {**asdict(config), "threads_used": s.threads, **started_from}, points)
         test = TestSet(data.test_images, data.test_labels, logits.cpu())
-        on_cpu = s.folder.write(lambda out: write_run_files(out, trained, info, record, device, other))
-
-        def draw(out: Path) -> None:
-            if config.pictures != "none":
-                write_pictures(out, on_cpu, info, record, test)
-
-        if config.pictures == "after":  # the result is out: a child draws, the prompt comes back now
-            s.say(f"Saved to {config.out}/ (its pictures and report.html follow in a few seconds)")
-            s.folder.write_later(draw, write_html)
-        else:
-            s.folder.write(draw)
-            s.folder.write(write_html)
-            s.say(f"Saved to {config.out}/")
+        save_run(s.folder, config, s.device, Finished(trained, info, record, test, other))
     return TrainResult(trained.eval(), info, history, metrics, Path(config.out) if config.out else None, warning,
                        points)
+
+
+def starting_network(s: Session, data: Dataset, network: torch.nn.Module | None, resume: dict[str, Any] | None
+                     ) -> torch.nn.Module | None:
+    """The network with the start's weights in it (a run's, or a backbone's from the Hub; a resumed
+    run's come from its checkpoint, so a backbone is not fetched again), saying which layers were
+    loaded; ``network`` as it is when the run has no start."""
+    if s.start is None:
+        return network
+    if network is None:
+        pretrained = s.start.weights is None and resume is None
+        network = build_model(s.config.model, data.num_classes, data.image_size, data.channels, pretrained)
+    s.say(s.start.apply(network, data.class_names))
+    return network
+
+
+def keep_epoch(s: Session, best: BestEpoch | None, trained: torch.nn.Module, history: list[dict[str, float]]
+               ) -> tuple[str, dict[str, torch.Tensor]] | None:
+    """Leave the kept epoch's weights (``--keep``) in ``trained``, marked in ``history``, and say so;
+    returns the other epoch's file name and weights, written beside the model (None without validation)."""
+    if best is None:
+        return None
+    weights, line = best.deliver(trained, history, s.config.keep)
+    if line:
+        s.say(line)
+    return OTHER_FILE[s.config.keep], weights
 
 
 def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.Tensor], ...],

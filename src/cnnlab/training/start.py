@@ -57,11 +57,13 @@ class Start:
         return cls(str(run), info, {k: v.detach() for k, v in model.state_dict().items()})
 
     @classmethod
-    def backbone(cls, model: str) -> Start:
+    def backbone(cls, model: str, check: bool = True) -> Start:
         """A timm backbone's ImageNet weights (``--model timm:NAME``): its images are those of its
-        pretrained config, and its classes ImageNet's, never the run's."""
+        pretrained config, and its classes ImageNet's, never the run's. ``check``: refuse, offline,
+        weights missing from the Hub's cache."""
         own = input_config(model)
-        check_weights_at_hand(model)
+        if check:
+            check_weights_at_hand(model)
         info = ModelInfo(model, [], own.image_size, own.mean, own.std, "ImageNet", in_channels=own.channels,
                          kind="natural")
         return cls(f"{model}'s pretrained weights", info, None)
@@ -134,8 +136,10 @@ class Start:
 
 
 def output_tensors(network: nn.Module) -> list[str]:
-    """The names of the output layer's tensors: the classifier a timm network names, else the last
-    module with parameters of its own."""
+    """The names of the output layer's tensors: the classifier a timm network names, each member's
+    of an ensemble, else the last module with parameters of its own."""
+    if isinstance(getattr(network, "members", None), nn.ModuleList):  # cnnlab.models.registry.Ensemble
+        return [f"members.{i}.{name}" for i, member in enumerate(network.members) for name in output_tensors(member)]
     if hasattr(network, "get_classifier"):
         classifier = network.get_classifier()
         ids = {id(t) for t in classifier.state_dict(keep_vars=True).values()}
@@ -169,46 +173,61 @@ class HeadFirst:
     """A learning-rate schedule whose loaded parameter groups rest (learning rate 0) while
     :meth:`rest` says so: the head phase of a fine-tuning run. Resting by rate rather than by
     ``requires_grad`` keeps every parameter in the graph, as torchrun's DDP needs, and keeps
-    batch norm's statistics following the new images."""
+    batch norm's statistics following the new images. The schedule's own rates are kept aside
+    and given back before each of its steps, so a schedule that computes a step's rate from the
+    last (step, constant) goes on from where it was, not from 0."""
 
     def __init__(self, schedule: Any, resting: list[int]) -> None:
         self.schedule, self.resting, self.active = schedule, resting, False
+        self.rates = [group["lr"] for group in schedule.optimizer.param_groups]
 
     def rest(self, active: bool) -> None:
         self.active = active
-        rates = self.schedule.get_last_lr()
-        for index in self.resting:
-            self.schedule.optimizer.param_groups[index]["lr"] = 0.0 if active else rates[index]
+        self._apply()
 
     def step(self) -> None:
+        groups = self.schedule.optimizer.param_groups
+        for group, rate in zip(groups, self.rates, strict=True):
+            group["lr"] = rate
         self.schedule.step()
-        if self.active:
-            self.rest(True)
+        self.rates = [group["lr"] for group in groups]
+        self._apply()
+
+    def _apply(self) -> None:
+        groups = self.schedule.optimizer.param_groups
+        for index in self.resting:
+            groups[index]["lr"] = 0.0 if self.active else self.rates[index]
 
     def get_last_lr(self) -> list[float]:
         return self.schedule.get_last_lr()
 
     def state_dict(self) -> dict[str, Any]:
-        return self.schedule.state_dict()
+        return {**self.schedule.state_dict(), "head_first_rates": list(self.rates)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self.rates = list(state.pop("head_first_rates", self.rates))
         self.schedule.load_state_dict(state)
 
 
-def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: str | None
+def starting_point(config: TrainConfig | None, options: dict[str, Any], kind: str | None, resuming: bool = False
                    ) -> tuple[Start | None, str | None]:
     """The run to start from (``init``), read; its settings put into ``options`` where neither they nor a
-    ``config`` given set them; and the kind of the data, the start's for a folder of the user's."""
+    ``config`` given set them; and the kind of the data, the start's for a folder of the user's. The
+    start is recorded by its absolute path, so a resumed run finds it from anywhere; ``resuming``: a
+    backbone's weights come from the checkpoint, and need not be at hand."""
     init = options.get("init") or (config.init if config else None)
     model = str(options.get("model") or (config.model if config else ""))
     if not init and is_timm(model):  # a pretrained backbone: its images' size unless the run sets one
-        start = Start.backbone(model)
+        start = Start.backbone(model, check=not resuming)
         if config is None and options.get("image_size") is None:
             options["image_size"] = start.info.image_size
         return start, kind
     if not init:
         return None, kind
     start = Start.read(init)
+    if options.get("init"):
+        options["init"] = str(Path(init).resolve())
     if config is None:
         for key, value in start.settings().items():
             if options.get(key) is None:

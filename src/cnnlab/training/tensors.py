@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 
 from cnnlab.data import Dataset, load_dataset, reshape_images, split_validation
-from cnnlab.handwriting.digit import folder_reader
 from cnnlab.models.inference import Stats, to_input
 from cnnlab.training.config import TrainConfig, is_users
 from cnnlab.training.start import Start
@@ -26,6 +25,8 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None, start: Start | No
     if dataset is not None:
         dataset = reshape_images(dataset, config.image_size, channels)
         return split_validation(dataset, config.val_split, config.seed)
+    from cnnlab.handwriting.digit import folder_reader  # scipy loads only where a folder is read
+
     reader = folder_reader(start.info) if start and is_users(config.dataset) else None
     data = load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
                         config.image_size, channels=channels, read_image=reader)
