@@ -125,5 +125,8 @@ def test_the_command_line_trains_a_backbone_at_the_size_asked(hub_weights, tmp_p
     assert code == 0 or "is chance level" in err, err
     _, info = load_model(tmp_path / "r")
     assert (info.image_size, info.in_channels, info.architecture) == (64, 3, f"timm:{NAME}")
+    from cnnlab.training.run_folder import model_label
+
+    assert model_label(f"timm:{NAME}") == "timm-test_resnet"
     config = json.loads((tmp_path / "r" / "config.json").read_text())
     assert config["freeze"] and config["started_from"]["run"] == f"timm:{NAME}'s pretrained weights"

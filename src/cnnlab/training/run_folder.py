@@ -374,7 +374,10 @@ def unfinished_runs(first: Path) -> list[Path]:
 
 
 def model_label(model: str) -> str:
-    """A model in a folder's name: a registry name, a spec file's stem, or ``spec``."""
+    """A model in a folder's name: a registry name, ``timm-`` and a backbone's architecture, a spec
+    file's stem, or ``spec``."""
+    if model.startswith("timm:"):
+        return "timm-" + model.removeprefix("timm:").split(".")[0]
     return model if model in MODELS else spec.stem if (spec := spec_file(model)) else "spec"
 
 
