@@ -314,7 +314,7 @@ def make_parts(config: TrainConfig, data: Dataset, background: list[float], devi
     groups = start.lr_factors(model) if start is not None else None
     optimizer, scheduler = make_optimizer_and_schedule(config, model, steps_per_epoch, groups)
     if groups and not config.freeze:  # the output layer and any fresh ones learn alone first
-        scheduler = HeadFirst(scheduler, [i for i, (_, factor) in enumerate(groups) if factor < 1])
+        scheduler = HeadFirst(scheduler, [i for i, (_, factor) in enumerate(groups) if factor < 1], config.epochs)
     augmenter = Augmenter.for_level(config.augment, background, config.seed + 1 + world.rank)
     return TrainingParts(model, optimizer, scheduler, average_weights(model, config.ema),
                          torch.Generator().manual_seed(config.seed), augmenter,

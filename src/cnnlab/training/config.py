@@ -100,9 +100,9 @@ class TrainConfig:
         require(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}")
         require(self.schedule in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}")
-        require(self.init is not None or not self.freeze or is_timm(self.model),
-                "--freeze needs --init RUN or a pretrained --model timm:NAME: the layers it keeps")
         started = self.init is not None or is_timm(self.model)
+        require(started or not self.freeze, "--freeze needs --init RUN or a pretrained --model timm:NAME: the layers "
+                "it keeps")
         require(not (started and self.lr == "auto"), "--lr auto sweeps a network from random weights, not one that "
                 "starts from trained layers: give --lr, or leave it out (fine-tuning's rates are the run's, lower for "
                 "the loaded layers)")

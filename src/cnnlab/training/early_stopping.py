@@ -64,14 +64,11 @@ class BestEpoch:
         kept = self.epoch if keep == "best" else last
         for row in history:
             row["kept"] = int(row["epoch"] == kept)
+        if keep == "last":
+            return self.weights, self.line(last, keep)
         other = {k: v.detach().clone() for k, v in model.state_dict().items()}  # the last epoch's
-        if keep == "best":
-            if self.epoch != last:
-                model.load_state_dict(self.weights)
-            else:
-                self.weights = other
-        else:
-            other = self.weights
+        if self.epoch != last:
+            model.load_state_dict(self.weights)
         return other, self.line(last, keep)
 
     def line(self, last: int, keep: str) -> str | None:

@@ -59,7 +59,7 @@ from cnnlab.training.checkpoint import (
     resume_line,
     stop_between_steps,
 )
-from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, resolve_config, users_data
+from cnnlab.training.config import TrainConfig, check_memory, fit_to_small_data, is_users, resolve_config, users_data
 from cnnlab.training.curves import MAX_EPOCHS, EpochPoints
 from cnnlab.training.distributed import (
     SINGLE,
@@ -82,10 +82,10 @@ from cnnlab.training.optim import (
     training_loss,
 )
 from cnnlab.training.run_folder import RunFolder, claim, save_progress
-from cnnlab.training.start import HeadFirst, Start, head_phase, starting_point
+from cnnlab.training.start import HeadFirst, Start, starting_point
 from cnnlab.training.system import keep_freed_memory, running_training, select_device, set_threads, start_import
 from cnnlab.training.tensorboard import TensorBoardLog
-from cnnlab.training.tensors import is_users, on_device, pixel_stats, prepare_data
+from cnnlab.training.tensors import on_device, pixel_stats, prepare_data
 
 
 @dataclass
@@ -179,9 +179,10 @@ def train_in(s: Session, dataset: Dataset | None, network: torch.nn.Module | Non
     torch.manual_seed(config.seed)
     warm_up = start_import("torch._dynamo")  # trick 6
     data = prepare_data(config, dataset, s.start)
-    mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     if s.start is not None:  # the start's features expect its inputs: normalised as it was
         mean, std = s.start.info.mean, s.start.info.std
+    else:
+        mean, std = pixel_stats(data.train_images) if config.normalize else (0.0, 1.0)
     (train_x, train_y), (val_x, val_y) = on_device(data, mean, std, device)  # trick 1
     if resume is None and (note := fit_to_small_data(config, data, users_data(data), s.chosen)):
         s.say(note)
@@ -274,7 +275,7 @@ def fit(s: Session, parts: TrainingParts, data: tuple[tuple[torch.Tensor, torch.
             if parts.points is not None:
                 parts.points.start(epoch)
             if isinstance(parts.scheduler, HeadFirst):  # a fine-tuning run's first epoch: the fresh layers alone
-                parts.scheduler.rest(head_phase(s.start, epoch, config.epochs, config.freeze))
+                parts.scheduler.begin_epoch(epoch)
             loss, cross_entropy, accuracy = run_epoch(s, net, parts, train_data, epoch, history, stop)
             row = {"epoch": epoch, "loss": loss, "train_ce": cross_entropy, "accuracy": accuracy,
                    **validate(trained, val_x, val_y)}
@@ -374,12 +375,13 @@ def train_one_epoch(model, optimizer, scheduler, x, y, batch_size, shuffler, pro
         scheduler.step()
         if averaged is not None:
             averaged.update_parameters(model)
-        if log is not None:
-            log.step(loss.detach(), logits.detach(), targets, optimizer)
         # Trick 4: accumulate on the device; .item() here would sync every step.
+        batch_hits = (predicted_labels(logits) == targets).sum()
         loss_sum += loss.detach() * len(targets)
         ce_sum += F.cross_entropy(logits.detach().float(), member_targets(logits, targets)) * len(targets)
-        hits += (predicted_labels(logits) == targets).sum()
+        hits += batch_hits
+        if log is not None:
+            log.step(loss.detach(), batch_hits / len(targets), optimizer)
         step = i // batch_size
         if points is not None:
             points.after_step(step, torch.stack([loss_sum, ce_sum, hits.float()]), i + len(targets))

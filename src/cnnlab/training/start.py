@@ -97,7 +97,8 @@ class Start:
 
     def line(self, network: nn.Module) -> str:
         loaded, fresh = self.layers["loaded"], self.layers["fresh"]
-        count = sum(p.numel() for k, p in network.named_parameters() if k in set(self.loaded))
+        loaded_names = set(self.loaded)
+        count = sum(p.numel() for k, p in network.named_parameters() if k in loaded_names)
         text = f"Starting from {self.run}: loaded {len(loaded)} layer{'s' * (len(loaded) != 1)} ({short(loaded)}; " \
                f"{count:,} weights)"
         if not fresh:
@@ -163,26 +164,21 @@ def short(names: list[str], most: int = 6) -> str:
     return ", ".join(names) if len(names) <= most else ", ".join(names[:3]) + f", ... {', '.join(names[-2:])}"
 
 
-def head_phase(start: Start | None, epoch: int, epochs: int, freeze: bool) -> bool:
-    """Whether in ``epoch`` (1-based) of ``epochs`` only the fresh layers learn: the first
-    :data:`HEAD_EPOCHS` of a fine-tuning run longer than that (a frozen run's loaded layers never learn)."""
-    return start is not None and not freeze and epochs > HEAD_EPOCHS and epoch <= HEAD_EPOCHS
-
-
 class HeadFirst:
-    """A learning-rate schedule whose loaded parameter groups rest (learning rate 0) while
-    :meth:`rest` says so: the head phase of a fine-tuning run. Resting by rate rather than by
-    ``requires_grad`` keeps every parameter in the graph, as torchrun's DDP needs, and keeps
-    batch norm's statistics following the new images. The schedule's own rates are kept aside
-    and given back before each of its steps, so a schedule that computes a step's rate from the
-    last (step, constant) goes on from where it was, not from 0."""
+    """A learning-rate schedule whose loaded parameter groups rest (learning rate 0) for the first
+    :data:`HEAD_EPOCHS` of a run of more ``epochs`` than that: the head phase of a fine-tuning run.
+    Resting by rate rather than by ``requires_grad`` keeps every parameter in the graph, as
+    torchrun's DDP needs, and keeps batch norm's statistics following the new images. The
+    schedule's own rates are kept aside and given back before each of its steps, so a schedule
+    that computes a step's rate from the last (step, constant) goes on from where it was, not from 0."""
 
-    def __init__(self, schedule: Any, resting: list[int]) -> None:
-        self.schedule, self.resting, self.active = schedule, resting, False
+    def __init__(self, schedule: Any, resting: list[int], epochs: int) -> None:
+        self.schedule, self.resting, self.epochs, self.active = schedule, resting, epochs, False
         self.rates = [group["lr"] for group in schedule.optimizer.param_groups]
 
-    def rest(self, active: bool) -> None:
-        self.active = active
+    def begin_epoch(self, epoch: int) -> None:
+        """Rest the loaded groups in ``epoch`` (1-based) if it is one of the head phase's."""
+        self.active = self.epochs > HEAD_EPOCHS and epoch <= HEAD_EPOCHS
         self._apply()
 
     def step(self) -> None:

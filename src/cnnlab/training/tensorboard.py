@@ -39,14 +39,12 @@ class TensorBoardLog:
         self.writer = SummaryWriter(log_dir=str(folder))
         self.step_count = steps_done
 
-    def step(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor,
-             optimizer: torch.optim.Optimizer) -> None:
-        """One training step's loss, the batch's accuracy and the learning rate (of the last
-        parameter group: a fine-tuning run's output layer)."""
+    def step(self, loss: torch.Tensor, accuracy: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """One training step's loss, the batch's accuracy (as the training loop counted its hits) and
+        the learning rate (of the last parameter group: a fine-tuning run's output layer)."""
         self.step_count += 1
-        predicted = (logits.sum(-1) if logits.dim() == 3 else logits).argmax(1)
         self.writer.add_scalar("step/loss", float(loss), self.step_count)
-        self.writer.add_scalar("step/accuracy", float((predicted == targets).float().mean()), self.step_count)
+        self.writer.add_scalar("step/accuracy", float(accuracy), self.step_count)
         self.writer.add_scalar("step/lr", optimizer.param_groups[-1]["lr"], self.step_count)
 
     def epoch(self, row: dict[str, float], optimizer: torch.optim.Optimizer) -> None:

@@ -27,10 +27,11 @@ def prepare_data(config: TrainConfig, dataset: Dataset | None, start: Start | No
         return split_validation(dataset, config.val_split, config.seed)
     from cnnlab.handwriting.digit import folder_reader  # scipy loads only where a folder is read
 
-    reader = folder_reader(start.info) if start and is_users(config.dataset) else None
+    like_start = start is not None and is_users(config.dataset)  # a folder or file, read as the start's images
+    reader = folder_reader(start.info) if like_start else None
     data = load_dataset(config.dataset, config.data_dir, config.val_split, config.limit, config.seed,
                         config.image_size, channels=channels, read_image=reader)
-    if start and is_users(config.dataset):
+    if like_start:
         data.kind = start.info.kind
     return data
 
